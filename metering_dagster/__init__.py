@@ -1,0 +1,1 @@
+"""Usage metering and Stripe billing reconciliation, as a Dagster code location."""

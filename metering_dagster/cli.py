@@ -1,0 +1,121 @@
+"""`metering`: run the pipeline once, play the demo, move the test clock.
+
+    metering run                      the metering job once, recorded in $DAGSTER_HOME
+    metering demo                     reset the demo state and tell the whole story
+    metering clock advance --to TIME  move the shared Stripe test clock (test mode only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from datetime import datetime, timezone
+
+from metering_dagster.settings import Settings, load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_WITHHELD, EXIT_BAD_CONTRACT = 0, 1, 2, 3
+
+
+def _prepare_environment(settings: Settings) -> None:
+    """Dagster's instance lives in DAGSTER_HOME; default it under the state folder."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("METERING_STATE_DIR", str(settings.state_dir))
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+
+
+def _check_contract(settings: Settings) -> int | None:
+    from metering_dagster.contract import ContractError, load_contract
+
+    try:
+        load_contract(settings.contract_path)
+    except ContractError as error:
+        print(f"metering: the contract does not validate ({len(error.errors)} errors):", file=sys.stderr)
+        for line in error.errors:
+            print(f"  - {line}", file=sys.stderr)
+        return EXIT_BAD_CONTRACT
+    return None
+
+
+def run_once(settings: Settings, quiet: bool = False) -> int:
+    """Run the metering job once through a Dagster instance, print its summary, return the exit code."""
+    from metering_dagster.runner import execute_metering_job
+    from metering_dagster.summary import print_run_summary
+
+    _prepare_environment(settings)
+    bad = _check_contract(settings)
+    if bad is not None:
+        return bad
+    outcome = execute_metering_job()
+    if not quiet:
+        print_run_summary(outcome, settings)
+    if outcome.withheld:
+        return EXIT_WITHHELD
+    return EXIT_OK if outcome.success else EXIT_FAILED
+
+
+def advance_clock(settings: Settings, to: datetime) -> int:
+    from metering_dagster.billing.clock import advance_test_clock
+    from metering_dagster.billing.client import open_stripe
+    from metering_dagster.contract import load_contract
+    from metering_dagster.warehouse import connect
+
+    _prepare_environment(settings)
+    bad = _check_contract(settings)
+    if bad is not None:
+        return bad
+    contract = load_contract(settings.contract_path)
+    with open_stripe(settings, contract) as conn:
+        con = connect(settings.warehouse_path)
+        try:
+            frozen = advance_test_clock(conn.client, con, contract, to)
+        finally:
+            con.close()
+    print(f"test clock now at {frozen.isoformat()}")
+    return EXIT_OK
+
+
+def _parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give an offset, e.g. 2026-11-01T03:00:00Z")
+    return value.astimezone(timezone.utc)
+
+
+def reset_state(settings: Settings) -> None:
+    """Remove the warehouse, the analysts' copy and the emulator state; keep Dagster's run history."""
+    for path in settings.state_dir.glob("*"):
+        if path.resolve() == settings.dagster_home.resolve():
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="metering", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the metering job once for what has arrived")
+    sub.add_parser("demo", help="reset the demo state and run the demo story on the shipped data")
+    clock = sub.add_parser("clock", help="the shared Stripe test clock (test mode)")
+    clock_sub = clock.add_subparsers(dest="clock_command", required=True)
+    advance = clock_sub.add_parser("advance", help="advance the test clock")
+    advance.add_argument("--to", required=True, type=_parse_time, help="RFC 3339 time with offset")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    if args.command == "run":
+        return run_once(settings)
+    if args.command == "clock":
+        return advance_clock(settings, args.to)
+    if args.command == "demo":
+        from metering_dagster.demo import run_demo
+
+        return run_demo(settings)
+    parser.error(f"unknown command {args.command}")
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""A read-only copy of the marts for analysts.
+
+DuckDB lets one process write a database file, and no other process may open it
+meanwhile, even read-only. So each run ends by publishing the `marts` schema to
+`analytics.duckdb` (built beside it, then renamed over it): analysts query that
+file at any time and see the last completed run.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from metering_dagster.defs.resources import MeteringResource
+from metering_dagster.defs.transform.keys import model_key
+from metering_dagster.publish import publish_marts
+
+
+@dg.asset(
+    group_name="serving",
+    kinds={"duckdb"},
+    deps=[model_key("rpt_reconciliation")],
+    description="marts.* copied to $METERING_STATE_DIR/analytics.duckdb for read-only queries during runs.",
+)
+def analyst_marts(metering: MeteringResource) -> dg.MaterializeResult:
+    settings = metering.settings()
+    with metering.warehouse() as con:
+        tables = publish_marts(con, settings.analytics_path)
+    return dg.MaterializeResult(metadata={"path": str(settings.analytics_path), "tables": ", ".join(tables)})
+
+
+defs = dg.Definitions(assets=[analyst_marts])

@@ -1,0 +1,63 @@
+"""Report usage to Stripe Billing Meters and read back Stripe's view of it."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from metering_dagster.billing.objects import sync_stripe_objects
+from metering_dagster.billing.snapshot import snapshot_stripe_view
+from metering_dagster.billing.upload import report_usage
+from metering_dagster.defs.contract.assets import metering_contract
+from metering_dagster.defs.resources import MeteringResource
+from metering_dagster.defs.stripe.resources import StripeResource
+from metering_dagster.defs.transform.assets import metering_dbt_models
+from metering_dagster.defs.transform.keys import model_key
+
+
+@dg.asset(
+    group_name="stripe",
+    kinds={"stripe"},
+    deps=[metering_contract],
+    description="Meters, products, prices, customers and subscriptions created or found from the contract.",
+)
+def stripe_billing_objects(metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
+    contract = metering.contract()
+    with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
+        result = sync_stripe_objects(conn.client, contract, con)
+    return dg.MaterializeResult(metadata=result.metadata())
+
+
+@dg.asset(
+    group_name="stripe",
+    kinds={"stripe"},
+    deps=[stripe_billing_objects, model_key("fct_usage_by_period"), model_key("fct_invoice_lines_expected")],
+    description=(
+        "Per customer, meter and period: what Stripe should hold minus what the ledger says was sent,"
+        " written to the outbox first, then sent on the v2 meter event stream."
+    ),
+)
+def stripe_usage_report(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
+    contract = metering.contract()
+    with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
+        result = report_usage(conn.client, con, contract)
+    context.log.info(result.summary())
+    return dg.MaterializeResult(metadata=result.metadata())
+
+
+@dg.asset(
+    group_name="stripe",
+    kinds={"stripe", "duckdb"},
+    deps=[stripe_usage_report],
+    description="Stripe's meter event summaries, invoices and invoice previews, copied into stripe_view.*.",
+)
+def stripe_snapshot(metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
+    contract = metering.contract()
+    with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
+        result = snapshot_stripe_view(conn.client, con, contract)
+    return dg.MaterializeResult(metadata=result.metadata())
+
+
+defs = dg.Definitions(
+    assets=[stripe_billing_objects, stripe_usage_report, stripe_snapshot],
+    resources={"stripe": StripeResource()},
+)

@@ -1,0 +1,54 @@
+"""Reconciliation as an asset check: our shadow invoice against Stripe's, per customer."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from metering_dagster.defs.resources import MeteringResource
+from metering_dagster.defs.transform.keys import model_key
+
+SETTLED = ("match", "not_yet_invoiced")
+
+
+@dg.asset_check(
+    asset=model_key("rpt_reconciliation"),
+    name="stripe_matches_shadow_invoice",
+    description="Every customer, meter and period that Stripe has invoiced matches our quantity and amount to the cent.",
+)
+def stripe_matches_shadow_invoice(metering: MeteringResource) -> dg.AssetCheckResult:
+    with metering.warehouse() as con:
+        rows = con.execute(
+            """
+            select customer_id, meter, period_start::varchar, status,
+                   local_quantity::varchar, stripe_quantity::varchar,
+                   local_amount_cents, stripe_amount_cents
+            from marts.rpt_reconciliation
+            where status not in (?, ?)
+            order by customer_id, meter, period_start
+            """,
+            list(SETTLED),
+        ).fetchall()
+        total = con.execute("select count(*) from marts.rpt_reconciliation").fetchone()[0]
+    differences = [
+        dict(zip(("customer_id", "meter", "period_start", "status", "local_quantity", "stripe_quantity",
+                  "local_amount_cents", "stripe_amount_cents"), row))
+        for row in rows
+    ]
+    customers = sorted({d["customer_id"] for d in differences})
+    return dg.AssetCheckResult(
+        passed=not differences,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{total} lines reconciled, no difference" if not differences
+            else f"{len(differences)} of {total} lines differ for customers {', '.join(customers)}"
+        ),
+        metadata={
+            "lines": total,
+            "differences": len(differences),
+            "customers_with_differences": ", ".join(customers) or "-",
+            "details": dg.MetadataValue.json(differences[:50]),
+        },
+    )
+
+
+defs = dg.Definitions(asset_checks=[stripe_matches_shadow_invoice])

@@ -1,0 +1,143 @@
+"""Expectation suites built from the metering contract.
+
+The suites run on the rows that the upload will send (fct_usage_by_period) and on the
+shadow invoice (fct_invoice_lines_expected). Rows are fetched as Python objects, so
+DECIMAL quantities reach pandas as Decimal, never as float.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import duckdb
+
+from metering_dagster.contract import Contract
+
+# GE prints progress bars and usage statistics by default; a pipeline log wants neither.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    suite: str
+    success: bool
+    rows: int
+    failures: list[dict] = field(default_factory=list)  # one per failed expectation
+
+    @property
+    def failing_customers(self) -> list[str]:
+        return sorted({c for f in self.failures for c in f["customers"] if c is not None})
+
+    def describe(self) -> str:
+        if self.success:
+            return f"{self.suite}: {self.rows} rows passed"
+        parts = [
+            f"{f['expectation']}({f['column']}): {f['unexpected_count']} rows, customers {', '.join(map(str, f['customers'][:10])) or '-'}"
+            for f in self.failures
+        ]
+        return f"{self.suite} failed: " + "; ".join(parts)
+
+
+STRIPE_MAX_DIGITS = 15
+
+
+def significant_digits(value) -> int:
+    if value is None:
+        return 0
+    digits = Decimal(value).normalize().as_tuple().digits
+    return max(len(digits), 1)
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str):
+    import pandas as pd
+
+    cursor = con.execute(sql)
+    columns = [d[0] for d in cursor.description]
+    return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+
+
+def _validate(name: str, frame, expectations: list) -> SuiteOutcome:
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    batch = (
+        context.data_sources.add_pandas("warehouse")
+        .add_dataframe_asset(name)
+        .add_batch_definition_whole_dataframe("all_rows")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    suite = gx.ExpectationSuite(name=name, expectations=expectations)
+    result = batch.validate(suite, result_format="COMPLETE")
+    failures = []
+    for r in result.results:
+        if r.success:
+            continue
+        indexes = r.result.get("unexpected_index_list") or []
+        customers = sorted({frame.iloc[i]["customer_id"] for i in indexes if isinstance(i, int)}, key=str)
+        failures.append(
+            {
+                "expectation": r.expectation_config.type,
+                "column": r.expectation_config.kwargs.get("column") or r.expectation_config.kwargs.get("column_list"),
+                "unexpected_count": r.result.get("unexpected_count", len(indexes)),
+                "customers": customers,
+                "examples": [str(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]],
+            }
+        )
+    return SuiteOutcome(suite=name, success=bool(result.success), rows=len(frame), failures=failures)
+
+
+def validate_usage_upload(con: duckdb.DuckDBPyConnection, contract: Contract) -> SuiteOutcome:
+    """What the Stripe upload will send: one row per customer, meter and period."""
+    import great_expectations as gx
+
+    frame = _frame(
+        con,
+        """
+        select u.customer_id, u.meter, u.period_start, u.period_end, u.quantity, u.event_count,
+               m.aggregation
+        from marts.fct_usage_by_period as u
+        left join contract.meters as m on m.meter = u.meter
+        """,
+    )
+    # Stripe takes meter event values of at most 15 significant digits; a sum of many
+    # precise values can exceed that, and Stripe would reject the upload.
+    frame["quantity_significant_digits"] = [significant_digits(q) for q in frame["quantity"]]
+    meters = [m.key for m in contract.meters]
+    customers = [c.id for c in contract.customers]
+    ex = gx.expectations
+    expectations = [
+        ex.ExpectColumnValuesToNotBeNull(column="customer_id"),
+        ex.ExpectColumnValuesToNotBeNull(column="meter"),
+        ex.ExpectColumnValuesToNotBeNull(column="period_start"),
+        ex.ExpectColumnValuesToNotBeNull(column="quantity"),
+        ex.ExpectColumnValuesToBeInSet(column="customer_id", value_set=customers),
+        ex.ExpectColumnValuesToBeInSet(column="meter", value_set=meters),
+        ex.ExpectCompoundColumnsToBeUnique(column_list=["customer_id", "meter", "period_start"]),
+        ex.ExpectColumnPairValuesAToBeGreaterThanB(column_A="period_end", column_B="period_start"),
+        ex.ExpectColumnValuesToBeBetween(column="event_count", min_value=0),
+        ex.ExpectColumnValuesToBeBetween(column="quantity_significant_digits", max_value=STRIPE_MAX_DIGITS),
+    ]
+    return _validate("usage_upload", frame, expectations)
+
+
+def validate_shadow_invoice(con: duckdb.DuckDBPyConnection, contract: Contract) -> SuiteOutcome:
+    """Our own invoice lines: whole non-negative cents in the contract's currency."""
+    import great_expectations as gx
+
+    frame = _frame(
+        con,
+        "select customer_id, meter, period_start, quantity, amount_cents, currency from marts.fct_invoice_lines_expected",
+    )
+    ex = gx.expectations
+    expectations = [
+        ex.ExpectColumnValuesToNotBeNull(column="amount_cents"),
+        ex.ExpectColumnValuesToBeBetween(column="amount_cents", min_value=0),
+        ex.ExpectColumnValuesToBeInSet(column="currency", value_set=[contract.currency]),
+        ex.ExpectCompoundColumnsToBeUnique(column_list=["customer_id", "meter", "period_start"]),
+    ]
+    return _validate("shadow_invoice", frame, expectations)

@@ -1,0 +1,106 @@
+"""`metering run` and `metering clock advance` as a user runs them: real Dagster, dbt, emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO = REPO_ROOT / "data" / "demo"
+METERING = [sys.executable, "-m", "metering_dagster.cli"]
+
+pytestmark = pytest.mark.slow
+
+
+def metering(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*METERING, *args], env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+
+
+@pytest.fixture
+def user_env(metering_env, dbt_manifest):
+    shutil.copytree(DEMO / "raw", metering_env["raw"], dirs_exist_ok=True)
+    return dict(os.environ)
+
+
+def read(state: Path, sql: str):
+    con = duckdb.connect(str(state / "analytics.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_run_uploads_then_reconciles_the_final_invoice_to_the_cent(user_env, metering_env):
+    state = metering_env["state"]
+    assert metering("clock", "advance", "--to", "2026-11-01T00:30:00Z", env=user_env).returncode == 0
+
+    first = metering("run", env=user_env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "succeeded" in first.stdout
+
+    # Published for analysts; a run was recorded in the Dagster instance.
+    assert (state / "analytics.duckdb").exists()
+    assert any((state / "dagster_home").iterdir())
+    sent_first = read(state, "select count(*) from marts.fct_usage_by_period")[0][0]
+    assert sent_first > 0
+
+    again = metering("run", env=user_env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "events_sent=0" in again.stdout.replace(" ", "")
+
+    assert metering("clock", "advance", "--to", "2026-11-01T02:00:00Z", env=user_env).returncode == 0
+    final = metering("run", env=user_env)
+    assert final.returncode == 0, final.stdout + final.stderr
+
+    statuses = dict(read(state, "select status, count(*) from marts.rpt_reconciliation where period_start = '2026-10-01' group by 1"))
+    assert set(statuses) == {"match"}, statuses
+    ours, theirs = read(
+        state,
+        "select sum(local_amount_cents), sum(stripe_amount_cents) from marts.rpt_reconciliation where period_start = '2026-10-01'",
+    )[0]
+    assert ours == theirs and ours > 0
+
+
+def test_bad_contract_lists_every_error_and_stops(user_env, metering_env):
+    metering_env["contract"].write_text("environment: staging\ncurrency: usd\nmeters: []\ncustomers: []\n")
+    result = metering("run", env=user_env)
+    assert result.returncode == 3
+    assert "environment" in result.stderr and str(metering_env["contract"].name) in result.stderr
+
+
+def test_blocking_check_withholds_the_upload_and_names_the_customer(user_env, metering_env):
+    # A sum of precise values that exceeds Stripe's 15 significant digits cannot be uploaded.
+    raw = metering_env["raw"]
+    for f in raw.rglob("*"):
+        if f.is_file():
+            f.unlink()
+    meter = next(m for m in __import__("yaml").safe_load(metering_env["contract"].read_text())["meters"] if m["aggregation"] == "sum")
+    customer = __import__("yaml").safe_load(metering_env["contract"].read_text())["customers"][0]["id"]
+    path = meter["value"].split(".")
+    events = []
+    for i, value in enumerate(["1000000000", "0.000001234567891"]):
+        event = {"event_id": f"precise-{i}", "timestamp": "2026-10-05T10:00:00Z", "customer_id": customer,
+                 "action": meter["action"], "metadata": {}}
+        target = event
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+        for field, allowed in (meter.get("filter") or {}).items():
+            t = event
+            parts = field.split(".")
+            for part in parts[:-1]:
+                t = t.setdefault(part, {})
+            t[parts[-1]] = allowed[0]
+        events.append(json.dumps(event))
+    (raw / "precise.jsonl").write_text("\n".join(events) + "\n")
+    assert metering("clock", "advance", "--to", "2026-10-06T00:00:00Z", env=user_env).returncode == 0
+    result = metering("run", env=user_env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "usage_upload_suite" in result.stdout and customer in result.stdout
