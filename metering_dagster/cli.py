@@ -3,6 +3,7 @@
     metering run                      the metering job once, recorded in $DAGSTER_HOME
     metering demo                     reset the demo state and tell the whole story
     metering clock advance --to TIME  move the shared Stripe test clock (test mode only)
+    metering bench --events N         the benchmark (see docs/BENCHMARK.md)
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def _prepare_environment(settings: Settings) -> None:
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
 
 
 def _check_contract(settings: Settings) -> int | None:
@@ -58,7 +62,7 @@ def run_once(settings: Settings, quiet: bool = False) -> int:
 
 
 def advance_clock(settings: Settings, to: datetime) -> int:
-    from metering_dagster.billing.clock import advance_test_clock
+    from metering_dagster.billing.clock import ClockError, advance_test_clock
     from metering_dagster.billing.client import open_stripe
     from metering_dagster.contract import load_contract
     from metering_dagster.warehouse import connect
@@ -71,10 +75,13 @@ def advance_clock(settings: Settings, to: datetime) -> int:
     with open_stripe(settings, contract) as conn:
         con = connect(settings.warehouse_path)
         try:
-            frozen = advance_test_clock(conn.client, con, contract, to)
+            moved = advance_test_clock(conn.client, con, contract, to)
+        except ClockError as error:
+            print(f"metering: {error}", file=sys.stderr)
+            return EXIT_FAILED
         finally:
             con.close()
-    print(f"test clock now at {frozen.isoformat()}")
+    print(moved.summary())
     return EXIT_OK
 
 
@@ -98,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the metering job once for what has arrived")
     sub.add_parser("demo", help="reset the demo state and run the demo story on the shipped data")
+    bench = sub.add_parser("bench", help="generated usage at volume through the pipeline, against the DuckDB floor")
+    bench.add_argument("--events", type=int, default=1_000_000)
+    bench.add_argument("--keep", action="store_true", help="keep the generated logs")
     clock = sub.add_parser("clock", help="the shared Stripe test clock (test mode)")
     clock_sub = clock.add_subparsers(dest="clock_command", required=True)
     advance = clock_sub.add_parser("advance", help="advance the test clock")
@@ -109,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_once(settings)
     if args.command == "clock":
         return advance_clock(settings, args.to)
+    if args.command == "bench":
+        import json
+
+        from metering_dagster.bench.run import run_bench
+
+        print(json.dumps(run_bench(args.events, keep=args.keep), indent=2))
+        return EXIT_OK
     if args.command == "demo":
         from metering_dagster.demo import run_demo
 

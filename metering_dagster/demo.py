@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import duckdb
 
@@ -24,12 +25,20 @@ def _step(text: str) -> None:
     print(f"\n== {text}")
 
 
+def _qty(value: Decimal | None) -> str:
+    return "-" if value is None else format(value.normalize(), "f")
+
+
+def _or_dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def print_invoices(settings: Settings) -> None:
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         rows = con.execute(
             """
-            select r.customer_id, r.meter, r.period_start::date, r.local_quantity::varchar, r.stripe_quantity::varchar,
+            select r.customer_id, r.meter, r.period_start::date, r.local_quantity, r.stripe_quantity,
                    r.local_amount_cents, r.stripe_amount_cents, r.status
             from marts.rpt_reconciliation as r
             order by r.customer_id, r.period_start, r.meter
@@ -46,7 +55,7 @@ def print_invoices(settings: Settings) -> None:
         con.close()
     print(f"{'customer':<14}{'meter':<22}{'period':<12}{'our qty':>16}{'stripe qty':>16}{'ours ¢':>10}{'stripe ¢':>10}  status")
     for c, m, p, lq, sq, la, sa, st in rows:
-        print(f"{c:<14}{m:<22}{str(p):<12}{lq or '-':>16}{sq or '-':>16}{la if la is not None else '-':>10}{sa if sa is not None else '-':>10}  {st}")
+        print(f"{c:<14}{m:<22}{str(p):<12}{_qty(lq):>16}{_qty(sq):>16}{_or_dash(la):>10}{_or_dash(sa):>10}  {st}")
     print()
     for customer, invoice, status, total in invoices:
         print(f"Stripe invoice {invoice} for {customer}: {status}, total {total / 100:.2f}")

@@ -44,3 +44,13 @@ def load_settings() -> Settings:
     raw_dir = Path(os.environ.get("METERING_RAW_DIR") or DEMO_DIR / "raw").resolve()
     contract = Path(os.environ.get("METERING_CONTRACT") or DEMO_DIR / "metering.yml").resolve()
     return Settings(state_dir=state_dir, raw_dir=raw_dir, contract_path=contract)
+
+
+def export_environment(settings: Settings | None = None) -> Settings:
+    """Set METERING_* to the resolved paths, so that dbt (a subprocess reading them in
+    profiles.yml) and the Python steps always use the same warehouse."""
+    settings = settings or load_settings()
+    os.environ["METERING_STATE_DIR"] = str(settings.state_dir)
+    os.environ["METERING_RAW_DIR"] = str(settings.raw_dir)
+    os.environ["METERING_CONTRACT"] = str(settings.contract_path)
+    return settings

@@ -18,18 +18,23 @@ def test_definitions_load_and_every_job_resolves(dbt_manifest):
 
 def test_asset_order_land_dbt_upload_snapshot_reconcile(dbt_manifest):
     from metering_dagster.definitions import defs
+    from metering_dagster.defs.transform.keys import model_key
 
     graph = defs.resolve_asset_graph()
-    key = dg.AssetKey
+
+    def key(name: str) -> dg.AssetKey:
+        return model_key(name) if name.startswith(("fct_", "rpt_")) else dg.AssetKey(name)
 
     def upstream(asset: str) -> set[dg.AssetKey]:
         return graph.get(key(asset)).parent_keys
 
     assert key("metering_contract") in upstream("landed_usage_lines")
+    assert key("landed_usage_lines") in graph.get(model_key("stg_raw__usage_lines")).parent_keys
     assert key("fct_usage_by_period") in upstream("stripe_usage_report")
     assert key("stripe_billing_objects") in upstream("stripe_usage_report")
     assert key("stripe_usage_report") in upstream("stripe_snapshot")
-    assert key("stripe_snapshot") in upstream("rpt_reconciliation")
+    assert key("stripe_snapshot") in graph.get(model_key("stg_stripe__usage_summaries")).parent_keys
+    assert model_key("stg_stripe__usage_summaries") in upstream("rpt_reconciliation")
     assert key("rpt_reconciliation") in upstream("analyst_marts")
     checks = {c.name for c in graph.asset_check_keys}
     assert {"usage_upload_suite", "shadow_invoice_suite", "stripe_matches_shadow_invoice"} <= checks

@@ -1,6 +1,5 @@
 """The metering contract (metering.yml), validated and written into the warehouse."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,12 +1,22 @@
 """Raw usage logs landed into the warehouse, once per file."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from metering_dagster.defs.contract.assets import metering_contract
 from metering_dagster.defs.resources import MeteringResource
-from metering_dagster.landing import land_new_files
+from metering_dagster.landing import LandingResult, land_new_files
+
+
+def landing_metadata(result: LandingResult) -> dict:
+    return {
+        "landing_run_id": result.landing_run_id,
+        "files_landed": len(result.landed),
+        "files_skipped": len(result.skipped),
+        "files_changed_refused": len(result.changed),
+        "files_failed": len(result.failed),
+        "lines_read": result.lines_read,
+        "lines_landed": result.lines_landed,
+    }
 
 
 @dg.asset(
@@ -19,8 +29,14 @@ def landed_usage_lines(context: dg.AssetExecutionContext, metering: MeteringReso
     settings = metering.settings()
     with metering.warehouse() as con:
         result = land_new_files(con, settings.raw_dir)
-    context.log.info(result.summary())
-    return dg.MaterializeResult(metadata=result.metadata())
+    for changed in result.changed:
+        context.log.warning(
+            f"{changed.source_file} changed after it was landed (sha256 {changed.landed_sha256[:12]} -> "
+            f"{changed.current_sha256[:12]}): refused, not re-read"
+        )
+    for failed in result.failed:
+        context.log.error(f"{failed.source_file} could not be read: {failed.error}")
+    return dg.MaterializeResult(metadata=landing_metadata(result))
 
 
 defs = dg.Definitions(assets=[landed_usage_lines])

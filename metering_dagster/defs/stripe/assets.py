@@ -1,6 +1,5 @@
 """Report usage to Stripe Billing Meters and read back Stripe's view of it."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from metering_dagster.settings import REPO_ROOT
+import os
+import shutil
+import sys
+from pathlib import Path
+
 from dagster_dbt import DbtProject
 
+from metering_dagster.settings import REPO_ROOT, export_environment
+
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+# dagster-dbt runs `dbt` from PATH. Run from the locked .venv without activating it
+# (`.venv/bin/metering run`), PATH lacks the venv: put this Python's bin folder first.
+_VENV_BIN = str(Path(sys.executable).parent)
+if shutil.which("dbt", path=_VENV_BIN) and shutil.which("dbt") != shutil.which("dbt", path=_VENV_BIN):
+    os.environ["PATH"] = _VENV_BIN + os.pathsep + os.environ.get("PATH", "")
+# profiles.yml reads METERING_STATE_DIR; give it the defaults of metering_dagster.settings.
+export_environment()
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # `dagster dev` parses the project on start; `metering` and the tests call prepare_manifest().

@@ -1,0 +1,37 @@
+-- The periods listed for each customer: from its anchor through the period that contains the
+-- latest valid event timestamp of the whole dataset (a data-driven "now", so every line is
+-- reproducible from the data).
+
+with customers as (
+    select * from {{ ref('stg_contract__customers') }}
+),
+
+data_now as (
+    select max(event_ts) as latest_event_ts from {{ ref('int_usage_events_deduplicated') }}
+),
+
+spans as (
+    select
+        customers.customer_id,
+        customers.billing_anchor,
+        {{ period_index('customers.billing_anchor', 'data_now.latest_event_ts') }} as last_period_index
+    from customers
+    cross join data_now
+    where data_now.latest_event_ts >= customers.billing_anchor
+),
+
+periods as (
+    select
+        spans.customer_id,
+        spans.billing_anchor,
+        k.period_index
+    from spans
+    cross join lateral (select unnest(range(0, spans.last_period_index + 1)) as period_index) as k
+)
+
+select
+    customer_id,
+    period_index,
+    {{ period_start('billing_anchor', 'period_index') }} as period_start,
+    {{ period_start('billing_anchor', 'period_index + 1') }} as period_end
+from periods

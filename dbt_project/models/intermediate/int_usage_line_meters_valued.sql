@@ -1,0 +1,136 @@
+{{ config(materialized='incremental') }}
+
+-- One row per landed line x meter it feeds (action matches and every filter passes), with the
+-- value read as an exact decimal and what is wrong with it, if anything (-> invalid_value).
+
+with lines as (
+    select landing_run_id, source_file, line_number, action, payload
+    from {{ ref('stg_raw__usage_lines') }}
+    where is_json_object and action_type = 'string'
+    {% if is_incremental() %}
+        and landing_run_id > {{ landed_after_this() }}
+    {% endif %}
+),
+
+meters as (
+    select * from {{ ref('stg_contract__meters') }}
+),
+
+filters as (
+    select * from {{ ref('stg_contract__meter_filters') }}
+),
+
+line_meters as (
+    select
+        lines.landing_run_id,
+        lines.source_file,
+        lines.line_number,
+        lines.payload,
+        meters.meter,
+        meters.aggregation,
+        meters.value_json_path
+    from lines
+    inner join meters on lines.action = meters.action
+),
+
+filter_fields as (
+    -- every listed field must hold one of its allowed values
+    select
+        line_meters.source_file,
+        line_meters.line_number,
+        line_meters.meter,
+        filters.field_path,
+        bool_or(
+            {{ json_scalar_text('json_extract(line_meters.payload, filters.field_json_path)') }}
+            = filters.allowed_value
+        ) as field_passes
+    from line_meters
+    inner join filters on line_meters.meter = filters.meter
+    group by all
+),
+
+failed_filters as (
+    select distinct source_file, line_number, meter
+    from filter_fields
+    where not coalesce(field_passes, false)
+),
+
+fed as (
+    select
+        line_meters.*,
+        json_extract(line_meters.payload, line_meters.value_json_path) as value_json
+    from line_meters
+    anti join failed_filters
+        on line_meters.source_file = failed_filters.source_file
+        and line_meters.line_number = failed_filters.line_number
+        and line_meters.meter = failed_filters.meter
+),
+
+typed as (
+    select
+        landing_run_id,
+        source_file,
+        line_number,
+        meter,
+        aggregation,
+        {{ json_scalar_type('value_json') }} as value_type,
+        {{ json_scalar_text('value_json') }} as value_text
+    from fed
+),
+
+number_parts as (
+    -- JSON number grammar, also accepted as a decimal string: -?int(.frac)?(e exp)?
+    select
+        *,
+        value_type = 'number'
+            or (value_type = 'string' and regexp_full_match(value_text, '-?\d+(\.\d+)?([eE][+-]?\d+)?'))
+            as is_decimal,
+        regexp_extract(value_text, '^-?(\d+)', 1) as int_digits,
+        regexp_extract(value_text, '^-?\d+\.(\d+)', 1) as frac_digits,
+        coalesce(try_cast(regexp_extract(value_text, '[eE]([+-]?\d+)$', 1) as integer), 0) as exponent
+    from typed
+),
+
+checked as (
+    select
+        *,
+        length(rtrim(ltrim(int_digits || frac_digits, '0'), '0')) as significant_digits,
+        length(rtrim(frac_digits, '0')) - exponent as decimal_places,
+        length(ltrim(int_digits, '0')) + exponent as integer_places
+    from number_parts
+),
+
+valued as (
+    select
+        landing_run_id,
+        source_file,
+        line_number,
+        meter,
+        aggregation,
+        value_type,
+        value_text,
+        case
+            when aggregation = 'count' then null
+            when aggregation = 'unique_count' then
+                case
+                    when value_type is null then 'value is missing'
+                    when value_type not in ('string', 'number', 'boolean') then 'value is not a scalar'
+                end
+            when value_type is null then 'value is missing'
+            when not is_decimal then 'value is not a number or decimal string'
+            when significant_digits > 15 then 'value has more than 15 significant digits'
+            when decimal_places > 12 or integer_places > 26 then 'value is outside DECIMAL(38,12)'
+            when aggregation <> 'sum' and value_text like '-%' and significant_digits > 0
+                then 'value is negative (only sum meters take negative values)'
+        end as value_problem,
+        case
+            when aggregation = 'count' then 1
+            when is_decimal and significant_digits <= 15 and decimal_places <= 12 and integer_places <= 26
+                then try_cast(value_text as decimal(38, 12))
+        end::decimal(38, 12) as value,
+        -- unique_count compares the JSON scalar as written: its type and its text
+        case when aggregation = 'unique_count' then value_type || ':' || value_text end as value_key
+    from checked
+)
+
+select * from valued

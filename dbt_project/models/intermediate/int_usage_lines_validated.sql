@@ -1,0 +1,102 @@
+{{ config(materialized='incremental') }}
+
+-- Every landed line with its event timestamp in UTC and, if it fails a check, the first
+-- quarantine reason in the order of issue 3 (NULL = valid).
+
+with lines as (
+    select *
+    from {{ ref('stg_raw__usage_lines') }}
+    {% if is_incremental() %}
+        where landing_run_id > {{ landed_after_this() }}
+    {% endif %}
+),
+
+settings as (
+    select * from {{ ref('stg_contract__settings') }}
+),
+
+customers as (
+    select * from {{ ref('stg_contract__customers') }}
+),
+
+metered_actions as (
+    select distinct action from {{ ref('stg_contract__meters') }}
+),
+
+value_problems as (
+    select
+        source_file,
+        line_number,
+        string_agg('meter ' || meter || ': ' || value_problem, '; ' order by meter) as value_problem
+    from {{ ref('int_usage_line_meters_valued') }}
+    where value_problem is not null
+    {% if is_incremental() %}
+        and landing_run_id > {{ landed_after_this() }}
+    {% endif %}
+    group by all
+),
+
+timed as (
+    select
+        *,
+        case
+            when timestamp_type = 'number' and regexp_full_match(timestamp_text, '-?\d{1,11}')
+                then to_timestamp(timestamp_text::bigint)
+            when timestamp_type = 'string'
+                and regexp_full_match(
+                    timestamp_text, '\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})'
+                )
+                then try_cast(regexp_replace(upper(timestamp_text), '(\.\d{6})\d+', '\1') as timestamptz)
+        end as event_ts
+    from lines
+),
+
+checked as (
+    select
+        timed.landing_run_id,
+        timed.landed_at,
+        timed.source_file,
+        timed.line_number,
+        timed.event_id,
+        timed.customer_id,
+        timed.action,
+        timed.event_ts,
+        md5(timed.payload::varchar) as payload_hash,
+        case
+            when not timed.is_json_object then 'invalid_json'
+            when coalesce(timed.event_id_type, 'null') = 'null'
+                or coalesce(timed.timestamp_type, 'null') = 'null'
+                or coalesce(timed.customer_id_type, 'null') = 'null'
+                or coalesce(timed.action_type, 'null') = 'null'
+                then 'missing_field'
+            when timed.event_id_type <> 'string' or length(timed.event_id) not between 1 and 100
+                or timed.customer_id_type <> 'string' or length(timed.customer_id) not between 1 and 100
+                or timed.action_type <> 'string' or length(timed.action) not between 1 and 100
+                then 'invalid_field'
+            when timed.event_ts is null then 'invalid_timestamp'
+            when timed.event_ts > timed.landed_at + to_seconds({{ var('future_tolerance_seconds') }})
+                then 'timestamp_in_future'
+            when coalesce(timed.environment_type, 'null') <> 'null'
+                and (timed.environment_type <> 'string' or timed.environment <> settings.environment)
+                then 'wrong_environment'
+            when customers.customer_id is null then 'unknown_customer'
+            when metered_actions.action is null then 'unmetered_action'
+            when value_problems.value_problem is not null then 'invalid_value'
+        end as quarantine_reason,
+        value_problems.value_problem
+    from timed
+    cross join settings
+    left join customers on timed.customer_id = customers.customer_id
+    left join metered_actions on timed.action = metered_actions.action
+    left join value_problems
+        on timed.source_file = value_problems.source_file
+        and timed.line_number = value_problems.line_number
+)
+
+select
+    * exclude (value_problem),
+    case quarantine_reason
+        when 'invalid_value' then value_problem
+        when 'timestamp_in_future' then 'more than {{ var("future_tolerance_seconds") }} s after landing'
+    end as quarantine_detail
+from checked

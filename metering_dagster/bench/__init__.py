@@ -1,0 +1,1 @@
+"""`metering bench`: generated usage at volume through the real pipeline, against the DuckDB floor."""

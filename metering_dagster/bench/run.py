@@ -1,0 +1,117 @@
+"""Run the benchmark: a generated month through the real pipeline, then one more day incrementally."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from metering_dagster.bench.floor import duckdb_floor_seconds
+from metering_dagster.bench.generate import bench_contract_yaml, customers_for, generate_month
+from metering_dagster.settings import DEMO_DIR, REPO_ROOT, load_settings
+
+RESULTS = REPO_ROOT / "bench" / "results"
+CLOCK_AT = datetime(2026, 11, 1, 0, 30, tzinfo=timezone.utc)
+STAGES = {
+    "landing": ("metering_contract", "landed_usage_lines"),
+    "dbt": ("metering_dbt_models",),
+    "checks": ("usage_upload_suite", "shadow_invoice_suite"),
+    "upload": ("stripe_billing_objects", "stripe_usage_report"),
+    "reconciliation": ("stripe_snapshot", "reconciliation_dbt_models", "stripe_matches_shadow_invoice", "analyst_marts"),
+}
+
+
+def stage_seconds(step_seconds: dict[str, float]) -> dict[str, float]:
+    out = {stage: 0.0 for stage in STAGES}
+    for step, seconds in step_seconds.items():
+        for stage, names in STAGES.items():
+            if any(name in step for name in names):
+                out[stage] += seconds
+                break
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def peak_memory_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)  # ru_maxrss is in KiB on Linux
+
+
+def _timed_run() -> tuple[float, dict]:
+    from metering_dagster.runner import execute_metering_job
+
+    started = time.perf_counter()
+    outcome = execute_metering_job(tags={"metering/trigger": "bench"})
+    wall = time.perf_counter() - started
+    if not outcome.success:
+        raise SystemExit(f"bench run failed: {outcome.failed_steps or outcome.failed_checks}")
+    upload = outcome.materialized.get("stripe_usage_report", {})
+    return wall, {
+        "wall_seconds": round(wall, 2),
+        "stages": stage_seconds(outcome.step_seconds),
+        "stripe_requests": upload.get("requests", upload.get("stripe_requests")),
+        "stripe_events_sent": upload.get("events_sent"),
+    }
+
+
+def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False) -> dict:
+    workdir = (workdir or REPO_ROOT / "state" / "bench").resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    raw = workdir / "raw"
+    customers = customers_for(n_events)
+    contract_path = workdir / "metering.yml"
+    workdir.mkdir(parents=True)
+    contract_path.write_text(bench_contract_yaml(DEMO_DIR / "metering.yml", customers))
+    os.environ.update(
+        METERING_STATE_DIR=str(workdir / "state"),
+        METERING_RAW_DIR=str(raw),
+        METERING_CONTRACT=str(contract_path),
+        DAGSTER_HOME=str(workdir / "state" / "dagster_home"),
+    )
+    (workdir / "state" / "dagster_home").mkdir(parents=True)
+    from metering_dagster.cli import advance_clock
+    from metering_dagster.contract import load_contract
+
+    settings = load_settings()
+    contract = load_contract(contract_path)
+
+    t = time.perf_counter()
+    month = generate_month(contract, customers, raw / "month", n_events)
+    generate_seconds = time.perf_counter() - t
+    advance_clock(settings, CLOCK_AT)
+
+    _, full = _timed_run()
+    floor_seconds, floor_rows = duckdb_floor_seconds(raw, contract)
+
+    extra = max(1, n_events * 3 // 100)
+    generate_month(contract, customers, raw / "day", extra * 9 // 10, seed=11, first_id=n_events, start_day=30, days=1)
+    generate_month(contract, customers, raw / "late", extra - extra * 9 // 10, seed=13, first_id=n_events + extra, start_day=21, days=9)
+    _, incremental = _timed_run()
+
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "events": n_events,
+        "customers": len(customers),
+        "meters": len(contract.meters),
+        "generated": {"files": len(month.files), "duplicates": month.duplicates, "bad_lines": month.bad_lines,
+                      "seconds": round(generate_seconds, 2)},
+        "full_run": full,
+        "events_per_second": round(n_events / full["wall_seconds"]),
+        "incremental_run": {**incremental, "new_events": extra,
+                            "share_of_full": round(incremental["wall_seconds"] / full["wall_seconds"], 3)},
+        "duckdb_floor_seconds": round(floor_seconds, 2),
+        "duckdb_floor_rows": floor_rows,
+        "ratio_to_floor": round(full["wall_seconds"] / floor_seconds, 2),
+        "peak_memory_mb": peak_memory_mb(),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"bench-{n_events}.json").write_text(json.dumps(report, indent=2) + "\n")
+    if not keep:
+        shutil.rmtree(raw, ignore_errors=True)
+    return report

@@ -1,0 +1,129 @@
+"""The DuckDB warehouse: one connection helper and the source tables that Python writes.
+
+The tables below are the interface of docs/ARCHITECTURE.md ("Written by Python").
+They are created here, empty, so that dbt can build before anything has been
+landed, before the contract was written, and before any Stripe snapshot.
+Writers fill them (landing, contract, billing); dbt only reads them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+SCHEMAS = ("raw", "contract", "stripe_view", "ops")
+
+# Settings for the 2-core, 24 GB machine the product targets: both cores, a memory
+# ceiling well below the box (DuckDB spills past it). TIMESTAMPTZ values are UTC.
+THREADS = 2
+MEMORY_LIMIT = "8GB"
+
+SOURCE_TABLES_DDL = """
+create table if not exists raw.landed_files (
+    source_file varchar not null,
+    content_sha256 varchar not null,
+    size_bytes bigint not null,
+    line_count bigint not null,
+    landing_run_id bigint not null,
+    landed_at timestamptz not null
+);
+create table if not exists raw.usage_lines (
+    landing_run_id bigint not null,
+    landed_at timestamptz not null,
+    source_file varchar not null,
+    line_number bigint not null,
+    raw_line varchar not null,
+    -- parsed once at landing; numbers keep their exact text (see landing/parse.py)
+    is_json_object boolean not null,
+    payload json,
+    event_id_type varchar,
+    event_id varchar,
+    timestamp_type varchar,
+    timestamp_text varchar,
+    customer_id_type varchar,
+    customer_id varchar,
+    action_type varchar,
+    action varchar,
+    environment_type varchar,
+    environment varchar
+);
+create table if not exists contract.settings (
+    environment varchar,
+    currency varchar,
+    grace_period_seconds bigint,
+    test_clock_start timestamptz,
+    contract_fingerprint varchar
+);
+create table if not exists contract.meters (
+    meter varchar,
+    display_name varchar,
+    action varchar,
+    value_path varchar,
+    aggregation varchar,
+    unit varchar,
+    stripe_formula varchar,
+    price_model varchar,
+    unit_amount_decimal decimal(38, 12),
+    package_size decimal(38, 12),
+    package_round varchar,
+    currency varchar,
+    price_fingerprint varchar
+);
+create table if not exists contract.meter_filters (
+    meter varchar,
+    field_path varchar,
+    allowed_value varchar
+);
+create table if not exists contract.price_tiers (
+    meter varchar,
+    tier_index integer,
+    up_to decimal(38, 12),
+    unit_amount_decimal decimal(38, 12),
+    flat_amount_decimal decimal(38, 12)
+);
+create table if not exists contract.customers (
+    customer_id varchar,
+    billing_anchor timestamptz,
+    billing_interval varchar
+);
+create table if not exists stripe_view.usage_summaries (
+    customer_id varchar,
+    meter varchar,
+    period_start timestamptz,
+    period_end timestamptz,
+    stripe_quantity decimal(38, 12),
+    snapshot_at timestamptz
+);
+create table if not exists stripe_view.invoice_lines (
+    customer_id varchar,
+    meter varchar,
+    period_start timestamptz,
+    period_end timestamptz,
+    stripe_invoice_id varchar,
+    invoice_status varchar,
+    quantity decimal(38, 12),
+    amount_cents bigint,
+    currency varchar,
+    snapshot_at timestamptz
+);
+"""
+
+
+def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; read-write also creates the folder, schemas and empty source tables."""
+    path = Path(path)
+    config = {"threads": THREADS, "memory_limit": MEMORY_LIMIT}
+    if read_only:
+        return duckdb.connect(str(path), read_only=True, config=config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), config=config)
+    ensure_source_tables(con)
+    return con
+
+
+def ensure_source_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schemas and the (empty) Python-written source tables if missing."""
+    for schema in SCHEMAS:
+        con.execute(f"create schema if not exists {schema}")
+    con.execute(SOURCE_TABLES_DDL)

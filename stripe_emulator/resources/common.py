@@ -1,0 +1,75 @@
+"""Helpers shared by the resource modules: lookups, Stripe list objects, pagination."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import invalid, missing
+
+
+def require(ctx, obj_id: str | None, type: str, kind: str | None = None, param: str = "id") -> dict:
+    obj = ctx.tx.get(obj_id, type) if obj_id else None
+    if obj is None:
+        raise missing(kind or type, obj_id or "", param=param)
+    return obj
+
+
+def list_object(url: str, data: list, has_more: bool = False) -> dict:
+    return {"object": "list", "data": data, "has_more": has_more, "url": url}
+
+
+def page_params(ctx) -> dict:
+    p = ctx.params
+    limit = p.int("limit", default=10)
+    if not 1 <= limit <= 100:
+        raise invalid("Invalid limit: must be between 1 and 100", param="limit")
+    return {"limit": limit, "starting_after": p.str("starting_after"), "ending_before": p.str("ending_before")}
+
+
+def list_page(ctx, type: str, url: str, render: Callable = lambda o: o, order: str = "desc",
+              keep: Callable | None = None, **filters) -> tuple[int, dict]:
+    """A Stripe list response over stored objects; `keep` filters further in Python (unindexed fields)."""
+    pp = page_params(ctx)
+    if keep is None:
+        items, has_more = ctx.tx.page(type, order=order, **pp, **filters)
+    else:
+        items = [o for o in ctx.tx.find(type, order=order, **filters) if keep(o)]
+        items, has_more = paginate_list(items, **pp)
+    return 200, list_object(url, [render(o) for o in items], has_more)
+
+
+def paginate_list(items: list[dict], limit: int, starting_after=None, ending_before=None):
+    """Pagination over an already ordered Python list (by `id`)."""
+    ids = [o["id"] for o in items]
+    if starting_after:
+        if starting_after not in ids:
+            raise missing("object", starting_after, param="starting_after")
+        rest = items[ids.index(starting_after) + 1:]
+        return rest[:limit], len(rest) > limit
+    if ending_before:
+        if ending_before not in ids:
+            raise missing("object", ending_before, param="ending_before")
+        before = items[:ids.index(ending_before)]
+        return before[-limit:], len(before) > limit
+    return items[:limit], len(items) > limit
+
+
+def str_filters(params, keys) -> dict:
+    """Indexed list filters taken as given (`customer=...`, `subscription=...`)."""
+    return {k: params.str(k) for k in keys if k in params}
+
+
+def update_fields(obj: dict, params, str_keys=(), bool_keys=()) -> dict:
+    """Apply the simple updatable fields present in the request, and Stripe's metadata merge."""
+    from ..params import merge_metadata
+    for key in str_keys:
+        if key in params:
+            obj[key] = params.str(key)
+    for key in bool_keys:
+        if key in params:
+            obj[key] = params.bool(key)
+    obj["metadata"] = merge_metadata(obj.get("metadata") or {}, params.raw("metadata"))
+    return obj
+
+
+def deleted(obj_id: str, object_name: str) -> dict:
+    return {"id": obj_id, "object": object_name, "deleted": True}

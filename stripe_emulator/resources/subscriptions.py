@@ -1,0 +1,130 @@
+"""Subscriptions with metered (and licensed) items; periods follow `billing_cycle_anchor` by Stripe's month
+arithmetic. Period closes are in billing_cycle.py."""
+from __future__ import annotations
+
+from .. import billing_cycle
+from ..errors import invalid
+from ..params import Params, merge_metadata
+from ..storage import new_id
+from ..timeutil import next_boundary
+from .common import list_object, list_page, require, str_filters, update_fields
+from .invoices import bring_up_to_date
+from .subscription_items import (INTERVAL_MISMATCH, apply_item_changes, check_unique_prices, index_items, new_item,
+                                 proration_behavior, recurring_price)
+
+
+def create(ctx):
+    p = ctx.params
+    customer = require(ctx, p.str("customer", required=True), "customer", param="customer")
+    raw_items = p.list("items")
+    if not raw_items:
+        raise invalid("Missing required param: items.", param="items", code="parameter_missing")
+    now = ctx.customer_now(customer)
+    start = p.int("backdate_start_date", default=now)
+    anchor = p.int("billing_cycle_anchor", default=start)
+    if anchor < start:
+        raise invalid("billing_cycle_anchor cannot be before the subscription's start date.",
+                      param="billing_cycle_anchor")
+    sub_id = new_id("sub")
+    prices, items = [], []
+    for i, raw in enumerate(raw_items):
+        ip = Params(raw if isinstance(raw, dict) else {})
+        price = recurring_price(ctx, ip.str("price", required=True), f"items[{i}][price]")
+        prices.append(price)
+        items.append(new_item(price, sub_id, created=now, period=(start, 0), quantity=ip.int("quantity"),
+                              metadata=ip.raw("metadata")))
+    first = prices[0]
+    interval, count = first["recurring"]["interval"], first["recurring"]["interval_count"]
+    for i, pr in enumerate(prices):
+        if pr["currency"] != first["currency"]:
+            raise invalid(f"This `price` has `currency={pr['currency']}`, but other items use "
+                          f"`currency={first['currency']}`. All items must have pricing in the same currency. "
+                          "When using multi-currency prices, you can specify `currency` at the top level, to be "
+                          "used by all items.", param=f"items[{i}][price]")
+        if (pr["recurring"]["interval"], pr["recurring"]["interval_count"]) != (interval, count):
+            raise invalid(INTERVAL_MISMATCH, param=f"items[{i}][price]")
+    end = next_boundary(anchor, start, interval, count)
+    for item in items:
+        item["current_period_end"] = end
+    check_unique_prices(items, set())
+    sub = {
+        "id": sub_id, "object": "subscription", "application": None, "application_fee_percent": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": anchor, "billing_cycle_anchor_config": None,
+        "billing_mode": {"type": "classic", "flexible": None}, "billing_schedules": [], "billing_thresholds": None,
+        "cancel_at": None, "cancel_at_period_end": False, "canceled_at": None,
+        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "collection_method": p.str("collection_method", default="charge_automatically",
+                                   choices=("charge_automatically", "send_invoice")),
+        "created": now, "currency": prices[0]["currency"], "customer": customer["id"], "customer_account": None,
+        "days_until_due": p.int("days_until_due"), "default_payment_method": None, "default_source": None,
+        "default_tax_rates": [], "description": p.str("description"), "discounts": [], "ended_at": None,
+        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "items": list_object(f"/v1/subscription_items?subscription={sub_id}", items),
+        "latest_invoice": None, "livemode": False, "managed_payments": None,
+        "metadata": merge_metadata({}, p.raw("metadata")), "next_pending_invoice_item_invoice": None,
+        "on_behalf_of": None, "pause_collection": None,
+        "payment_settings": {"payment_method_options": None, "payment_method_types": None,
+                             "save_default_payment_method": "off"},
+        "pending_invoice_item_interval": None, "pending_setup_intent": None, "pending_update": None,
+        "schedule": None, "start_date": start, "status": "active", "test_clock": customer.get("test_clock"),
+        "transfer_data": None, "trial_end": None,
+        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}}, "trial_start": None,
+        "_period_start": start, "_period_end": end, "_interval": interval, "_interval_count": count,
+    }
+    ctx.tx.insert(sub)
+    index_items(ctx.tx, items)
+    billing_cycle.process_subscription(ctx.tx, sub, now, ctx.settings.grace_period_seconds)
+    return 200, sub
+
+
+def retrieve(ctx):
+    bring_up_to_date(ctx)
+    return 200, require(ctx, ctx.path["id"], "subscription")
+
+
+def update(ctx):
+    sub = require(ctx, ctx.path["id"], "subscription")
+    p = ctx.params
+    proration_behavior(ctx)
+    if p.list("items"):
+        apply_item_changes(ctx, sub, p.list("items"))
+    update_fields(sub, p, ("description",))
+    if "cancel_at_period_end" in p:
+        sub["cancel_at_period_end"] = p.bool("cancel_at_period_end")
+        sub["cancel_at"] = sub["_period_end"] if sub["cancel_at_period_end"] else None
+    return 200, ctx.tx.save(sub)
+
+
+def cancel(ctx):
+    sub = require(ctx, ctx.path["id"], "subscription")
+    if sub["status"] == "canceled":
+        raise invalid(f"The subscription {sub['id']} is already canceled.")
+    now = ctx.clock_now(sub.get("test_clock"))
+    billing_cycle.process_subscription(ctx.tx, sub, now, ctx.settings.grace_period_seconds)
+    sub.update(status="canceled", canceled_at=now, ended_at=now)
+    return 200, ctx.tx.save(sub)
+
+
+def list_(ctx):
+    bring_up_to_date(ctx)
+    p = ctx.params
+    filters = str_filters(p, ("customer", "test_clock"))
+    status = p.str("status", default=None)
+    price = p.str("price")
+
+    def keep(o):
+        if status not in (None, "all") and o["status"] != status:
+            return False
+        if status is None and o["status"] == "canceled":
+            return False
+        return price is None or any(i["price"]["id"] == price for i in o["items"]["data"])
+    return list_page(ctx, "subscription", "/v1/subscriptions", keep=keep, **filters)
+
+
+def register(r):
+    r.add("POST", "/v1/subscriptions", create)
+    r.add("GET", "/v1/subscriptions", list_, write=True)
+    r.add("GET", "/v1/subscriptions/{id}", retrieve, write=True)
+    r.add("POST", "/v1/subscriptions/{id}", update)
+    r.add("DELETE", "/v1/subscriptions/{id}", cancel)

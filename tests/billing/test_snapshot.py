@@ -1,0 +1,69 @@
+"""Stripe's view copied into stripe_view.*: summaries per period, invoice lines mapped to our meters."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from metering_dagster.billing.clock import ClockError, advance_test_clock
+from metering_dagster.billing.snapshot import snapshot_stripe_view
+from metering_dagster.billing.upload import report_usage
+from metering_dagster.billing.values import decimal_from_json_number, decimal_str
+
+from .conftest import needs_emulator, set_usage, utc
+
+
+@pytest.mark.parametrize("text", ["0.1", "1500.25", "123456789012.345", "0.000000000001", "999999999999999"])
+def test_json_number_round_trip_is_exact(text):
+    assert decimal_from_json_number(float(text)) == Decimal(text)
+    assert decimal_from_json_number(int(Decimal(text))) == int(Decimal(text))
+
+
+def test_decimal_str_is_plain():
+    assert decimal_str(Decimal("1E+3")) == "1000"
+    assert decimal_str(Decimal("0.0500")) == "0.05"
+    assert decimal_str(Decimal("-0")) == "0"
+
+
+@needs_emulator
+def test_snapshot_after_the_period_closes(stripe_conn, contract, con):
+    client = stripe_conn.client
+    advance_test_clock(client, con, contract, utc("2026-10-25T00:00:00Z"))
+    set_usage(con, [
+        ("cust_a", "input_tokens", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "1500.5", "2026-10-20T10:00:00Z"),
+        ("cust_a", "api_calls", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "250", "2026-10-20T10:00:00Z"),
+        ("cust_a", "storage_gb", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "2", "2026-10-20T10:00:00Z"),
+    ])
+    assert report_usage(client, con, contract).failed == 0
+    advance_test_clock(client, con, contract, utc("2026-11-01T02:00:00Z"))  # past period end + 1h grace
+
+    result = snapshot_stripe_view(client, con, contract)
+    assert result.usage_summaries == 3
+    summaries = dict(con.execute(
+        "SELECT meter, stripe_quantity FROM stripe_view.usage_summaries WHERE customer_id = 'cust_a'").fetchall())
+    assert summaries == {"input_tokens": Decimal("1500.5"), "api_calls": 250, "storage_gb": 2}
+
+    lines = con.execute(
+        """SELECT meter, invoice_status, quantity, amount_cents, epoch(period_start)::BIGINT
+           FROM stripe_view.invoice_lines WHERE customer_id = 'cust_a' AND invoice_status <> 'preview'
+             AND period_start = '2026-10-01T00:00:00Z'::TIMESTAMPTZ ORDER BY meter""").fetchall()
+    by_meter = {m: (status, q, amount) for m, status, q, amount, _ in lines}
+    assert set(by_meter) == {"api_calls", "input_tokens", "storage_gb"}
+    # graduated: 1000 * 0.5 + 100 flat + 500.5 * 0.25 = 725.125 -> 725; package: ceil(250/100) * 25 = 75; 2 * 12.5 = 25
+    assert by_meter["input_tokens"][2] == 725
+    assert by_meter["api_calls"][2] == 75
+    assert by_meter["storage_gb"][2] == 25
+    assert all(status != "draft" for status, _, _ in by_meter.values())
+    assert result.previews == 2
+
+
+@needs_emulator
+def test_clock_refuses_live_and_going_back(stripe_conn, contract, con):
+    from dataclasses import replace
+
+    with pytest.raises(ClockError):
+        advance_test_clock(stripe_conn.client, con, replace(contract, environment="live"), utc("2026-11-01T00:00:00Z"))
+    advance_test_clock(stripe_conn.client, con, contract, utc("2026-10-10T00:00:00Z"))
+    with pytest.raises(ClockError):
+        advance_test_clock(stripe_conn.client, con, contract, utc("2026-10-05T00:00:00Z"))
