@@ -85,7 +85,7 @@ def test_blocking_check_withholds_the_upload_and_names_the_customer(user_env, me
     customer = __import__("yaml").safe_load(metering_env["contract"].read_text())["customers"][0]["id"]
     path = meter["value"].split(".")
     events = []
-    for i, value in enumerate(["1000000000", "0.000001234567891"]):
+    for i, value in enumerate(["999999999999", "0.0001234"]):
         event = {"event_id": f"precise-{i}", "timestamp": "2026-10-05T10:00:00Z", "customer_id": customer,
                  "action": meter["action"], "metadata": {}}
         target = event
@@ -104,3 +104,26 @@ def test_blocking_check_withholds_the_upload_and_names_the_customer(user_env, me
     result = metering("run", env=user_env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "usage_upload_suite" in result.stdout and customer in result.stdout
+
+
+def test_analysts_read_the_marts_while_a_run_is_in_progress(user_env, metering_env):
+    state = metering_env["state"]
+    assert metering("clock", "advance", "--to", "2026-11-01T00:30:00Z", env=user_env).returncode == 0
+    assert metering("run", env=user_env).returncode == 0
+    expected = read(state, "select count(*) from marts.fct_usage_by_period")[0][0]
+
+    # A second run holds the warehouse for writing; the published copy stays readable throughout.
+    (metering_env["raw"] / "more.jsonl").write_text(
+        json.dumps({"event_id": "more-1", "timestamp": "2026-10-20T10:00:00Z", "customer_id": "cus_acme",
+                    "action": "api_request", "metadata": {}}) + "\n"
+    )
+    run = subprocess.Popen([*METERING, "run"], env=user_env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reads_during_run = 0
+    while run.poll() is None:
+        assert read(state, "select count(*) from marts.fct_usage_by_period")[0][0] == expected
+        reads_during_run += 1
+    output = run.stdout.read()
+    assert run.returncode == 0, output
+    assert reads_during_run > 0
+    calls = read(state, "select quantity from marts.fct_usage_by_period where customer_id = 'cus_acme' and meter = 'api_calls'")[0][0]
+    assert calls == 194  # 193 in the demo data, one more now
