@@ -3,6 +3,9 @@
     metering run                      the metering job once, recorded in $DAGSTER_HOME
     metering demo                     reset the demo state and tell the whole story
     metering clock advance --to TIME  move the shared Stripe test clock (test mode only)
+    metering corrections preview      the money each customer would gain or lose from what has arrived
+    metering explain --customer ID --period START [--as-of TIME]   explain one invoice
+    metering query SQL                SQL on the analysts' read-only copy of the marts
     metering bench --events N         the benchmark (see docs/BENCHMARK.md)
 """
 
@@ -56,9 +59,38 @@ def run_once(settings: Settings, quiet: bool = False) -> int:
     outcome = execute_metering_job()
     if not quiet:
         print_run_summary(outcome, settings)
+        print_period_close(outcome)
     if outcome.withheld:
         return EXIT_WITHHELD
     return EXIT_OK if outcome.success else EXIT_FAILED
+
+
+def print_period_close(outcome) -> None:
+    """Period close's report: final uploads inside the grace period, holds, releases, adjustments."""
+    report = outcome.materialized.get("period_close", {}).get("report")
+    if report:
+        for line in str(report).splitlines():
+            print(f"  {line}")
+
+
+def corrections_preview(settings: Settings) -> int:
+    from metering_dagster.periods.corrections import preview_corrections, print_preview
+
+    _prepare_environment(settings)
+    bad = _check_contract(settings)
+    if bad is not None:
+        return bad
+    print_preview(preview_corrections(settings))
+    return EXIT_OK
+
+
+def explain_invoice(settings: Settings, customer: str, period: datetime, as_of: datetime | None) -> int:
+    from metering_dagster.periods.explain import explain, print_explanation
+
+    _prepare_environment(settings)
+    explanation = explain(settings, customer, period.strftime("%Y-%m-%dT%H:%M:%S+00:00"), as_of)
+    print_explanation(explanation)
+    return EXIT_OK if explanation.lines else EXIT_FAILED
 
 
 def advance_clock(settings: Settings, to: datetime) -> int:
@@ -92,6 +124,30 @@ def _parse_time(text: str) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def _parse_period(text: str) -> datetime:
+    if len(text) == 10:  # a date: midnight UTC
+        text += "T00:00:00Z"
+    return _parse_time(text)
+
+
+def query_marts(settings: Settings, sql: str) -> int:
+    """Print the result of `sql` on analytics.duckdb, opened read-only."""
+    import duckdb
+
+    if not settings.analytics_path.exists():
+        print(f"metering: {settings.analytics_path} does not exist yet: run `metering run` first", file=sys.stderr)
+        return EXIT_FAILED
+    con = duckdb.connect(str(settings.analytics_path), read_only=True)
+    try:
+        con.sql(sql).show(max_rows=200, max_width=200)
+    except duckdb.Error as error:
+        print(f"metering: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        con.close()
+    return EXIT_OK
+
+
 def reset_state(settings: Settings) -> None:
     """Remove the warehouse, the analysts' copy and the emulator state; keep Dagster's run history."""
     for path in settings.state_dir.glob("*"):
@@ -112,6 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     clock_sub = clock.add_subparsers(dest="clock_command", required=True)
     advance = clock_sub.add_parser("advance", help="advance the test clock")
     advance.add_argument("--to", required=True, type=_parse_time, help="RFC 3339 time with offset")
+    corrections = sub.add_parser("corrections", help="corrections and late usage, before they are uploaded")
+    corrections_sub = corrections.add_subparsers(dest="corrections_command", required=True)
+    corrections_sub.add_parser("preview", help="the money each customer would gain or lose, per period and meter")
+    explain_p = sub.add_parser("explain", help="explain every line of one customer's invoice for one period")
+    explain_p.add_argument("--customer", required=True, help="the contract's customer id")
+    explain_p.add_argument("--period", required=True, type=_parse_period, help="the period start (RFC 3339 or a date)")
+    explain_p.add_argument("--as-of", type=_parse_time, help="rebuild from the lines landed up to this time")
+    query = sub.add_parser("query", help="SQL on the analysts' read-only copy of the marts (safe during a run)")
+    query.add_argument("sql", help='e.g. "select * from marts.rpt_reconciliation"')
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -119,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_once(settings)
     if args.command == "clock":
         return advance_clock(settings, args.to)
+    if args.command == "corrections":
+        return corrections_preview(settings)
+    if args.command == "explain":
+        return explain_invoice(settings, args.customer, args.period, args.as_of)
+    if args.command == "query":
+        return query_marts(settings, args.sql)
     if args.command == "bench":
         import json
 

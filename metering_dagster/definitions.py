@@ -6,8 +6,10 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from metering_dagster.defs.contract.assets import defs as contract_defs
+from metering_dagster.defs.delivery.definitions import defs as delivery_defs
 from metering_dagster.defs.landing.assets import defs as landing_defs
 from metering_dagster.defs.orchestration.definitions import defs as orchestration_defs
+from metering_dagster.defs.periods.definitions import defs as periods_defs
 from metering_dagster.defs.quality.checks import defs as quality_defs
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.serving.assets import defs as serving_defs
@@ -33,4 +35,6 @@ defs = dg.Definitions.merge(
     reconciliation_defs,
     serving_defs,
     orchestration_defs,
+    periods_defs,
+    delivery_defs,
 )

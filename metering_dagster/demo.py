@@ -85,5 +85,5 @@ def run_demo(settings: Settings) -> int:
     _step("Reconciliation, per customer, meter and period")
     print_invoices(settings)
     print("\nOpen the Dagster UI with `make dev`; query the marts with "
-          f"`duckdb -readonly {settings.analytics_path}`.")
+          "`.venv/bin/metering query \"select * from marts.rpt_reconciliation\"`.")
     return 0

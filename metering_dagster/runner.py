@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metering_dagster.locks import UPLOAD_POOL, RunLockBusy, pid_alive, run_lock
 from metering_dagster.settings import load_settings
 
 BLOCKING_CHECK_NAMES = ("usage_upload_suite", "shadow_invoice_suite")
@@ -35,25 +38,71 @@ def metering_job():
     return defs.resolve_job_def(METERING_JOB_NAME)
 
 
+def _say(message: str) -> None:
+    print(f"metering: {message}", file=sys.stderr, flush=True)
+
+
 def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | None = None) -> RunOutcome:
-    """Run the job; dbt's progress lines go to `log_path` (the terminal gets the summary)."""
+    """Run the job; dbt's progress lines go to `log_path` (the terminal gets the summary).
+
+    The run holds the state folder's run lock throughout (`locks.run_lock`); a second run says
+    who holds it, waits `METERING_LOCK_WAIT_SECONDS` and otherwise stops without running.
+    """
     import dagster as dg
 
     from metering_dagster.defs.transform.project import prepare_manifest
 
-    log_path = log_path or load_settings().state_dir / "logs" / "last_run.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log, contextlib.redirect_stdout(log):
-        prepare_manifest()
-        return _execute(dg, tags)
+    settings = load_settings()
+    log_path = log_path or settings.state_dir / "logs" / "last_run.log"
+    try:
+        with run_lock(settings.state_dir, say=_say):
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+                prepare_manifest()
+                return _execute(dg, tags)
+    except RunLockBusy as busy:
+        _say(str(busy))
+        return RunOutcome(run_id="not-started", success=False, failed_steps=[f"run lock: {busy}"])
+
+
+def recover_dead_runs(instance) -> list[str]:
+    """Runs of this instance left STARTED by a killed `metering run`: mark them failed, free their pool slots.
+
+    Called with the run lock held, so no run of this state folder is alive: any run still
+    marked started/starting belongs to a process that died.
+    """
+    import dagster as dg
+
+    recovered = []
+    records = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]))
+    for run in records:
+        if run.tags.get("metering/trigger") != "cli":
+            continue
+        pid = run.tags.get("metering/pid")
+        if pid and pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid():
+            continue
+        instance.report_run_failed(run, "the process of this run died (killed); recovered by the next metering run")
+        if instance.event_log_storage.supports_global_concurrency_limits:
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        recovered.append(run.run_id)
+    return recovered
+
+
+def _ensure_upload_pool(instance) -> None:
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits and storage.get_concurrency_info(UPLOAD_POOL).slot_count != 1:
+        storage.set_concurrency_slots(UPLOAD_POOL, 1)
 
 
 def _execute(dg, tags: dict[str, str] | None) -> RunOutcome:
     with dg.DagsterInstance.get() as instance:
+        for run_id in recover_dead_runs(instance):
+            _say(f"run {run_id[:8]} had been killed; marked failed, its upload slot freed, this run finishes its work")
+        _ensure_upload_pool(instance)
         result = dg.execute_job(
             dg.reconstructable(metering_job),
             instance=instance,
-            tags={"metering/trigger": "cli", **(tags or {})},
+            tags={"metering/trigger": "cli", "metering/pid": str(os.getpid()), **(tags or {})},
             # The terminal gets the summary; the full event log is in the Dagster UI.
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
             raise_on_error=False,

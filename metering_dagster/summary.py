@@ -55,5 +55,5 @@ def print_run_summary(outcome: RunOutcome, settings: Settings) -> None:
         print(f"  {kind} {check['check']} on {check['asset']} failed: {check['description']} (customers: {customers})")
     for step in outcome.failed_steps:
         print(f"  failed step {step}")
-    print(f"  analysts: duckdb -readonly {settings.analytics_path}")
+    print(f"  analysts: metering query \"select ...\" (reads {settings.analytics_path})")
     print(f"  dbt log: {settings.state_dir / 'logs' / 'last_run.log'}; every event: the Dagster UI (make dev)")

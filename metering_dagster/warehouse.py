@@ -26,7 +26,8 @@ create table if not exists raw.landed_files (
     size_bytes bigint not null,
     line_count bigint not null,
     landing_run_id bigint not null,
-    landed_at timestamptz not null
+    landed_at timestamptz not null,
+    lines_blank bigint not null default 0
 );
 create table if not exists raw.usage_lines (
     landing_run_id bigint not null,
@@ -46,7 +47,9 @@ create table if not exists raw.usage_lines (
     action_type varchar,
     action varchar,
     environment_type varchar,
-    environment varchar
+    environment varchar,
+    -- why the line cannot be an event before any parsing (landing/land.py), NULL when it can
+    landing_problem varchar
 );
 create table if not exists contract.settings (
     environment varchar,
@@ -127,3 +130,10 @@ def ensure_source_tables(con: duckdb.DuckDBPyConnection) -> None:
     for schema in SCHEMAS:
         con.execute(f"create schema if not exists {schema}")
     con.execute(SOURCE_TABLES_DDL)
+    # Columns added after the first release (issue 5): warehouses created before get them here.
+    con.execute("alter table raw.usage_lines add column if not exists landing_problem varchar")
+    con.execute("alter table raw.landed_files add column if not exists lines_blank bigint default 0")
+    # Issue 4: period close's tables, among them the dbt source stripe_view.invoice_adjustments.
+    from metering_dagster.periods.tables import ensure_period_tables
+
+    ensure_period_tables(con)

@@ -21,7 +21,7 @@ from metering_dagster.contract.model import Contract
 from metering_dagster.settings import Settings
 
 EMULATOR_KEY = "sk_test_metering_emulator"
-MAX_NETWORK_RETRIES = 4  # the SDK backs off with jitter and honours Retry-After / stripe-should-retry
+MAX_NETWORK_RETRIES = 4  # > 0 makes the SDK add an Idempotency-Key to POSTs; the retries are delivery.RetryPolicy's
 
 
 class StripeKeyRefused(Exception):
@@ -98,7 +98,9 @@ class StripeConnection:
 
 
 def _client(api_key: str, base: str | None) -> stripe.StripeClient:
-    kwargs: dict[str, Any] = {"max_network_retries": MAX_NETWORK_RETRIES}
+    from metering_dagster.billing.delivery import RetryingRequestsClient
+
+    kwargs: dict[str, Any] = {"max_network_retries": MAX_NETWORK_RETRIES, "http_client": RetryingRequestsClient()}
     if base:
         base = base.rstrip("/")
         kwargs["base_addresses"] = {"api": base, "meter_events": base}

@@ -13,6 +13,11 @@ A row's identifier is a hash of (environment, customer, meter, period start, seq
 numbers the rows of that key: a pending row re-sent after a crash carries the same identifier
 and Stripe, which enforces identifier uniqueness, counts it once. Since pending rows already
 count towards the ledger's total, a re-run with no new data writes nothing and sends nothing.
+
+Once Stripe has finalized a period's invoice (`ops.period_invoices.finalized`, kept by
+`periods/invoices.py`), nothing more is sent to the meters for that period: no new rows are
+planned, and rows still pending (deferred, failed) become `superseded`. What changed since is
+billed as an adjustment on the next invoice (`periods/adjustments.py`), never into the final one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import duckdb
 from metering_dagster.billing.periods import from_epoch
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.contract.model import Contract
+from metering_dagster.periods.tables import ensure_period_tables, finalized_periods_sql, is_finalized_sql
 
 USAGE_TABLE = "marts.fct_usage_by_period"
 
@@ -78,8 +84,10 @@ def plan_ledger_rows(
 ) -> list[LedgerRow]:
     """The rows that would bring the ledger to what the marts say (nothing is written)."""
     ensure_billing_tables(con)
+    ensure_period_tables(con)
     formulas = {m.key: m.stripe_formula for m in contract.meters}
     customers = {c.id for c in contract.customers}
+    closed = {(c, int(ps.timestamp())) for c, ps in con.execute(finalized_periods_sql()).fetchall()}
     state = {
         (c, m, ps): (seq, total, last_q, last_ts)
         for c, m, ps, seq, total, last_q, last_ts in con.execute(
@@ -91,6 +99,8 @@ def plan_ledger_rows(
     rows = []
     for customer, meter, ps, pe, quantity, last_at in sorted(_usage_rows(con), key=lambda r: r[:3]):
         if meter not in formulas or customer not in customers or customer in withheld_customers:
+            continue
+        if (customer, ps) in closed:  # final in Stripe: billed by an adjustment instead
             continue
         quantity = Decimal(quantity or 0)
         formula = formulas[meter]
@@ -166,11 +176,13 @@ class PendingEvent:
 def pending_events(
     con: duckdb.DuckDBPyConnection, *, withheld_customers: frozenset[str] = frozenset()
 ) -> list[PendingEvent]:
+    ensure_period_tables(con)
     rows = con.execute(
-        """SELECT l.identifier, l.customer_id, l.meter, c.stripe_customer_id, c.stripe_test_clock_id, l.value,
+        f"""SELECT l.identifier, l.customer_id, l.meter, c.stripe_customer_id, c.stripe_test_clock_id, l.value,
                   epoch(l.event_timestamp)::BIGINT
            FROM ops.stripe_ledger l LEFT JOIN ops.stripe_customers c USING (customer_id)
            WHERE l.status = 'pending'
+             AND NOT {is_finalized_sql('l')}
            ORDER BY l.customer_id, l.meter, l.period_start, l.seq"""
     ).fetchall()
     return [PendingEvent(*r) for r in rows if r[1] not in withheld_customers]
@@ -195,3 +207,24 @@ def mark_error(con: duckdb.DuckDBPyConnection, identifiers: list[str], error: st
                WHERE identifier IN (SELECT unnest(?::VARCHAR[])) AND status = 'pending'""",
             [error[:1000], attempted, identifiers],
         )
+
+
+def supersede_finalized(con: duckdb.DuckDBPyConnection) -> int:
+    """Pending rows of periods whose invoice is final will never be sent: mark them `superseded`."""
+    ensure_period_tables(con)
+    return con.execute(
+        f"""UPDATE ops.stripe_ledger AS l SET status = 'superseded',
+               last_error = 'invoice finalized: billed as an adjustment on the next invoice', last_error_at = now()
+           WHERE status = 'pending' AND {is_finalized_sql('l')}"""
+    ).fetchone()[0]
+
+
+def pending_periods(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, int], int]:
+    """(customer, period start epoch) -> ledger rows still pending."""
+    return {
+        (c, ps): n
+        for c, ps, n in con.execute(
+            """SELECT customer_id, epoch(period_start)::BIGINT, count(*) FROM ops.stripe_ledger
+               WHERE status = 'pending' GROUP BY ALL"""
+        ).fetchall()
+    }

@@ -5,7 +5,8 @@ In `environment: test`: one shared test clock, found by name, frozen at the cont
 (deterministic id) and a metered price found by `lookup_key`; per customer: a Stripe customer
 carrying `metadata.metering_customer_id` (on the test clock in test mode) and one subscription
 with one item per metered price. The mapping is kept in `ops.stripe_*`; a second call creates
-nothing. Prices are immutable in Stripe: a changed price becomes a new price that takes over
+nothing. Last, the state of each subscription's period invoices is read (`ops.period_invoices`),
+so that the upload that follows knows which periods Stripe has finalized. Prices are immutable in Stripe: a changed price becomes a new price that takes over
 the lookup key (`transfer_lookup_key`), its contract fingerprint in its metadata, and the
 subscription items move to it (no proration: metered usage is priced at period end).
 """
@@ -420,6 +421,10 @@ def sync_stripe_objects(client: stripe.StripeClient, contract: Contract, con: du
     _sync_prices(client, con, contract, result)
     _sync_customers(client, con, contract, clock, result)
     _sync_subscriptions(client, con, contract, clock, result)
+    # which periods Stripe has finalized since: the ledger must not send to those (periods/invoices.py)
+    from metering_dagster.periods.invoices import refresh_period_invoices
+
+    refresh_period_invoices(client, con)
     return result
 
 

@@ -7,6 +7,9 @@
   is mapped back to our meter through its price (`ops.stripe_prices`, else the price's
   `recurring.meter` in `ops.stripe_meters`); an invoice item that is not a metered price keeps
   the meter from its `metadata.metering_meter`, or NULL.
+- Lines of our late-usage adjustments (invoice items carrying `metadata.metering_adjustment_id`) are
+  left out: `invoice_lines` holds each period's own lines; period close snapshots the adjustments
+  into `stripe_view.invoice_adjustments` (`periods/adjustments.py`).
 
 Each snapshot replaces the previous one in one transaction. Quantities are exact decimals:
 see `values.decimal_from_json_number` for why `Decimal(repr(aggregated_value))` is exact.
@@ -27,6 +30,7 @@ from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_o
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
 from metering_dagster.contract.model import Contract
+from metering_dagster.periods.tables import ADJUSTMENT_KEY
 
 
 @dataclass
@@ -91,14 +95,14 @@ def _line_price_id(line: Any) -> str | None:
     return price if isinstance(price, str) else price.id
 
 
-def _line_quantity(line: Any) -> Decimal | None:
+def line_quantity(line: Any) -> Decimal | None:
     q = getattr(line, "quantity_decimal", None)
     if q is None:
         q = getattr(line, "quantity", None)
     return None if q is None else decimal_from_json_number(q)
 
 
-class _MeterOfPrice:
+class MeterOfPrice:
     def __init__(self, client: stripe.StripeClient, con: duckdb.DuckDBPyConnection):
         self.client = client
         self.by_price = dict(con.execute("SELECT stripe_price_id, meter FROM ops.stripe_prices").fetchall())
@@ -118,9 +122,11 @@ class _MeterOfPrice:
         return metadata_of(line).get("metering_meter")
 
 
-def _line_rows(customer_id: str, invoice: Any, status: str, lines, meter_of: _MeterOfPrice, result) -> list[tuple]:
+def _line_rows(customer_id: str, invoice: Any, status: str, lines, meter_of: MeterOfPrice, result) -> list[tuple]:
     rows = []
     for line in lines:
+        if ADJUSTMENT_KEY in metadata_of(line):  # a late-usage adjustment: stripe_view.invoice_adjustments
+            continue
         meter = meter_of(line)
         if meter is None:
             result.unmapped_lines += 1
@@ -133,7 +139,7 @@ def _line_rows(customer_id: str, invoice: Any, status: str, lines, meter_of: _Me
                 int(period.end) if period is not None else None,
                 getattr(invoice, "id", None),
                 status,
-                _line_quantity(line),
+                line_quantity(line),
                 int(line.amount),
                 line.currency,
             )
@@ -142,7 +148,7 @@ def _line_rows(customer_id: str, invoice: Any, status: str, lines, meter_of: _Me
 
 
 def _invoice_lines(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, result: SnapshotResult) -> list[tuple]:
-    meter_of = _MeterOfPrice(client, con)
+    meter_of = MeterOfPrice(client, con)
     rows: list[tuple] = []
     customers = con.execute(
         "SELECT customer_id, stripe_customer_id, stripe_subscription_id FROM ops.stripe_customers ORDER BY 1"

@@ -7,9 +7,12 @@ event only with a timestamp within 35 days before and 5 minutes after *its* now 
 clock's time in test mode): a row outside that window is not sent and stays pending, its
 reason in `last_error`, until the clock allows it (`deferred`). A row that Stripe rejects for
 its time is treated the same. An answer that the identifier was already used counts as
-delivered. The SDK retries 409/429/5xx and connection errors with exponential backoff and
-jitter, honouring `Retry-After` and `stripe-should-retry`; what still fails stays pending
-with its error and is sent again by the next run (issue 5 adds the dead-letter table).
+delivered. Every request is retried by `delivery.RetryPolicy` (exponential backoff with full
+jitter, honouring `Retry-After` and `stripe-should-retry`); a batch that still fails after that
+budget, or that Stripe refuses for good, is parked in the dead-letter table (`deadletter.py`)
+with its error, and once Stripe looked down for one batch the rest of this upload is parked
+untried. Parked rows stay pending in the ledger under the same identifier; the regular upload
+skips them and the dead-letter retry (`retry_dead_letters`) re-sends them.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from typing import Any
 import duckdb
 import stripe
 
-from metering_dagster.billing import ledger
+from metering_dagster.billing import deadletter, ledger
+from metering_dagster.billing.delivery import STATS
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.values import decimal_str
 from metering_dagster.contract.model import Contract
+from metering_dagster.crashpoints import crashpoint
+from metering_dagster.locks import upload_lease
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,10 @@ class UploadResult:
     duplicates: int = 0  # answered "identifier already used": delivered by an earlier attempt
     requests: int = 0  # meter event stream requests made
     deferred: int = 0  # left pending: timestamp outside Stripe's window at Stripe's time
-    failed: int = 0  # left pending after an error (sent again next run)
+    failed: int = 0  # rows that failed in this run (all of them parked in the dead-letter table)
+    dead_lettered: int = 0  # rows parked in the dead-letter table by this run
+    dead_letters_open: int = 0  # open rows in the dead-letter table after this run
+    delivery: dict[str, Any] = field(default_factory=dict)  # requests tried, faults met, retries (delivery.STATS)
     withheld_customers: int = 0  # customers skipped because a blocking check withheld them
     pending_left: int = 0  # rows still pending after this run (deferred + failed + withheld)
     errors: list[str] = field(default_factory=list)
@@ -61,6 +70,9 @@ class UploadResult:
             "requests": self.requests,
             "deferred": self.deferred,
             "failed": self.failed,
+            "dead_lettered": self.dead_lettered,
+            "dead_letters_open": self.dead_letters_open,
+            **{k: v for k, v in self.delivery.items() if not isinstance(v, dict)},
             "withheld_customers": self.withheld_customers,
             "pending_left": self.pending_left,
             "first_error": self.errors[0] if self.errors else "-",
@@ -76,7 +88,9 @@ class UploadResult:
         if self.deferred:
             text += f"; {self.deferred} deferred until Stripe's clock allows them"
         if self.failed:
-            text += f"; {self.failed} failed and stay pending: {self.errors[0]}"
+            text += f"; {self.failed} failed, parked in the dead-letter table: {self.errors[0]}"
+        if self.dead_letters_open:
+            text += f"; {self.dead_letters_open} open in the dead-letter table"
         return text
 
 
@@ -156,10 +170,21 @@ def _event(row: ledger.PendingEvent) -> dict[str, Any]:
 
 
 class _StopSending(Exception):
-    pass
+    """Stripe looked down: a batch still failed after the retry budget."""
 
 
-def _send(client, con, session: _Session, batch: list[ledger.PendingEvent], result: UploadResult) -> None:
+_TRANSIENT = (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError)
+
+
+def _park(con, ids: list[str], text: str, result: UploadResult, retrying: bool) -> None:
+    deadletter.park(con, ids, text, retry=retrying)
+    ledger.mark_error(con, ids, text, attempted=True)
+    result.failed += len(ids)
+    result.dead_lettered += 0 if retrying else len(ids)
+
+
+def _send(client, con, session: _Session, batch: list[ledger.PendingEvent], result: UploadResult,
+          retrying: bool = False) -> None:
     """Send one request; on a rejection of a batch, isolate the event(s) responsible."""
     ids = [r.identifier for r in batch]
     params = {"events": [_event(r) for r in batch]}
@@ -174,7 +199,7 @@ def _send(client, con, session: _Session, batch: list[ledger.PendingEvent], resu
         except (stripe.InvalidRequestError, stripe.IdempotencyError) as err:
             if len(batch) > 1:
                 for row in batch:
-                    _send(client, con, session, [row], result)
+                    _send(client, con, session, [row], result, retrying)
                 return
             text = _error_text(err)
             if _is_duplicate(text):
@@ -184,17 +209,18 @@ def _send(client, con, session: _Session, batch: list[ledger.PendingEvent], resu
             elif _is_time_rejection(text):
                 ledger.mark_error(con, ids, text, attempted=True)
                 result.deferred += 1
-            else:
-                ledger.mark_error(con, ids, text, attempted=True)
-                result.failed += 1
+            else:  # refused for good: retrying the same request will not help
+                _park(con, ids, text, result, retrying)
                 result.errors.append(f"{batch[0].customer_id}/{batch[0].meter}: {text}")
             return
-        except stripe.StripeError as err:  # after the SDK's retries: stop, keep everything pending
+        except stripe.StripeError as err:  # after the retry budget (or told not to retry)
             text = _error_text(err)
-            ledger.mark_error(con, ids, text, attempted=True)
-            result.failed += len(batch)
+            _park(con, ids, text, result, retrying)
             result.errors.append(text)
-            raise _StopSending from err
+            if isinstance(err, _TRANSIENT):
+                raise _StopSending(text) from err
+            return
+        crashpoint("upload:after_send")
         ledger.mark_sent(con, ids)
         result.events_sent += len(batch)
         return
@@ -206,10 +232,20 @@ def send_pending(
     *,
     withheld_customers: frozenset[str] = frozenset(),
     result: UploadResult | None = None,
+    dead_letters: bool = False,
 ) -> UploadResult:
-    """Send every pending ledger row (except withheld customers') on the meter event stream."""
+    """Send every pending ledger row (except withheld customers') on the meter event stream.
+
+    `dead_letters=False` (the regular upload): rows parked in the dead-letter table are left alone.
+    `dead_letters=True` (the dead-letter retry): only those rows are sent.
+    """
     result = result or UploadResult()
-    rows = ledger.pending_events(con, withheld_customers=withheld_customers)
+    stats_before = STATS.as_dict()
+    parked = deadletter.open_identifiers(con)
+    rows = [
+        r for r in ledger.pending_events(con, withheld_customers=withheld_customers)
+        if (r.identifier in parked) == dead_letters
+    ]
     now = _stripe_now(client, {r.stripe_test_clock_id for r in rows})
     sendable = []
     for row in rows:
@@ -224,13 +260,29 @@ def send_pending(
         else:
             sendable.append(row)
     session = _Session(client, result)
-    try:
-        for i in range(0, len(sendable), MAX_EVENTS_PER_REQUEST):
-            _send(client, con, session, sendable[i : i + MAX_EVENTS_PER_REQUEST], result)
-    except _StopSending:
-        unsent = len(sendable) - i - MAX_EVENTS_PER_REQUEST
-        result.failed += max(unsent, 0)
+    batches = [sendable[i : i + MAX_EVENTS_PER_REQUEST] for i in range(0, len(sendable), MAX_EVENTS_PER_REQUEST)]
+    for n, batch in enumerate(batches):
+        try:
+            _send(client, con, session, batch, result, dead_letters)
+        except _StopSending as stop:
+            rest = [r.identifier for b in batches[n + 1 :] for r in b]
+            if rest:
+                _park(con, rest, f"not tried: Stripe unavailable ({stop})", result, dead_letters)
+            break
+    deadletter.resolve_delivered(con)
+    result.dead_letters_open = len(deadletter.open_identifiers(con))
     result.pending_left = con.execute("SELECT count(*) FROM ops.stripe_ledger WHERE status = 'pending'").fetchone()[0]
+    after = STATS.as_dict()
+    result.delivery = {k: after[k] - stats_before[k] for k in ("requests_tried", "faults_met", "retries", "gave_up")}
+    return result
+
+
+def retry_dead_letters(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection) -> UploadResult:
+    """Re-send the open dead-letter rows with their original identifiers (what the schedule runs)."""
+    with upload_lease(con, holder="dead-letter retry"):
+        deadletter.resolve_delivered(con)
+        result = send_pending(client, con, dead_letters=True)
+    log.info(result.summary())
     return result
 
 
@@ -250,7 +302,9 @@ def report_usage(
     if not stripe_objects_exist(con, contract):
         sync_stripe_objects(client, contract, con)
     result = UploadResult(withheld_customers=len(withheld & {c.id for c in contract.customers}))
-    result.events_written = len(ledger.write_pending(con, contract, withheld_customers=withheld))
-    send_pending(client, con, withheld_customers=withheld, result=result)
+    with upload_lease(con, holder="usage upload"):
+        result.events_written = len(ledger.write_pending(con, contract, withheld_customers=withheld))
+        crashpoint("upload:after_ledger_write")
+        send_pending(client, con, withheld_customers=withheld, result=result)
     log.info(result.summary())
     return result

@@ -97,6 +97,9 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
         meter = _meter(raw, f"meters[{i}]", currency or "usd", e)
         if meter is None:
             continue
+        if not isinstance(meter.key, str):  # already reported by _meter; not hashable (found by the fuzz test)
+            meters.append(meter)
+            continue
         if meter.key in seen:
             e.add(f"meters[{i}].key", f"duplicate meter key {meter.key!r}")
         seen.add(meter.key)
@@ -113,7 +116,8 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
         cid = raw.get("id") if isinstance(raw, dict) else None
         if isinstance(cid, str) and cid in seen:
             e.add(f"customers[{i}].id", f"duplicate customer id {cid!r}")
-        seen.add(cid)
+        if isinstance(cid, str):  # a non-string id is reported by _customer (found by the fuzz test)
+            seen.add(cid)
         if customer is not None:
             customers.append(customer)
 

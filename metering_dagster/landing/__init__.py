@@ -1,5 +1,5 @@
 """Raw *.jsonl / *.jsonl.gz usage logs -> raw.usage_lines (polars, parsed once) + raw.landed_files."""
 
-from .land import ChangedFile, FailedFile, LandedFile, LandingResult, find_raw_files, land_new_files
+from .land import ChangedFile, FailedFile, IncompleteFile, LandedFile, LandingResult, find_raw_files, land_new_files
 
-__all__ = ["ChangedFile", "FailedFile", "LandedFile", "LandingResult", "find_raw_files", "land_new_files"]
+__all__ = ["ChangedFile", "FailedFile", "IncompleteFile", "LandedFile", "LandingResult", "find_raw_files", "land_new_files"]

@@ -1,10 +1,35 @@
-"""Land new raw usage files into `raw.usage_lines` with a content manifest in `raw.landed_files`."""
+"""Land new raw usage files into `raw.usage_lines` with a content manifest in `raw.landed_files`.
+
+What is read (the rule for files still being written; README "What happens when…"):
+
+- Only `*.jsonl` / `*.jsonl.gz` names are read: a writer writes under another name (`.part`, `.tmp`)
+  and renames, which is atomic.
+- A file is read only when it is complete: a `.jsonl` ends with a newline, a `.jsonl.gz` holds a
+  whole gzip stream, and its size and modification time did not change while it was read. A
+  file that does not look complete (no final newline, a gzip stream cut short, an empty file) is
+  left for a later run (`incomplete`) until it has not changed for
+  `METERING_LANDING_SETTLE_SECONDS` (default 60); then it is read as it is.
+- Landed once: the manifest keeps each file's sha256; the same file again is skipped, a file
+  that changed after it was landed is refused and reported (`changed`), never re-read.
+
+Every line read gets one row in `raw.usage_lines` except blank lines (counted in
+`raw.landed_files.lines_blank`). A line that cannot be an event is landed with a
+`landing_problem`, which dbt turns into the quarantine reason: `invalid_utf8` (the raw text is
+kept with the bad bytes escaped as `\\xNN`, never replaced), `line_too_long` (over
+`MAX_LINE_BYTES`; the first KiB is kept), `corrupt_gzip` (one row for the unreadable rest of the
+file, after the lines read before the damage), `empty_file` (one row for a file with no line).
+So for every file: line_count = lines_blank + its rows in raw.usage_lines (asset check
+`every_line_accounted_for`), and downstream every row is either a valid event or quarantined.
+"""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import tempfile
+import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,9 +38,17 @@ import duckdb
 import polars as pl
 
 from ..warehouse import ensure_source_tables
+from ..crashpoints import crash_after_delay, crashpoint
 from .parse import exact_json, fields_select_sql, strict_json_ok
 
 PATTERNS = ("*.jsonl", "*.jsonl.gz")
+MAX_LINE_BYTES = 1024 * 1024  # a longer line is quarantined as line_too_long
+KEPT_PREFIX_CHARS = 1024
+DEFAULT_SETTLE_SECONDS = 60.0
+
+
+def settle_seconds() -> float:
+    return float(os.environ.get("METERING_LANDING_SETTLE_SECONDS") or DEFAULT_SETTLE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -23,8 +56,10 @@ class LandedFile:
     source_file: str  # relative to raw_dir, posix
     content_sha256: str
     size_bytes: int
-    lines_read: int  # physical lines in the file
-    lines_landed: int  # non-blank lines written to raw.usage_lines
+    lines_read: int  # physical lines in the file (+1 for a file-level problem: empty, corrupt rest)
+    lines_landed: int  # rows written to raw.usage_lines without a landing problem
+    lines_quarantined: int = 0  # rows written with a landing_problem
+    lines_blank: int = 0  # blank lines: read, not landed
 
 
 @dataclass(frozen=True)
@@ -43,6 +78,14 @@ class FailedFile:
 
 
 @dataclass(frozen=True)
+class IncompleteFile:
+    """Looks like it is still being written: left for a later run."""
+
+    source_file: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class LandingResult:
     landing_run_id: int
     landed_at: datetime
@@ -50,6 +93,7 @@ class LandingResult:
     skipped: tuple[str, ...] = ()  # already landed, unchanged
     changed: tuple[ChangedFile, ...] = ()
     failed: tuple[FailedFile, ...] = field(default_factory=tuple)
+    incomplete: tuple[IncompleteFile, ...] = ()
 
     @property
     def lines_read(self) -> int:
@@ -59,6 +103,14 @@ class LandingResult:
     def lines_landed(self) -> int:
         return sum(f.lines_landed for f in self.landed)
 
+    @property
+    def lines_quarantined(self) -> int:
+        return sum(f.lines_quarantined for f in self.landed)
+
+    @property
+    def lines_blank(self) -> int:
+        return sum(f.lines_blank for f in self.landed)
+
 
 def find_raw_files(raw_dir: Path) -> list[Path]:
     """Every *.jsonl / *.jsonl.gz under raw_dir, recursively, in path order."""
@@ -66,25 +118,110 @@ def find_raw_files(raw_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(raw_dir).as_posix())
 
 
-def read_lines(content: bytes, gzipped: bool) -> tuple[pl.DataFrame, int]:
-    """(line_number, raw_line) of the non-blank lines, and the number of physical lines."""
+class Incomplete(Exception):
+    pass
+
+
+def _gunzip(content: bytes, settled: bool) -> tuple[bytes, str | None]:
+    """(decompressed bytes, problem): the readable prefix and what was wrong with the rest."""
+    try:
+        return gzip.decompress(content), None
+    except EOFError as exc:
+        if not settled:
+            raise Incomplete(f"gzip stream cut short ({exc}); waiting for the writer") from exc
+        problem = f"{exc}"
+    except (OSError, gzip.BadGzipFile, zlib.error) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    d = zlib.decompressobj(wbits=31)
+    out = []
+    for i in range(0, len(content), 65536):
+        try:
+            out.append(d.decompress(content[i : i + 65536]))
+        except zlib.error:
+            break
+    return b"".join(out), problem
+
+
+def _frame(raw_lines: list[str], problems: list[str | None], start: int = 1) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "line_number": list(range(start, start + len(raw_lines))),
+            "raw_line": raw_lines,
+            "landing_problem": problems,
+        },
+        schema={"line_number": pl.Int64, "raw_line": pl.String, "landing_problem": pl.String},
+    )
+
+
+def _split_checked(data: bytes) -> tuple[pl.DataFrame, int]:
+    """Lines with their landing problem (slow path: the bytes are not all valid UTF-8, or a line is too long)."""
+    parts = data.split(b"\n")
+    if data.endswith(b"\n"):
+        parts.pop()
+    raw, problems = [], []
+    for part in parts:
+        part = part.removesuffix(b"\r")
+        if len(part) > MAX_LINE_BYTES:
+            head = part[:KEPT_PREFIX_CHARS].decode("utf-8", "backslashreplace")
+            raw.append(f"{head}… [line of {len(part)} bytes, over the {MAX_LINE_BYTES}-byte limit; cut here]")
+            problems.append("line_too_long")
+            continue
+        try:
+            raw.append(part.decode("utf-8"))
+            problems.append(None)
+        except UnicodeDecodeError as exc:
+            raw.append(part.decode("utf-8", "backslashreplace"))
+            problems.append("invalid_utf8")
+            del exc
+    return _frame(raw, problems), len(parts)
+
+
+def read_lines(content: bytes, gzipped: bool, settled: bool = True) -> tuple[pl.DataFrame, int, int]:
+    """(line_number, raw_line, landing_problem) of the non-blank lines, lines read, blank lines.
+
+    Raises `Incomplete` for a file that does not look finished yet (see module doc).
+    """
+    problem = None
     if gzipped:
-        content = gzip.decompress(content)
-    text = content.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    lines = (
-        pl.DataFrame({"raw_line": [text]})
-        .select(pl.col("raw_line").str.split("\n"))
-        .explode("raw_line")
-        .with_row_index("line_number", offset=1)
-    )
-    if text.endswith("\n"):
-        lines = lines.head(lines.height - 1)
-    physical = lines.height if text else 0
-    lines = (
-        lines.with_columns(pl.col("line_number").cast(pl.Int64), pl.col("raw_line").str.strip_suffix("\r"))
-        .filter(pl.col("raw_line").str.strip_chars() != "")
-    )
-    return lines, physical
+        content, problem = _gunzip(content, settled)
+        if problem is not None:  # keep whole lines of the readable prefix; the rest is one unit
+            content = content[: content.rfind(b"\n") + 1]
+    elif content and not content.endswith(b"\n") and not settled:
+        raise Incomplete("no newline at the end; waiting for the writer")
+    if not gzipped and not content and not settled:
+        raise Incomplete("empty; waiting for the writer")
+    content = content.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = content.decode("utf-8")
+        if len(content) > MAX_LINE_BYTES and max(map(len, content.split(b"\n"))) > MAX_LINE_BYTES:
+            raise UnicodeError("a line is too long")
+        lines = (
+            pl.DataFrame({"raw_line": [text]})
+            .select(pl.col("raw_line").str.split("\n"))
+            .explode("raw_line")
+            .with_row_index("line_number", offset=1)
+        )
+        if text.endswith("\n") or not text:
+            lines = lines.head(lines.height - 1)
+        physical = lines.height
+        lines = lines.with_columns(
+            pl.col("line_number").cast(pl.Int64),
+            pl.col("raw_line").str.strip_suffix("\r"),
+            pl.lit(None, dtype=pl.String).alias("landing_problem"),
+        )
+    except UnicodeError:
+        lines, physical = _split_checked(content)
+    extra = []
+    if problem is not None:
+        extra.append((f"[unreadable rest of the gzip file: {problem}]", "corrupt_gzip"))
+    elif physical == 0:
+        extra.append(("[empty file: no line]", "empty_file"))
+    if extra:
+        lines = pl.concat([lines, _frame([e[0] for e in extra], [e[1] for e in extra], start=physical + 1)])
+        physical += len(extra)
+    blank = lines.filter((pl.col("raw_line").str.strip_chars() == "") & pl.col("landing_problem").is_null()).height
+    lines = lines.filter((pl.col("raw_line").str.strip_chars() != "") | pl.col("landing_problem").is_not_null())
+    return lines, physical, blank
 
 
 def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: datetime | None = None) -> LandingResult:
@@ -94,14 +231,21 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
     ensure_source_tables(con)
     manifest = dict(con.execute("select source_file, content_sha256 from raw.landed_files").fetchall())
     run_id = con.execute("select coalesce(max(landing_run_id), 0) + 1 from raw.landed_files").fetchone()[0]
+    settle = settle_seconds()
 
-    landed, skipped, changed, failed = [], [], [], []
+    landed, skipped, changed, failed, incomplete = [], [], [], [], []
     con.execute("begin transaction")
     try:
         with tempfile.TemporaryDirectory(prefix="landing-") as tmp:
             for path in find_raw_files(raw_dir) if raw_dir.is_dir() else []:
                 source_file = path.relative_to(raw_dir).as_posix()
-                content = path.read_bytes()
+                try:
+                    before = path.stat()
+                    content = path.read_bytes()
+                    after = path.stat()
+                except OSError as exc:
+                    failed.append(FailedFile(source_file, f"{type(exc).__name__}: {exc}"))
+                    continue
                 sha = hashlib.sha256(content).hexdigest()
                 if source_file in manifest:
                     if manifest[source_file] == sha:
@@ -109,22 +253,34 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
                     else:
                         changed.append(ChangedFile(source_file, manifest[source_file], sha))
                     continue
+                if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(content) != after.st_size:
+                    incomplete.append(IncompleteFile(source_file, "changed while it was read; waiting for the writer"))
+                    continue
+                settled = time.time() - after.st_mtime >= settle
                 try:
-                    lines, physical = read_lines(content, path.name.endswith(".gz"))
-                except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                    failed.append(FailedFile(source_file, f"{type(exc).__name__}: {exc}"))
+                    lines, physical, blank = read_lines(content, path.name.endswith(".gz"), settled)
+                except Incomplete as exc:
+                    incomplete.append(IncompleteFile(source_file, str(exc)))
                     continue
                 _insert_lines(con, lines, source_file, run_id, landed_at, Path(tmp) / "batch.parquet")
+                quarantined = lines.filter(pl.col("landing_problem").is_not_null()).height
                 con.execute(
-                    "insert into raw.landed_files values (?, ?, ?, ?, ?, ?)",
-                    [source_file, sha, len(content), physical, run_id, landed_at],
+                    "insert into raw.landed_files by name (select ? as source_file, ? as content_sha256, ? as size_bytes, "
+                    "? as line_count, ? as landing_run_id, ? as landed_at, ? as lines_blank)",
+                    [source_file, sha, len(content), physical, run_id, landed_at, blank],
                 )
-                landed.append(LandedFile(source_file, sha, len(content), physical, lines.height))
+                landed.append(
+                    LandedFile(source_file, sha, len(content), physical, lines.height - quarantined, quarantined, blank)
+                )
+        crashpoint("landing:before_commit")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    return LandingResult(run_id, landed_at, tuple(landed), tuple(skipped), tuple(changed), tuple(failed))
+    crash_after_delay("dbt:running")
+    return LandingResult(
+        run_id, landed_at, tuple(landed), tuple(skipped), tuple(changed), tuple(failed), tuple(incomplete)
+    )
 
 
 def _insert_lines(con, lines: pl.DataFrame, source_file: str, run_id: int, landed_at: datetime, parquet: Path) -> None:
@@ -134,10 +290,11 @@ def _insert_lines(con, lines: pl.DataFrame, source_file: str, run_id: int, lande
         pl.lit(source_file).alias("source_file"),
         "line_number",
         "raw_line",
+        "landing_problem",
         exact_json(pl.col("raw_line")).alias("exact_json"),
-        strict_json_ok(pl.col("raw_line")).alias("strict_ok"),
+        (strict_json_ok(pl.col("raw_line")) & pl.col("landing_problem").is_null()).alias("strict_ok"),
     ).write_parquet(parquet, compression="uncompressed")
     con.execute(
-        "insert into raw.usage_lines " + fields_select_sql("read_parquet($parquet)"),
+        "insert into raw.usage_lines by name " + fields_select_sql("read_parquet($parquet)"),
         {"landing_run_id": run_id, "landed_at": landed_at, "parquet": str(parquet)},
     )

@@ -59,7 +59,7 @@ end"""
 
 
 def fields_select_sql(source: str) -> str:
-    """SELECT that turns (source_file, line_number, raw_line, exact_json, strict_ok) into raw.usage_lines columns.
+    """SELECT that turns (source_file, line_number, raw_line, landing_problem, exact_json, strict_ok) into raw.usage_lines columns.
 
     Parameters: $landing_run_id, $landed_at.
     """
@@ -76,6 +76,7 @@ with lines as (
         source_file,
         line_number,
         raw_line,
+        landing_problem,
         case
             when strict_ok and json_valid(exact_json) then json_type(exact_json) = 'OBJECT'
             else false
@@ -98,7 +99,8 @@ select
     raw_line,
     is_json_object,
     payload,
-    {", ".join(columns)}
+    {", ".join(columns)},
+    landing_problem
 from parsed
 order by source_file, line_number
 """

@@ -64,9 +64,86 @@ def test_not_json_and_lenient_json_are_not_objects(warehouse):
     ]
 
 
-def test_bad_gzip_is_reported_and_retried(warehouse):
+def _age(path, seconds=3600):
+    import os
+    import time
+
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def test_files_still_being_written_wait_until_complete_or_settled(warehouse, monkeypatch):
+    import gzip
+
+    monkeypatch.setenv("METERING_LANDING_SETTLE_SECONDS", "60")
     warehouse.raw_dir.mkdir(parents=True)
-    (warehouse.raw_dir / "broken.jsonl.gz").write_bytes(b"not gzip")
+    partial = warehouse.raw_dir / "partial.jsonl"
+    partial.write_text('{"event_id":"p1"}\n{"event_id":"p2"')  # no final newline: being written
+    cut = warehouse.raw_dir / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(b"".join(b'{"event_id":"g%d"}\n' % (i * 7919 % 100003) for i in range(3000)), mtime=0)[:-200])  # stream cut short
+    (warehouse.raw_dir / "empty.jsonl").write_bytes(b"")
+    (warehouse.raw_dir / "x.jsonl.part").write_text("ignored: not a log name yet\n")
+    first = warehouse.land()
+    assert sorted(f.source_file for f in first.incomplete) == ["cut.jsonl.gz", "empty.jsonl", "partial.jsonl"]
+    assert first.landed == () and warehouse.query("select count(*) from raw.landed_files") == [(0,)]
+
+    # the writer finishes: the file lands whole
+    partial.write_text('{"event_id":"p1"}\n{"event_id":"p2"}\n')
+    second = warehouse.land()
+    assert [(f.source_file, f.lines_read, f.lines_landed) for f in second.landed] == [("partial.jsonl", 2, 2)]
+
+    # files that never complete are read as they are once settled, and accounted for in quarantine
+    _age(cut)
+    _age(warehouse.raw_dir / "empty.jsonl")
+    third = warehouse.land()
+    by_file = {f.source_file: f for f in third.landed}
+    assert by_file["cut.jsonl.gz"].lines_quarantined == 1 and by_file["cut.jsonl.gz"].lines_landed > 0
+    assert (by_file["empty.jsonl"].lines_read, by_file["empty.jsonl"].lines_quarantined) == (1, 1)
+    problems = dict(warehouse.query(
+        "select source_file, landing_problem from raw.usage_lines where landing_problem is not null"))
+    assert problems == {"cut.jsonl.gz": "corrupt_gzip", "empty.jsonl": "empty_file"}
+
+
+def test_bad_bytes_are_kept_escaped_and_flagged_never_replaced(warehouse):
+    warehouse.raw_dir.mkdir(parents=True)
+    big = '{"event_id":"big","pad":"' + "x" * (10 * 1024 * 1024) + '"}'
+    (warehouse.raw_dir / "mixed.jsonl").write_bytes(
+        b'{"event_id":"ok1"}\n{"event_id":"caf\xe9"}\n\n' + big.encode() + b'\n{"event_id":"ok2"}\n'
+    )
+    (warehouse.raw_dir / "notgzip.jsonl.gz").write_bytes(b"not gzip at all")
     result = warehouse.land()
-    assert [f.source_file for f in result.failed] == ["broken.jsonl.gz"]
-    assert warehouse.query("select count(*) from raw.landed_files") == [(0,)]
+    files = {f.source_file: f for f in result.landed}
+    m = files["mixed.jsonl"]
+    assert (m.lines_read, m.lines_landed, m.lines_quarantined, m.lines_blank) == (5, 2, 2, 1)
+    rows = warehouse.query(
+        "select line_number, landing_problem, raw_line, is_json_object from raw.usage_lines "
+        "where source_file = 'mixed.jsonl' order by 1")
+    assert [(r[0], r[1]) for r in rows] == [(1, None), (2, "invalid_utf8"), (4, "line_too_long"), (5, None)]
+    assert rows[1][2] == '{"event_id":"caf\\xe9"}' and rows[1][3] is False  # the bad byte, escaped
+    assert len(rows[2][2]) < 2048 and "10485" in rows[2][2]
+    n = files["notgzip.jsonl.gz"]
+    assert (n.lines_read, n.lines_landed, n.lines_quarantined) == (1, 0, 1)
+    # read = landed + quarantined + blank, per file, in the manifest too
+    assert warehouse.query(
+        """select count(*) from raw.landed_files f
+           where line_count <> lines_blank + (select count(*) from raw.usage_lines u where u.source_file = f.source_file)"""
+    ) == [(0,)]
+
+
+def test_landing_problems_flow_into_quarantine_with_their_reason(warehouse, dbt):
+    from .test_dbt_models import CONTRACT
+
+    warehouse.write_contract(CONTRACT)
+    warehouse.raw_dir.mkdir(parents=True)
+    (warehouse.raw_dir / "bad.jsonl").write_bytes(b'{"event_id":"\xff"}\n' + b"y" * (2 * 1024 * 1024) + b"\n")
+    (warehouse.raw_dir / "empty.jsonl").write_bytes(b"")
+    _age(warehouse.raw_dir / "empty.jsonl")
+    (warehouse.raw_dir / "broken.jsonl.gz").write_bytes(b"\x1f\x8b garbage")
+    warehouse.land()
+    dbt.run(warehouse.state_dir, "build", "--exclude", "tag:reconciliation")
+    reasons = warehouse.query(
+        "select source_file, line_number, reason from marts.rpt_quarantined_events order by 1, 2")
+    assert reasons == [
+        ("bad.jsonl", 1, "invalid_utf8"), ("bad.jsonl", 2, "line_too_long"),
+        ("broken.jsonl.gz", 1, "corrupt_gzip"), ("empty.jsonl", 1, "empty_file"),
+    ]

@@ -63,6 +63,7 @@ checked as (
         timed.event_ts,
         md5(timed.payload::varchar) as payload_hash,
         case
+            when timed.landing_problem is not null then timed.landing_problem
             when not timed.is_json_object then 'invalid_json'
             when coalesce(timed.event_id_type, 'null') = 'null'
                 or coalesce(timed.timestamp_type, 'null') = 'null'

@@ -2,6 +2,10 @@
 
 -- Our shadow invoice lines against Stripe's view (latest snapshot): meter usage summaries and
 -- invoice lines (finalized invoices preferred over drafts, drafts over previews; void ignored).
+-- A finalized line counts together with the late-usage adjustments billed for its period on later
+-- invoices: Stripe's quantity is the last adjustment's quantity_after, its amount the line's plus
+-- every adjustment's. Invoice lines price max(quantity, 0), so a quantity is compared floored at 0
+-- against an invoice line, exactly against a meter summary.
 
 with expected as (
     select * from {{ ref('fct_invoice_lines_expected') }}
@@ -27,20 +31,53 @@ invoice_lines as (
     ) = 1
 ),
 
+adjustments as (
+    select
+        customer_id,
+        meter,
+        period_start,
+        sum(amount_cents) as amount_cents,
+        arg_max(quantity_after, seq) as quantity_after,
+        count(*) as adjustment_count
+    from {{ ref('stg_stripe__invoice_adjustments') }}
+    group by all
+),
+
+finalized_lines as (
+    select
+        invoice_lines.* exclude (quantity, amount_cents),
+        invoice_lines.invoice_status in ('open', 'paid', 'uncollectible') as is_final,
+        invoice_lines.amount_cents as invoiced_amount_cents,
+        case when invoice_lines.invoice_status in ('open', 'paid', 'uncollectible')
+            then coalesce(adjustments.quantity_after, invoice_lines.quantity) else invoice_lines.quantity
+        end as quantity,
+        invoice_lines.amount_cents + case when invoice_lines.invoice_status in ('open', 'paid', 'uncollectible')
+            then coalesce(adjustments.amount_cents, 0) else 0
+        end as amount_cents,
+        coalesce(adjustments.amount_cents, 0) as adjustment_amount_cents
+    from invoice_lines
+    left join adjustments
+        on invoice_lines.customer_id = adjustments.customer_id
+        and invoice_lines.meter = adjustments.meter
+        and invoice_lines.period_start = adjustments.period_start
+),
+
 stripe as (
     select
-        coalesce(summaries.customer_id, invoice_lines.customer_id) as customer_id,
-        coalesce(summaries.meter, invoice_lines.meter) as meter,
-        coalesce(summaries.period_start, invoice_lines.period_start) as period_start,
-        coalesce(invoice_lines.quantity, summaries.stripe_quantity) as stripe_quantity,
-        invoice_lines.amount_cents as stripe_amount_cents,
-        invoice_lines.stripe_invoice_id,
-        invoice_lines.invoice_status
+        coalesce(summaries.customer_id, finalized_lines.customer_id) as customer_id,
+        coalesce(summaries.meter, finalized_lines.meter) as meter,
+        coalesce(summaries.period_start, finalized_lines.period_start) as period_start,
+        coalesce(finalized_lines.quantity, summaries.stripe_quantity) as stripe_quantity,
+        finalized_lines.amount_cents as stripe_amount_cents,
+        finalized_lines.invoiced_amount_cents,
+        finalized_lines.adjustment_amount_cents,
+        finalized_lines.stripe_invoice_id,
+        finalized_lines.invoice_status
     from summaries
-    full outer join invoice_lines
-        on summaries.customer_id = invoice_lines.customer_id
-        and summaries.meter = invoice_lines.meter
-        and summaries.period_start = invoice_lines.period_start
+    full outer join finalized_lines
+        on summaries.customer_id = finalized_lines.customer_id
+        and summaries.meter = finalized_lines.meter
+        and summaries.period_start = finalized_lines.period_start
 ),
 
 compared as (
@@ -52,6 +89,8 @@ compared as (
         stripe.stripe_quantity,
         expected.amount_cents as local_amount_cents,
         stripe.stripe_amount_cents,
+        stripe.invoiced_amount_cents,
+        stripe.adjustment_amount_cents,
         stripe.stripe_invoice_id,
         stripe.invoice_status,
         expected.customer_id is not null as has_local,
@@ -77,11 +116,16 @@ select
             then 'not_yet_invoiced'
         when not has_local then 'missing_locally'
         when not has_stripe and local_quantity <> 0 then 'missing_in_stripe'
-        when stripe_quantity is distinct from local_quantity and has_stripe then 'quantity_mismatch'
+        when has_stripe and stripe_invoice_id is not null
+            and greatest(stripe_quantity, 0) is distinct from greatest(local_quantity, 0) then 'quantity_mismatch'
+        when has_stripe and stripe_invoice_id is null
+            and stripe_quantity is distinct from local_quantity then 'quantity_mismatch'
         when stripe_invoice_id is null then 'not_yet_invoiced'
         when stripe_amount_cents is distinct from local_amount_cents then 'amount_mismatch'
         else 'match'
     end as status,
     stripe_invoice_id,
-    invoice_status
+    invoice_status,
+    invoiced_amount_cents,
+    adjustment_amount_cents
 from compared

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from metering_dagster.defs.contract.assets import metering_contract
+from metering_dagster.defs.landing.checks import landing_checks
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.landing import LandingResult, land_new_files
 
@@ -14,8 +15,11 @@ def landing_metadata(result: LandingResult) -> dict:
         "files_skipped": len(result.skipped),
         "files_changed_refused": len(result.changed),
         "files_failed": len(result.failed),
+        "files_incomplete_waiting": len(result.incomplete),
         "lines_read": result.lines_read,
         "lines_landed": result.lines_landed,
+        "lines_quarantined_at_landing": result.lines_quarantined,
+        "lines_blank": result.lines_blank,
     }
 
 
@@ -36,7 +40,9 @@ def landed_usage_lines(context: dg.AssetExecutionContext, metering: MeteringReso
         )
     for failed in result.failed:
         context.log.error(f"{failed.source_file} could not be read: {failed.error}")
+    for waiting in result.incomplete:
+        context.log.info(f"{waiting.source_file} not read yet: {waiting.reason}")
     return dg.MaterializeResult(metadata=landing_metadata(result))
 
 
-defs = dg.Definitions(assets=[landed_usage_lines])
+defs = dg.Definitions(assets=[landed_usage_lines], asset_checks=landing_checks)

@@ -11,6 +11,7 @@ from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.stripe.resources import StripeResource
 from metering_dagster.defs.transform.assets import metering_dbt_models
 from metering_dagster.defs.transform.keys import model_key
+from metering_dagster.locks import UPLOAD_POOL
 
 
 @dg.asset(
@@ -29,6 +30,7 @@ def stripe_billing_objects(metering: MeteringResource, stripe: StripeResource) -
 @dg.asset(
     group_name="stripe",
     kinds={"stripe"},
+    pool=UPLOAD_POOL,  # one upload at a time across runs (issue 5; see metering_dagster/locks.py)
     deps=[stripe_billing_objects, model_key("fct_usage_by_period"), model_key("fct_invoice_lines_expected")],
     description=(
         "Per customer, meter and period: what Stripe should hold minus what the ledger says was sent,"

@@ -26,6 +26,17 @@ dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_D
 dbt_project.prepare_if_dev()
 
 
-def prepare_manifest() -> None:
-    """Write target/manifest.json (dbt parse) so the Definitions can load."""
-    dbt_project.preparer.prepare(dbt_project)
+def manifest_is_current() -> bool:
+    """True when manifest.json is newer than every file of the dbt project."""
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        return False
+    built = manifest.stat().st_mtime
+    sources = (p for p in DBT_PROJECT_DIR.rglob("*") if p.suffix in (".sql", ".yml", ".yaml", ".csv"))
+    return all(p.stat().st_mtime < built for p in sources if "target" not in p.relative_to(DBT_PROJECT_DIR).parts)
+
+
+def prepare_manifest(force: bool = False) -> None:
+    """Write target/manifest.json (dbt parse) so the Definitions can load; skipped when current."""
+    if force or not manifest_is_current():
+        dbt_project.preparer.prepare(dbt_project)

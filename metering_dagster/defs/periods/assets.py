@@ -1,0 +1,49 @@
+"""Period close and the post-finalization reconciliation (issue 4)."""
+
+
+import dagster as dg
+
+from metering_dagster.defs.resources import MeteringResource
+from metering_dagster.defs.stripe.assets import stripe_snapshot
+from metering_dagster.defs.stripe.resources import StripeResource
+from metering_dagster.defs.transform.keys import model_key
+from metering_dagster.periods.close import close_periods
+from metering_dagster.periods.reconcile import record_closed_period_results
+
+
+@dg.asset(
+    group_name="periods",
+    kinds={"stripe", "duckdb"},
+    deps=[stripe_snapshot],
+    description=(
+        "Period close: Stripe's period invoices, holds on incomplete sources (watermarks), the final upload"
+        " inside the grace period, late usage of finalized periods as adjustments on the next invoice."
+    ),
+)
+def period_close(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
+    settings = metering.settings()
+    contract = metering.contract()
+    with stripe.connect(settings, contract) as conn, metering.warehouse() as con:
+        result = close_periods(conn.client, con, contract, raw_dir=settings.raw_dir, state_dir=settings.state_dir)
+    for line in result.lines():
+        (context.log.warning if line.startswith(("ALERT", "WARNING")) else context.log.info)(line)
+    return dg.MaterializeResult(metadata=result.metadata())
+
+
+@dg.asset(
+    group_name="periods",
+    kinds={"duckdb"},
+    deps=[model_key("rpt_reconciliation")],
+    description="Per customer and finalized period: does Stripe's final invoice (with its adjustments) match ours.",
+)
+def closed_period_reconciliation(metering: MeteringResource) -> dg.MaterializeResult:
+    with metering.warehouse() as con:
+        results = record_closed_period_results(con)
+    differ = sorted({r.customer_id for r in results if r.result != "match"})
+    return dg.MaterializeResult(
+        metadata={
+            "customer_periods": len(results),
+            "with_differences": len([r for r in results if r.result != "match"]),
+            "customers_with_differences": ", ".join(differ) or "-",
+        }
+    )

@@ -1,0 +1,1 @@
+"""Billing periods that close right (issue 4): invoice state, holds, late-usage adjustments, explain."""

@@ -1,0 +1,118 @@
+"""`metering corrections preview`: the money each customer would gain or lose from what has arrived.
+
+What has arrived under the raw folder is landed into a scratch copy of the warehouse and rebuilt by
+dbt; each customer × period × meter whose amount would change is listed with where the difference
+would be billed: on the period's own invoice while Stripe has not finalized it, else as an adjustment
+on the next invoice (Stripe's invoices are read, nothing is written to Stripe). New negative `sum` events are counted as corrections; re-sent event ids that
+are duplicates (their first copy was valid) are listed, since they will not count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import duckdb
+
+from metering_dagster.settings import Settings
+
+
+@dataclass(frozen=True)
+class Change:
+    customer_id: str
+    period_start: str
+    meter: str
+    quantity_before: Decimal | None
+    quantity_after: Decimal
+    amount_before: int
+    amount_after: int
+    billed_on: str
+
+    @property
+    def difference(self) -> int:
+        return self.amount_after - self.amount_before
+
+
+@dataclass
+class Preview:
+    changes: list[Change]
+    new_events: int
+    corrections: int
+    duplicates: list[tuple[str, str, str, bool]]  # event_id, kept, duplicate, conflict
+
+
+def preview_corrections(settings: Settings) -> Preview:
+    from metering_dagster.billing.client import open_stripe
+    from metering_dagster.billing.objects import stripe_objects_exist
+    from metering_dagster.contract import load_contract
+    from metering_dagster.landing import land_new_files
+    from metering_dagster.periods.invoices import refresh_period_invoices
+    from metering_dagster.periods.scratch import dbt_run, scratch_copy
+    from metering_dagster.periods.tables import ensure_period_tables
+
+    contract = load_contract(settings.contract_path)
+    with scratch_copy(settings) as folder:
+        con = duckdb.connect(str(folder / "warehouse.duckdb"))
+        try:
+            ensure_period_tables(con)
+            if stripe_objects_exist(con, contract):  # which periods Stripe has finalized by now (read only)
+                with open_stripe(settings, contract) as conn:
+                    refresh_period_invoices(conn.client, con)
+            before_run = con.execute("SELECT coalesce(max(landing_run_id), 0) FROM raw.usage_lines").fetchone()[0]
+            land_new_files(con, settings.raw_dir)
+            con.execute("CREATE OR REPLACE TABLE ops.preview_before AS SELECT * FROM marts.fct_invoice_lines_expected")
+        finally:
+            con.close()
+        dbt_run(folder, full_refresh=False)
+        con = duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True)
+        try:
+            rows = con.execute(
+                """SELECT a.customer_id, a.period_start::DATE::VARCHAR, a.meter, b.quantity, a.quantity,
+                          coalesce(b.amount_cents, 0), a.amount_cents, coalesce(p.finalized, false)
+                   FROM marts.fct_invoice_lines_expected a
+                   LEFT JOIN ops.preview_before b USING (customer_id, meter, period_start)
+                   LEFT JOIN ops.period_invoices p USING (customer_id, period_start)
+                   WHERE b.quantity IS DISTINCT FROM a.quantity OR coalesce(b.amount_cents, 0) <> a.amount_cents
+                   ORDER BY 1, 2, 3"""
+            ).fetchall()
+            new_events, corrections = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE value < 0) FROM intermediate.int_usage_events_metered WHERE landing_run_id > ?",
+                [before_run],
+            ).fetchone()
+            duplicates = con.execute(
+                """SELECT event_id, kept_source, duplicate_source, is_conflict FROM marts.rpt_duplicate_events
+                   WHERE landing_run_id > ? ORDER BY 1""",
+                [before_run],
+            ).fetchall()
+        finally:
+            con.close()
+    changes = [
+        Change(c, p, m, qb, qa, int(ab), int(aa),
+               "the next invoice, as an adjustment (period finalized)" if final else "this period's invoice")
+        for c, p, m, qb, qa, ab, aa, final in rows
+    ]
+    return Preview(changes, new_events, corrections, duplicates)
+
+
+def _q(value: Decimal | None) -> str:
+    return "-" if value is None else format(Decimal(value).normalize(), "f")
+
+
+def print_preview(preview: Preview) -> None:
+    print(f"not yet uploaded: {preview.new_events} new metered events, {preview.corrections} corrections (negative values)")
+    if not preview.changes:
+        print("no customer would gain or lose money")
+    customer = None
+    for ch in preview.changes:
+        if ch.customer_id != customer:
+            customer = ch.customer_id
+            total = sum(c.difference for c in preview.changes if c.customer_id == customer)
+            print(f"{customer}: {total / 100:+.2f} in total")
+        print(
+            f"  {ch.period_start}  {ch.meter:<20} quantity {_q(ch.quantity_before)} -> {_q(ch.quantity_after)}"
+            f"  amount {ch.amount_before / 100:.2f} -> {ch.amount_after / 100:.2f}  ({ch.difference / 100:+.2f})"
+            f"  -> {ch.billed_on}"
+        )
+    for event_id, kept, dup, conflict in preview.duplicates:
+        print(f"duplicate, will not count: event {event_id} at {dup} (first copy kept at {kept}"
+              f"{', content differs' if conflict else ''}); re-send a corrected event with a new event_id")

@@ -1,0 +1,104 @@
+"""What Stripe did with each period: its subscription invoice's state, and what a final invoice billed.
+
+`refresh_period_invoices` reads every subscription-cycle invoice of our customers into
+`ops.period_invoices` (one row per customer × period, the period taken from its metered lines) and,
+the first time an invoice is seen finalized, freezes its metered lines (quantity, amount) into
+`ops.invoiced_lines`: the baseline of every later adjustment. Holds, releases and the upload
+watermark (`uploaded_through_run`) set by period close are kept across refreshes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import stripe
+
+from metering_dagster.billing.snapshot import MeterOfPrice, line_quantity
+from metering_dagster.billing.values import metadata_of
+from metering_dagster.periods.tables import ADJUSTMENT_KEY, FINALIZED, ensure_period_tables
+
+
+@dataclass(frozen=True)
+class PeriodInvoice:
+    customer_id: str
+    stripe_invoice_id: str
+    period_start: int
+    period_end: int
+    status: str
+    auto_advance: bool
+    finalizes_at: int | None
+
+    @property
+    def finalized(self) -> bool:
+        return self.status in FINALIZED
+
+
+def _metered_lines(client: stripe.StripeClient, invoice: Any, meter_of: MeterOfPrice) -> list[tuple[str, Any]]:
+    out = []
+    for line in client.v1.invoices.line_items.list(invoice.id, {"limit": 100}).auto_paging_iter():
+        if ADJUSTMENT_KEY in metadata_of(line):
+            continue
+        meter = meter_of(line)
+        if meter is not None and getattr(line, "period", None) is not None:
+            out.append((meter, line))
+    return out
+
+
+def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection) -> list[PeriodInvoice]:
+    """Bring `ops.period_invoices` and `ops.invoiced_lines` up to what Stripe holds now."""
+    ensure_period_tables(con)
+    meter_of = MeterOfPrice(client, con)
+    frozen = {
+        (c, int(ps.timestamp()))
+        for c, ps in con.execute("SELECT DISTINCT customer_id, period_start FROM ops.invoiced_lines").fetchall()
+    }
+    known_final = {r[0] for r in con.execute("SELECT stripe_invoice_id FROM ops.period_invoices WHERE finalized").fetchall()}
+    found: list[PeriodInvoice] = []
+    customers = con.execute(
+        """SELECT customer_id, stripe_customer_id, stripe_subscription_id FROM ops.stripe_customers
+           WHERE stripe_subscription_id IS NOT NULL ORDER BY 1"""
+    ).fetchall()
+    for customer_id, stripe_customer, subscription in customers:
+        params = {"customer": stripe_customer, "subscription": subscription, "limit": 100}
+        for invoice in client.v1.invoices.list(params).auto_paging_iter():
+            if invoice.billing_reason != "subscription_cycle" or invoice.status == "void":
+                continue
+            if invoice.id in known_final:  # final invoices do not change: read once
+                continue
+            lines = _metered_lines(client, invoice, meter_of)
+            if not lines:
+                continue
+            period = lines[0][1].period
+            pi = PeriodInvoice(
+                customer_id, invoice.id, int(period.start), int(period.end), invoice.status,
+                bool(invoice.auto_advance), getattr(invoice, "automatically_finalizes_at", None),
+            )
+            found.append(pi)
+            _upsert(con, pi)
+            if pi.finalized and (customer_id, pi.period_start) not in frozen:
+                con.executemany(
+                    """INSERT OR IGNORE INTO ops.invoiced_lines VALUES
+                           (?, ?, to_timestamp(?), to_timestamp(?), ?, ?, ?, now())""",
+                    [
+                        [customer_id, meter, pi.period_start, pi.period_end, invoice.id,
+                         line_quantity(line), int(line.amount)]
+                        for meter, line in lines
+                    ],
+                )
+    return found
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, pi: PeriodInvoice) -> None:
+    con.execute(
+        """INSERT INTO ops.period_invoices (customer_id, period_start, period_end, stripe_invoice_id, status,
+               auto_advance, finalizes_at, finalized, synced_at)
+           VALUES (?, to_timestamp(?), to_timestamp(?), ?, ?, ?, to_timestamp(?), ?, now())
+           ON CONFLICT (customer_id, period_start) DO UPDATE SET period_end = excluded.period_end,
+               stripe_invoice_id = excluded.stripe_invoice_id, status = excluded.status,
+               auto_advance = excluded.auto_advance, finalizes_at = excluded.finalizes_at,
+               finalized = excluded.finalized, synced_at = excluded.synced_at""",
+        [pi.customer_id, pi.period_start, pi.period_end, pi.stripe_invoice_id, pi.status, pi.auto_advance,
+         pi.finalizes_at, pi.finalized],
+    )

@@ -1,0 +1,51 @@
+"""A scratch copy of the warehouse, rebuilt by dbt: what the marts would say, without touching Stripe.
+
+`metering corrections preview` lands what has arrived into the copy; `metering explain --as-of` drops
+from it every line landed after a time and rebuilds from scratch. The live warehouse is only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from metering_dagster.settings import Settings
+
+DBT_SELECTION = ["--exclude", "tag:reconciliation"]
+
+
+@contextlib.contextmanager
+def scratch_copy(settings: Settings) -> Iterator[Path]:
+    """A temporary state folder holding a copy of the warehouse; removed afterwards."""
+    if not settings.warehouse_path.exists():
+        raise FileNotFoundError(f"no warehouse at {settings.warehouse_path}: run `metering run` first")
+    folder = Path(tempfile.mkdtemp(prefix="metering-scratch-"))
+    try:
+        shutil.copy2(settings.warehouse_path, folder / "warehouse.duckdb")
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def dbt_run(state_dir: Path, *, full_refresh: bool) -> None:
+    """`dbt run` of every model but the reconciliation ones, against the warehouse in `state_dir`.
+
+    In a child process: dbt-duckdb keeps its connection open in the process that ran it.
+    """
+    from metering_dagster.defs.transform.project import DBT_PROJECT_DIR
+
+    dbt = Path(sys.executable).parent / "dbt"
+    args = [str(dbt), "run", *DBT_SELECTION, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+            str(DBT_PROJECT_DIR), "--target-path", str(state_dir / "target"), "--log-path", str(state_dir / "logs")]
+    if full_refresh:
+        args.append("--full-refresh")
+    env = {**os.environ, "METERING_STATE_DIR": str(state_dir)}
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"dbt run failed in the scratch copy:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
