@@ -32,9 +32,12 @@ dev: venv
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
 
+# The pipeline at volume (EVENTS, default 1,000,000) against the DuckDB floor, then the emulator's own
+# throughput. Results: bench/results/*.json; see docs/BENCHMARK.md.
 bench: venv
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/metering bench --events $${EVENTS:-1000000}
+	$(BIN)/python bench/emulator_bench.py
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | sed '/^-e /d' > requirements.lock.new && mv requirements.lock.new requirements.lock
