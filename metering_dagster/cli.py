@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -32,6 +33,22 @@ def _prepare_environment(settings: Settings) -> None:
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text("telemetry:\n  enabled: false\n")
+
+
+@contextlib.contextmanager
+def _holding_state(settings: Settings):
+    """Hold the run lock while a command reads or writes the warehouse.
+
+    DuckDB locks its file against every other process, readers included, so `explain`,
+    `corrections preview` and `clock advance` wait for a running `metering run` (up to
+    METERING_LOCK_WAIT_SECONDS, default 600) instead of making it fail.
+    """
+    from metering_dagster.locks import run_lock
+
+    wait = float(os.environ.get("METERING_LOCK_WAIT_SECONDS") or 600)
+    with run_lock(settings.state_dir, wait_seconds=wait,
+                  say=lambda message: print(f"metering: {message}", file=sys.stderr, flush=True)):
+        yield
 
 
 def _check_contract(settings: Settings) -> int | None:
@@ -80,7 +97,9 @@ def corrections_preview(settings: Settings) -> int:
     bad = _check_contract(settings)
     if bad is not None:
         return bad
-    print_preview(preview_corrections(settings))
+    with _holding_state(settings):
+        preview = preview_corrections(settings)
+    print_preview(preview)
     return EXIT_OK
 
 
@@ -88,7 +107,8 @@ def explain_invoice(settings: Settings, customer: str, period: datetime, as_of: 
     from metering_dagster.periods.explain import explain, print_explanation
 
     _prepare_environment(settings)
-    explanation = explain(settings, customer, period.strftime("%Y-%m-%dT%H:%M:%S+00:00"), as_of)
+    with _holding_state(settings):
+        explanation = explain(settings, customer, period.strftime("%Y-%m-%dT%H:%M:%S+00:00"), as_of)
     print_explanation(explanation)
     return EXIT_OK if explanation.lines else EXIT_FAILED
 
@@ -104,7 +124,7 @@ def advance_clock(settings: Settings, to: datetime) -> int:
     if bad is not None:
         return bad
     contract = load_contract(settings.contract_path)
-    with open_stripe(settings, contract) as conn:
+    with _holding_state(settings), open_stripe(settings, contract) as conn:
         con = connect(settings.warehouse_path)
         try:
             moved = advance_test_clock(conn.client, con, contract, to)
@@ -180,6 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = load_settings()
+    from metering_dagster.locks import RunLockBusy
+
+    try:
+        return _dispatch(parser, args, settings)
+    except RunLockBusy as busy:
+        print(f"metering: {busy}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         return run_once(settings)
     if args.command == "clock":

@@ -16,6 +16,7 @@ from decimal import Decimal
 import duckdb
 
 from metering_dagster.settings import Settings
+from metering_dagster.warehouse import connect
 
 IN_GRACE = datetime(2026, 11, 1, 0, 30, tzinfo=timezone.utc)
 AFTER_GRACE = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
@@ -34,7 +35,7 @@ def _or_dash(value) -> str:
 
 
 def print_invoices(settings: Settings) -> None:
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    con = connect(settings.warehouse_path, read_only=True)
     try:
         rows = con.execute(
             """

@@ -23,6 +23,7 @@ class RunOutcome:
     failed_checks: list[dict[str, Any]] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
     step_seconds: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)  # warehouse totals, read while the run lock was held
 
     @property
     def withheld(self) -> bool:
@@ -59,7 +60,12 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "w") as log, contextlib.redirect_stdout(log):
                 prepare_manifest()
-                return _execute(dg, tags)
+                outcome = _execute(dg, tags)
+            from metering_dagster.summary import warehouse_figures
+
+            # Read before the lock is freed: a reader must never hold the warehouse a next run opens.
+            outcome.figures = warehouse_figures(settings)
+            return outcome
     except RunLockBusy as busy:
         _say(str(busy))
         return RunOutcome(run_id="not-started", success=False, failed_steps=[f"run lock: {busy}"])

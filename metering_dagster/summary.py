@@ -6,6 +6,7 @@ import duckdb
 
 from metering_dagster.runner import RunOutcome
 from metering_dagster.settings import Settings
+from metering_dagster.warehouse import connect
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, default=0):
@@ -19,7 +20,7 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str, default=0):
 def warehouse_figures(settings: Settings) -> dict[str, object]:
     if not settings.warehouse_path.exists():
         return {}
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    con = connect(settings.warehouse_path, read_only=True)
     try:
         statuses = {}
         try:
@@ -47,7 +48,7 @@ def print_run_summary(outcome: RunOutcome, settings: Settings) -> None:
     upload = outcome.materialized.get("stripe_usage_report")
     if upload:
         print(f"  stripe upload: {', '.join(f'{k}={v}' for k, v in upload.items() if not isinstance(v, (dict, list)))}")
-    for name, value in warehouse_figures(settings).items():
+    for name, value in outcome.figures.items():
         print(f"  {name}: {value}")
     for check in outcome.failed_checks:
         kind = "blocking check" if check["blocking"] else "check"

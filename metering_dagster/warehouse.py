@@ -8,6 +8,8 @@ Writers fill them (landing, contract, billing); dbt only reads them.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -113,15 +115,30 @@ create table if not exists stripe_view.invoice_lines (
 """
 
 
-def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; read-write also creates the folder, schemas and empty source tables."""
+def connect(path: str | Path, read_only: bool = False, wait_seconds: float | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; read-write also creates the folder, schemas and empty source tables.
+
+    DuckDB locks the file against every other process, readers included. Our own readers are
+    short (a summary, `metering explain`), so a conflicting lock is waited out for up to
+    `METERING_WAREHOUSE_WAIT_SECONDS` (default 60) before the error is raised.
+    """
     path = Path(path)
     config = {"threads": THREADS, "memory_limit": MEMORY_LIMIT}
-    if read_only:
-        return duckdb.connect(str(path), read_only=True, config=config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), config=config)
-    ensure_source_tables(con)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if wait_seconds is None:
+        wait_seconds = float(os.environ.get("METERING_WAREHOUSE_WAIT_SECONDS") or 60)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
+            break
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
+    if not read_only:
+        ensure_source_tables(con)
     return con
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from metering_dagster.settings import Settings
+from metering_dagster.warehouse import connect
 
 
 @dataclass
@@ -145,7 +146,7 @@ def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: st
 def explain(settings: Settings, customer: str, period_start: str, as_of: datetime | None = None) -> Explanation:
     out_dir = settings.state_dir / "explain"
     if as_of is None:
-        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+        con = connect(settings.warehouse_path, read_only=True)
         try:
             return explain_from(con, customer, period_start, out_dir)
         finally:

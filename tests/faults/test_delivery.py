@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+import duckdb
 import pytest
 import stripe
 
@@ -164,3 +165,31 @@ def test_the_upload_lease_refuses_a_live_holder_and_takes_over_a_dead_one(con):
     with upload_lease(con, "third"):  # the holder died: taken over
         assert con.execute("SELECT holder FROM ops.upload_lease").fetchone()[0] == "third"
     assert con.execute("SELECT count(*) FROM ops.upload_lease").fetchone()[0] == 0
+
+
+def test_a_reader_holding_the_warehouse_makes_a_writer_wait_not_fail(tmp_path):
+    """DuckDB locks its file against readers too: a run opening the warehouse while a reader
+    (a summary, `metering explain`) has it open waits for it instead of failing its step."""
+    import subprocess
+    import sys
+
+    from metering_dagster.warehouse import connect
+
+    path = tmp_path / "warehouse.duckdb"
+    connect(path).close()
+    reader = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True);"
+         " time.sleep(2); c.close()", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        with pytest.raises(duckdb.IOException, match="lock"):
+            connect(path, wait_seconds=0).close()
+        started = time.monotonic()
+        con = connect(path, wait_seconds=30)
+        assert time.monotonic() - started > 0.5  # it waited for the reader, then opened for writing
+        con.execute("CREATE TABLE ops.written AS SELECT 1 AS x")
+        con.close()
+    finally:
+        reader.wait(timeout=30)
