@@ -16,10 +16,11 @@ import duckdb
 
 SCHEMAS = ("raw", "contract", "stripe_view", "ops")
 
-# Settings for the 2-core, 24 GB machine the product targets: both cores, a memory
-# ceiling well below the box (DuckDB spills past it). TIMESTAMPTZ values are UTC.
-THREADS = 2
-MEMORY_LIMIT = "8GB"
+# Settings for the 2-core machine the product targets: both cores, and a memory ceiling that
+# keeps a whole run under 2 GB whatever the volume: DuckDB spills to `<state>/duckdb_tmp` past it.
+# dbt's profile reads the same variables. TIMESTAMPTZ values are UTC.
+THREADS = int(os.environ.get("METERING_DUCKDB_THREADS") or 2)
+MEMORY_LIMIT = os.environ.get("METERING_DUCKDB_MEMORY_LIMIT") or "1GB"
 
 SOURCE_TABLES_DDL = """
 create table if not exists raw.landed_files (
@@ -125,6 +126,7 @@ def connect(path: str | Path, read_only: bool = False, wait_seconds: float | Non
     path = Path(path)
     config = {"threads": THREADS, "memory_limit": MEMORY_LIMIT}
     if not read_only:
+        config["temp_directory"] = str(path.parent / "duckdb_tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
     if wait_seconds is None:
         wait_seconds = float(os.environ.get("METERING_WAREHOUSE_WAIT_SECONDS") or 60)
