@@ -116,14 +116,18 @@ def refresh_draft(tx, invoice: dict) -> dict:
     if invoice["status"] != "draft" or invoice["id"].startswith("upcoming_"):
         return invoice
     lines = lines_of(tx, invoice["id"])
+    changed = False
     for line in lines:
         if line["_kind"] == "metered":
             before = (line["amount"], line["quantity_decimal"])
             reprice_metered_line(tx, line)
             if (line["amount"], line["quantity_decimal"]) != before:
                 tx.save(line)
+                changed = True
+    before = invoice.get("total")
     set_totals(invoice, lines)
-    return tx.save(invoice)
+    # a read writes only when the meters moved: list pages of drafts stay cheap
+    return tx.save(invoice) if changed or invoice.get("total") != before else invoice
 
 
 def set_totals(invoice: dict, lines: list[dict]):

@@ -1,24 +1,36 @@
 """Copy Stripe's view of our usage and invoices into `stripe_view.*` for reconciliation.
 
-- `stripe_view.usage_summaries`: for every customer × meter × period of
-  `marts.fct_usage_by_period`, Stripe's meter event summary over [period_start, period_end).
 - `stripe_view.invoice_lines`: every line of every invoice of our customers (draft, open, paid,
   void...), plus the preview of each subscription's upcoming invoice (status `preview`). A line
   is mapped back to our meter through its price (`ops.stripe_prices`, else the price's
   `recurring.meter` in `ops.stripe_meters`); an invoice item that is not a metered price keeps
   the meter from its `metadata.metering_meter`, or NULL.
+- `stripe_view.usage_summaries`: Stripe's meter event summary over [period_start, period_end) for
+  the customer × meter × periods of `marts.fct_usage_by_period` that no invoice or preview line
+  gives (a line's quantity is the meter's total for its period), and for negative totals, which a
+  line bills as 0.
 - Lines of our late-usage adjustments (invoice items carrying `metadata.metering_adjustment_id`) are
   left out: `invoice_lines` holds each period's own lines; period close snapshots the adjustments
   into `stripe_view.invoice_adjustments` (`periods/adjustments.py`).
 
-Each snapshot replaces the previous one in one transaction. Quantities are exact decimals:
+Cost follows change: a customer is read again (one invoice list, one preview, summaries only where
+no line covers) when it has no snapshot yet, when we sent it meter events or adjustments since its
+last one, when its invoices changed state, when Stripe's clock crossed one of its period ends,
+when its last reconciliation was not a match, or when its snapshot is older than
+`METERING_STRIPE_VERIFY_HOURS` (default 24). Everyone else keeps their rows. `full=True` (the
+post-finalization reconciliation job) reads everyone. Reads run on `METERING_STRIPE_CONCURRENCY`
+threads (default 4): against Stripe each one is a network round trip.
+
+The rows of the customers read are replaced in one transaction. Quantities are exact decimals:
 see `values.decimal_from_json_number` for why `Decimal(repr(aggregated_value))` is exact.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +39,8 @@ import stripe
 
 from metering_dagster.billing.ledger import USAGE_TABLE
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
+from metering_dagster.billing.periods import add_months, epoch, period_index
+from metering_dagster.billing.reads import in_parallel, list_all, pick
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
 from metering_dagster.contract.model import Contract
@@ -40,6 +54,8 @@ class SnapshotResult:
     previews: int = 0
     invoice_lines: int = 0
     unmapped_lines: int = 0  # lines whose price is none of our meters' prices
+    customers_read: int = 0  # read from Stripe in this snapshot
+    customers_carried: int = 0  # nothing changed for them since their last snapshot: rows kept
     snapshot_at: datetime | None = None
 
     def metadata(self) -> dict[str, Any]:
@@ -49,13 +65,16 @@ class SnapshotResult:
             "previews": self.previews,
             "invoice_lines": self.invoice_lines,
             "unmapped_lines": self.unmapped_lines,
+            "customers_read": self.customers_read,
+            "customers_carried": self.customers_carried,
             "snapshot_at": self.snapshot_at.isoformat() if self.snapshot_at else "-",
         }
 
     def summary(self) -> str:
         return (
             f"Stripe snapshot: {self.usage_summaries} usage summaries, {self.invoice_lines} invoice lines "
-            f"from {self.invoices} invoices and {self.previews} previews"
+            f"from {self.invoices} invoices and {self.previews} previews of {self.customers_read} customers"
+            f" ({self.customers_carried} unchanged since their last snapshot)"
         )
 
 
@@ -63,42 +82,43 @@ def _minute_floor(ts: int) -> int:
     return ts - ts % 60
 
 
-def _summaries(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection) -> list[tuple]:
+def _summary_total(client: stripe.StripeClient, key: tuple) -> tuple:
+    customer_id, meter, ps, pe, stripe_customer, stripe_meter = key
+    # Stripe wants minute-aligned bounds; billing anchors are whole minutes in practice
+    params = {"customer": stripe_customer, "start_time": _minute_floor(ps), "end_time": _minute_floor(pe)}
+    total = Decimal(0)
+    for summary in client.v1.billing.meters.event_summaries.list(stripe_meter, params).auto_paging_iter():
+        total += decimal_from_json_number(summary.aggregated_value)
+    return customer_id, meter, ps, pe, total
+
+
+def _summaries(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, customers: set[str],
+               covered: set[tuple[str, str, int]], workers: int) -> list[tuple]:
+    """Meter event summaries of the customers' periods that no invoice or preview line already gives."""
     keys = con.execute(
         f"""SELECT u.customer_id, u.meter, epoch(u.period_start)::BIGINT, epoch(u.period_end)::BIGINT,
-                   c.stripe_customer_id, m.stripe_meter_id
+                   c.stripe_customer_id, m.stripe_meter_id, u.quantity < 0
             FROM {USAGE_TABLE} u
             JOIN ops.stripe_customers c USING (customer_id)
             JOIN ops.stripe_meters m USING (meter)
             ORDER BY 1, 2, 3"""
     ).fetchall()
-    out = []
-    for customer_id, meter, ps, pe, stripe_customer, stripe_meter in keys:
-        # Stripe wants minute-aligned bounds; billing anchors are whole minutes in practice
-        params = {"customer": stripe_customer, "start_time": _minute_floor(ps), "end_time": _minute_floor(pe)}
-        total: Decimal | None = None
-        for summary in client.v1.billing.meters.event_summaries.list(stripe_meter, params).auto_paging_iter():
-            value = decimal_from_json_number(summary.aggregated_value)
-            total = value if total is None else total + value
-        out.append((customer_id, meter, ps, pe, total if total is not None else Decimal(0)))
-    return out
+    # A negative total is billed as 0 on an invoice line: only the summary shows it exactly.
+    wanted = [k[:6] for k in keys if k[0] in customers and (k[6] or (k[0], k[1], k[2]) not in covered)]
+    return in_parallel(lambda key: _summary_total(client, key), wanted, workers)
 
 
 def _line_price_id(line: Any) -> str | None:
-    pricing = getattr(line, "pricing", None)
-    details = getattr(pricing, "price_details", None) if pricing is not None else None
-    price = getattr(details, "price", None) if details is not None else None
-    if price is None:
-        price = getattr(line, "price", None)
+    price = pick(line, "pricing", "price_details", "price") or pick(line, "price")
     if price is None:
         return None
-    return price if isinstance(price, str) else price.id
+    return price if isinstance(price, str) else pick(price, "id")
 
 
 def line_quantity(line: Any) -> Decimal | None:
-    q = getattr(line, "quantity_decimal", None)
+    q = pick(line, "quantity_decimal")
     if q is None:
-        q = getattr(line, "quantity", None)
+        q = pick(line, "quantity")
     return None if q is None else decimal_from_json_number(q)
 
 
@@ -122,67 +142,187 @@ class MeterOfPrice:
         return metadata_of(line).get("metering_meter")
 
 
-def _line_rows(customer_id: str, invoice: Any, status: str, lines, meter_of: MeterOfPrice, result) -> list[tuple]:
+def _line_rows(customer_id: str, invoice: Any, status: str, lines, meter_of: MeterOfPrice) -> list[tuple]:
     rows = []
     for line in lines:
         if ADJUSTMENT_KEY in metadata_of(line):  # a late-usage adjustment: stripe_view.invoice_adjustments
             continue
-        meter = meter_of(line)
-        if meter is None:
-            result.unmapped_lines += 1
-        period = getattr(line, "period", None)
+        start, end = pick(line, "period", "start"), pick(line, "period", "end")
         rows.append(
             (
                 customer_id,
-                meter,
-                int(period.start) if period is not None else None,
-                int(period.end) if period is not None else None,
-                getattr(invoice, "id", None),
+                meter_of(line),
+                None if start is None else int(start),
+                None if end is None else int(end),
+                pick(invoice, "id"),
                 status,
                 line_quantity(line),
-                int(line.amount),
-                line.currency,
+                int(pick(line, "amount")),
+                pick(line, "currency"),
             )
         )
     return rows
 
 
-def _invoice_lines(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, result: SnapshotResult) -> list[tuple]:
-    meter_of = MeterOfPrice(client, con)
-    rows: list[tuple] = []
-    customers = con.execute(
-        "SELECT customer_id, stripe_customer_id, stripe_subscription_id FROM ops.stripe_customers ORDER BY 1"
+def invoice_lines_of(client: stripe.StripeClient, invoice: Any):
+    """An invoice's lines: the ones embedded in it when they are all there, else listed."""
+    embedded = pick(invoice, "lines")
+    if embedded is not None and not pick(embedded, "has_more"):
+        return pick(embedded, "data", default=[])
+    return list_all(client, f"/v1/invoices/{pick(invoice, 'id')}/lines")
+
+
+def invoices_of(client: stripe.StripeClient, stripe_customers: dict[str, str], created_since: int | None = None,
+                per_customer_below: int = 5) -> Iterator[tuple[str, dict]]:
+    """(our customer id, invoice JSON) for the given customers ({Stripe id: ours}), created since a time.
+
+    A few customers: one list each. More: one list of the account's invoices created since then,
+    100 a page, kept to our customers: a page costs what one customer's list costs.
+    """
+    created = {"created": {"gte": created_since}} if created_since is not None else {}
+    if len(stripe_customers) < per_customer_below:
+        for stripe_customer, customer_id in stripe_customers.items():
+            for invoice in list_all(client, "/v1/invoices", {"customer": stripe_customer, **created}):
+                yield customer_id, invoice
+        return
+    for invoice in list_all(client, "/v1/invoices", created):
+        customer_id = stripe_customers.get(invoice.get("customer"))
+        if customer_id is not None:
+            yield customer_id, invoice
+
+
+def _preview_rows(client: stripe.StripeClient, meter_of: MeterOfPrice, customer: tuple[str, str]) -> list[tuple]:
+    customer_id, subscription = customer
+    try:
+        preview = client.v1.invoices.create_preview({"subscription": subscription})
+    except stripe.InvalidRequestError as err:  # e.g. a canceled subscription has no upcoming invoice
+        if getattr(err, "code", None) != "invoice_upcoming_none":
+            raise
+        return []
+    return _line_rows(customer_id, preview, "preview", preview.lines.auto_paging_iter(), meter_of)
+
+
+def customers_to_read(con: duckdb.DuckDBPyConnection, stripe_now: datetime) -> set[str]:
+    """Customers whose Stripe view may have changed since their last snapshot (module doc)."""
+    hours = float(os.environ.get("METERING_STRIPE_VERIFY_HOURS") or 24)
+    rows = con.execute(
+        """SELECT c.customer_id, c.billing_anchor, s.snapshot_at, s.stripe_now
+           FROM ops.stripe_customers c LEFT JOIN ops.stripe_snapshot_state s USING (customer_id)"""
     ).fetchall()
-    for customer_id, stripe_customer, subscription in customers:
-        for invoice in client.v1.invoices.list({"customer": stripe_customer, "limit": 100}).auto_paging_iter():
-            result.invoices += 1
-            lines = client.v1.invoices.line_items.list(invoice.id, {"limit": 100}).auto_paging_iter()
-            rows += _line_rows(customer_id, invoice, invoice.status, lines, meter_of, result)
-        if subscription:
-            try:
-                preview = client.v1.invoices.create_preview({"subscription": subscription})
-            except stripe.InvalidRequestError as err:  # e.g. a canceled subscription has no upcoming invoice
-                if getattr(err, "code", None) != "invoice_upcoming_none":
-                    raise
-                continue
-            result.previews += 1
-            rows += _line_rows(customer_id, preview, "preview", preview.lines.auto_paging_iter(), meter_of, result)
-    return rows
+    changed = {r[0] for r in con.execute(
+        """SELECT l.customer_id FROM ops.stripe_ledger l JOIN ops.stripe_snapshot_state s USING (customer_id)
+           WHERE l.sent_at >= s.snapshot_at
+           UNION SELECT p.customer_id FROM ops.period_invoices p JOIN ops.stripe_snapshot_state s USING (customer_id)
+           WHERE p.synced_at >= s.snapshot_at
+           UNION SELECT a.customer_id FROM ops.stripe_adjustments a JOIN ops.stripe_snapshot_state s USING (customer_id)
+           WHERE coalesce(a.sent_at, a.created_at) >= s.snapshot_at"""
+    ).fetchall()}
+    try:
+        changed |= {r[0] for r in con.execute(
+            "SELECT DISTINCT customer_id FROM marts.rpt_reconciliation WHERE status <> 'match'").fetchall()}
+    except duckdb.Error:  # before the first reconciliation
+        pass
+    now = stripe_now.astimezone(timezone.utc)
+    stale_before = datetime.now(timezone.utc) - timedelta(hours=hours)
+    out = set()
+    for customer_id, anchor, snapshot_at, seen_now in rows:
+        anchor = anchor.astimezone(timezone.utc)
+        if (snapshot_at is None or customer_id in changed or snapshot_at < stale_before
+                or period_index(anchor, seen_now.astimezone(timezone.utc)) != period_index(anchor, now)):
+            out.add(customer_id)
+    return out
 
 
-def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract) -> SnapshotResult:
-    """Replace `stripe_view.usage_summaries` and `stripe_view.invoice_lines` with what Stripe holds now."""
+def _invoices_since(con: duckdb.DuckDBPyConnection, customers: list[tuple], stripe_now: datetime) -> int | None:
+    """The earliest creation time of an invoice the customers may have that is not yet final.
+
+    Stripe creates a period's invoice at its end: the start of the previous period, or of the oldest
+    period whose invoice we have not seen final, bounds every invoice that can still change.
+    """
+    if not customers:
+        return None
+    now = stripe_now.astimezone(timezone.utc)
+    since = []
+    for _, _, _, anchor in customers:
+        anchor = anchor.astimezone(timezone.utc)
+        since.append(epoch(add_months(anchor, period_index(anchor, now) - 1)))
+    open_periods = con.execute(
+        "SELECT min(epoch(period_start))::BIGINT FROM ops.period_invoices WHERE NOT finalized"
+    ).fetchone()[0]
+    if open_periods is not None:
+        since.append(open_periods)
+    return min(since)
+
+
+def _customers_with_current_usage(con: duckdb.DuckDBPyConnection, stripe_now: datetime) -> set[str]:
+    return {r[0] for r in con.execute(
+        f"SELECT DISTINCT customer_id FROM {USAGE_TABLE} WHERE period_start <= ? AND ? < period_end",
+        [stripe_now, stripe_now],
+    ).fetchall()}
+
+
+def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract,
+                         *, full: bool = False) -> SnapshotResult:
+    """Refresh `stripe_view.usage_summaries` and `stripe_view.invoice_lines` from Stripe (module doc)."""
+    from metering_dagster.billing.clock import current_clock_time
+    from metering_dagster.periods.tables import ensure_period_tables
+
     ensure_billing_tables(con)
+    ensure_period_tables(con)
     if not stripe_objects_exist(con, contract):
         sync_stripe_objects(client, contract, con)
-    result = SnapshotResult(snapshot_at=datetime.now(timezone.utc).replace(microsecond=0))
-    summaries = _summaries(client, con)
-    lines = _invoice_lines(client, con, result)
+    workers = int(os.environ.get("METERING_STRIPE_CONCURRENCY") or 4)
+    started = datetime.now(timezone.utc)  # what was sent before this instant is in what we read
+    result = SnapshotResult(snapshot_at=started.replace(microsecond=0))
+    stripe_now = current_clock_time(client, con, contract)
+    customers = con.execute(
+        """SELECT customer_id, stripe_customer_id, stripe_subscription_id, billing_anchor
+           FROM ops.stripe_customers ORDER BY 1"""
+    ).fetchall()
+    wanted = {c[0] for c in customers} if full else customers_to_read(con, stripe_now)
+    meter_of = MeterOfPrice(client, con)
+    since = None if full else _invoices_since(con, [c for c in customers if c[0] in wanted], stripe_now)
+    fetched: set[str] = set()
+    lines: list[tuple] = []
+    for customer_id, invoice in invoices_of(client, {c[1]: c[0] for c in customers if c[0] in wanted}, since):
+        result.invoices += 1
+        fetched.add(invoice["id"])
+        lines += _line_rows(customer_id, invoice, invoice["status"], invoice_lines_of(client, invoice), meter_of)
+    # The upcoming invoice only matters where there is usage in the period under way.
+    current = _customers_with_current_usage(con, stripe_now)
+    previewed = [(c[0], c[2]) for c in customers if c[0] in wanted and c[0] in current and c[2]]
+    for rows in in_parallel(lambda c: _preview_rows(client, meter_of, c), previewed, workers):
+        result.previews += 1
+        lines += rows
+    covered = {(r[0], r[1], r[2]) for r in lines if r[1] is not None and r[2] is not None}
+    if since is not None:  # lines of final invoices kept from earlier snapshots cover their periods too
+        covered |= {(c, m, int(ps)) for c, m, ps, invoice in con.execute(
+            """SELECT customer_id, meter, epoch(period_start)::BIGINT, stripe_invoice_id FROM stripe_view.invoice_lines
+               WHERE invoice_status IN ('open', 'paid', 'uncollectible') AND meter IS NOT NULL
+                 AND period_start IS NOT NULL""").fetchall() if invoice not in fetched}
+    summaries = _summaries(client, con, wanted, covered, workers)
+    result.unmapped_lines = sum(1 for r in lines if r[1] is None)
     at = int(result.snapshot_at.timestamp())
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM stripe_view.usage_summaries")
-        con.execute("DELETE FROM stripe_view.invoice_lines")
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS snapshot_customers (customer_id VARCHAR)")
+        con.execute("DELETE FROM snapshot_customers")
+        if wanted:
+            con.executemany("INSERT INTO snapshot_customers VALUES (?)", [[c] for c in sorted(wanted)])
+        con.execute("DELETE FROM stripe_view.usage_summaries WHERE customer_id IN (SELECT customer_id FROM snapshot_customers)")
+        # Final invoices created before `since` were not read again: their lines are kept (final amounts do
+        # not change); everything else of the customers read is replaced.
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS snapshot_invoices (stripe_invoice_id VARCHAR)")
+        con.execute("DELETE FROM snapshot_invoices")
+        if fetched:
+            con.executemany("INSERT INTO snapshot_invoices VALUES (?)", [[i] for i in sorted(fetched)])
+        con.execute(
+            """DELETE FROM stripe_view.invoice_lines
+               WHERE customer_id IN (SELECT customer_id FROM snapshot_customers)
+                 AND (? OR invoice_status NOT IN ('open', 'paid', 'uncollectible', 'void')
+                      OR stripe_invoice_id IN (SELECT stripe_invoice_id FROM snapshot_invoices))""",
+            [since is None],
+        )
         if summaries:
             con.executemany(
                 """INSERT INTO stripe_view.usage_summaries
@@ -198,10 +338,17 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
                    VALUES (?, ?, to_timestamp(?), to_timestamp(?), ?, ?, ?, ?, ?, to_timestamp(?))""",
                 [[*row, at] for row in lines],
             )
+        con.execute(
+            """INSERT OR REPLACE INTO ops.stripe_snapshot_state
+               SELECT customer_id, ?, ? FROM snapshot_customers""",
+            [started, stripe_now],
+        )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    result.customers_read = len(wanted)
+    result.customers_carried = len(customers) - len(wanted)
     result.usage_summaries = len(summaries)
     result.invoice_lines = len(lines)
     return result

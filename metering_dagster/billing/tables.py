@@ -66,6 +66,11 @@ DDL = [
         created_at TIMESTAMPTZ NOT NULL,
         sent_at TIMESTAMPTZ,
         UNIQUE (customer_id, meter, period_start, seq))""",
+    # per customer: when its Stripe view was last read, and Stripe's time then (billing/snapshot.py)
+    """CREATE TABLE IF NOT EXISTS ops.stripe_snapshot_state (
+        customer_id VARCHAR PRIMARY KEY,
+        snapshot_at TIMESTAMPTZ NOT NULL,
+        stripe_now TIMESTAMPTZ NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS stripe_view.usage_summaries (
         customer_id VARCHAR NOT NULL,
         meter VARCHAR NOT NULL,

@@ -37,8 +37,8 @@ def decimal_from_json_number(value: Any) -> Decimal | None:
 
 
 def metadata_of(obj: Any) -> dict[str, str]:
-    """A Stripe object's metadata as a plain dict (StripeObject is no dict in SDK 16)."""
-    meta = getattr(obj, "metadata", None)
+    """A Stripe object's (or its JSON's) metadata as a plain dict (StripeObject is no dict in SDK 16)."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else getattr(obj, "metadata", None)
     if meta is None:
         return {}
     return meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)

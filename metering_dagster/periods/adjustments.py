@@ -255,9 +255,16 @@ def adjust_finalized_periods(
 
 
 def snapshot_adjustments(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection) -> int:
-    """Replace `stripe_view.invoice_adjustments` with our adjustment invoice items as Stripe holds them."""
+    """Replace `stripe_view.invoice_adjustments` with our adjustment invoice items as Stripe holds them.
+
+    Only customers we ever sent an adjustment to can have one: the others cost no request.
+    """
     rows = []
-    customers = con.execute("SELECT customer_id, stripe_customer_id FROM ops.stripe_customers ORDER BY 1").fetchall()
+    customers = con.execute(
+        """SELECT customer_id, stripe_customer_id FROM ops.stripe_customers
+           WHERE customer_id IN (SELECT customer_id FROM ops.stripe_adjustments WHERE stripe_invoice_item_id IS NOT NULL)
+           ORDER BY 1"""
+    ).fetchall()
     for customer_id, stripe_customer in customers:
         for item in client.v1.invoice_items.list({"customer": stripe_customer, "limit": 100}).auto_paging_iter():
             meta = metadata_of(item)

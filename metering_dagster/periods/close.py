@@ -159,10 +159,10 @@ def close_periods(
 ) -> PeriodCloseResult:
     ensure_period_tables(con)
     result = PeriodCloseResult(stripe_now=current_clock_time(client, con, contract))
-    refresh_period_invoices(client, con)
+    refresh_period_invoices(client, con, result.stripe_now)
     _record_uploaded_through(con, ledger.pending_periods(con))
     if _drafts(client, con, result, raw_dir, result.stripe_now, contract.grace_period_seconds):
-        refresh_period_invoices(client, con)
+        refresh_period_invoices(client, con, result.stripe_now)
     result.superseded = ledger.supersede_finalized(con)
     result.finalized = con.execute("SELECT count(*) FROM ops.period_invoices WHERE finalized").fetchone()[0]
     result.adjustments = adjust_finalized_periods(client, con, contract, state_dir / "adjustments")

@@ -46,6 +46,7 @@ def preview_corrections(settings: Settings) -> Preview:
     from metering_dagster.billing.objects import stripe_objects_exist
     from metering_dagster.contract import load_contract
     from metering_dagster.landing import land_new_files
+    from metering_dagster.billing.clock import current_clock_time
     from metering_dagster.periods.invoices import refresh_period_invoices
     from metering_dagster.periods.scratch import dbt_run, scratch_copy
     from metering_dagster.periods.tables import ensure_period_tables
@@ -57,7 +58,7 @@ def preview_corrections(settings: Settings) -> Preview:
             ensure_period_tables(con)
             if stripe_objects_exist(con, contract):  # which periods Stripe has finalized by now (read only)
                 with open_stripe(settings, contract) as conn:
-                    refresh_period_invoices(conn.client, con)
+                    refresh_period_invoices(conn.client, con, current_clock_time(conn.client, con, contract))
             before_run = con.execute("SELECT coalesce(max(landing_run_id), 0) FROM raw.usage_lines").fetchone()[0]
             land_new_files(con, settings.raw_dir)
             con.execute("CREATE OR REPLACE TABLE ops.preview_before AS SELECT * FROM marts.fct_invoice_lines_expected")

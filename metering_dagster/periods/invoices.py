@@ -5,17 +5,25 @@
 the first time an invoice is seen finalized, freezes its metered lines (quantity, amount) into
 `ops.invoiced_lines`: the baseline of every later adjustment. Holds, releases and the upload
 watermark (`uploaded_through_run`) set by period close are kept across refreshes.
+
+Given Stripe's `now`, only customers that can have news are read: those with a period that has
+ended by then but no finalized invoice recorded for it (Stripe drafts the invoice at period end and
+finalizes it after its grace), and those with a draft recorded. Between period ends that is
+nobody, so an hourly run makes no request here; at period close, one list per customer until
+its invoice is final.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import duckdb
 import stripe
 
-from metering_dagster.billing.snapshot import MeterOfPrice, line_quantity
+from metering_dagster.billing.periods import add_months, epoch, period_index
+from metering_dagster.billing.snapshot import MeterOfPrice, invoice_lines_of, invoices_of, line_quantity
 from metering_dagster.billing.values import metadata_of
 from metering_dagster.periods.tables import ADJUSTMENT_KEY, FINALIZED, ensure_period_tables
 
@@ -37,17 +45,48 @@ class PeriodInvoice:
 
 def _metered_lines(client: stripe.StripeClient, invoice: Any, meter_of: MeterOfPrice) -> list[tuple[str, Any]]:
     out = []
-    for line in client.v1.invoices.line_items.list(invoice.id, {"limit": 100}).auto_paging_iter():
+    for line in invoice_lines_of(client, invoice):
         if ADJUSTMENT_KEY in metadata_of(line):
             continue
         meter = meter_of(line)
-        if meter is not None and getattr(line, "period", None) is not None:
+        if meter is not None and line.get("period") is not None:
             out.append((meter, line))
     return out
 
 
-def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection) -> list[PeriodInvoice]:
-    """Bring `ops.period_invoices` and `ops.invoiced_lines` up to what Stripe holds now."""
+def customers_awaiting_invoices(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, int]:
+    """{customer: the earliest end of a period whose invoice can still change} (module doc).
+
+    A customer is listed when its last ended period has no finalized invoice recorded, or when it
+    has a draft recorded. Stripe creates a period's invoice at the period's end.
+    """
+    final = {
+        (c, ps) for c, ps in con.execute(
+            "SELECT customer_id, epoch(period_start)::BIGINT FROM ops.period_invoices WHERE finalized").fetchall()
+    }
+    out: dict[str, int] = {}
+    for customer_id, period_end in con.execute(
+        "SELECT customer_id, epoch(min(period_end))::BIGINT FROM ops.period_invoices WHERE NOT finalized GROUP BY 1"
+    ).fetchall():
+        out[customer_id] = period_end
+    now = now.astimezone(timezone.utc)
+    for customer_id, anchor in con.execute(
+        "SELECT customer_id, billing_anchor FROM ops.stripe_customers WHERE stripe_subscription_id IS NOT NULL"
+    ).fetchall():
+        anchor = anchor.astimezone(timezone.utc)  # month arithmetic in UTC, as Stripe bills
+        k = period_index(anchor, now)
+        if k >= 1 and (customer_id, epoch(add_months(anchor, k - 1))) not in final:
+            ended = epoch(add_months(anchor, k))
+            out[customer_id] = min(out.get(customer_id, ended), ended)
+    return out
+
+
+def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection,
+                            now: datetime | None = None) -> list[PeriodInvoice]:
+    """Bring `ops.period_invoices` and `ops.invoiced_lines` up to what Stripe holds at `now` (module doc).
+
+    Without `now`, every invoice of every customer is read.
+    """
     ensure_period_tables(con)
     meter_of = MeterOfPrice(client, con)
     frozen = {
@@ -55,38 +94,43 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
         for c, ps in con.execute("SELECT DISTINCT customer_id, period_start FROM ops.invoiced_lines").fetchall()
     }
     known_final = {r[0] for r in con.execute("SELECT stripe_invoice_id FROM ops.period_invoices WHERE finalized").fetchall()}
-    found: list[PeriodInvoice] = []
     customers = con.execute(
         """SELECT customer_id, stripe_customer_id, stripe_subscription_id FROM ops.stripe_customers
            WHERE stripe_subscription_id IS NOT NULL ORDER BY 1"""
     ).fetchall()
-    for customer_id, stripe_customer, subscription in customers:
-        params = {"customer": stripe_customer, "subscription": subscription, "limit": 100}
-        for invoice in client.v1.invoices.list(params).auto_paging_iter():
-            if invoice.billing_reason != "subscription_cycle" or invoice.status == "void":
-                continue
-            if invoice.id in known_final:  # final invoices do not change: read once
-                continue
-            lines = _metered_lines(client, invoice, meter_of)
-            if not lines:
-                continue
-            period = lines[0][1].period
-            pi = PeriodInvoice(
-                customer_id, invoice.id, int(period.start), int(period.end), invoice.status,
-                bool(invoice.auto_advance), getattr(invoice, "automatically_finalizes_at", None),
+    since = None
+    if now is not None:
+        awaiting = customers_awaiting_invoices(con, now)
+        customers = [c for c in customers if c[0] in awaiting]
+        since = min(awaiting.values(), default=None)
+    subscriptions = {c[2] for c in customers}
+    found: list[PeriodInvoice] = []
+    for customer_id, invoice in invoices_of(client, {c[1]: c[0] for c in customers}, since):
+        if (invoice.get("billing_reason") != "subscription_cycle" or invoice["status"] == "void"
+                or invoice.get("subscription") not in subscriptions):
+            continue
+        if invoice["id"] in known_final:  # final invoices do not change: read once
+            continue
+        lines = _metered_lines(client, invoice, meter_of)
+        if not lines:
+            continue
+        period = lines[0][1]["period"]
+        pi = PeriodInvoice(
+            customer_id, invoice["id"], int(period["start"]), int(period["end"]), invoice["status"],
+            bool(invoice.get("auto_advance")), invoice.get("automatically_finalizes_at"),
+        )
+        found.append(pi)
+        _upsert(con, pi)
+        if pi.finalized and (customer_id, pi.period_start) not in frozen:
+            con.executemany(
+                """INSERT OR IGNORE INTO ops.invoiced_lines VALUES
+                       (?, ?, to_timestamp(?), to_timestamp(?), ?, ?, ?, now())""",
+                [
+                    [customer_id, meter, pi.period_start, pi.period_end, invoice["id"],
+                     line_quantity(line), int(line["amount"])]
+                    for meter, line in lines
+                ],
             )
-            found.append(pi)
-            _upsert(con, pi)
-            if pi.finalized and (customer_id, pi.period_start) not in frozen:
-                con.executemany(
-                    """INSERT OR IGNORE INTO ops.invoiced_lines VALUES
-                           (?, ?, to_timestamp(?), to_timestamp(?), ?, ?, ?, now())""",
-                    [
-                        [customer_id, meter, pi.period_start, pi.period_end, invoice.id,
-                         line_quantity(line), int(line.amount)]
-                        for meter, line in lines
-                    ],
-                )
     return found
 
 

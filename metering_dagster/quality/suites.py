@@ -1,7 +1,8 @@
 """Expectation suites built from the metering contract.
 
-The suites run on the rows that the upload will send (fct_usage_by_period) and on the
-shadow invoice (fct_invoice_lines_expected). Rows are fetched as Python objects, so
+The suites run on the rows that the upload will send (the rows of fct_usage_by_period that
+differ from the outbox) and on the shadow invoice lines of those customer-periods
+(fct_invoice_lines_expected). Rows are fetched as Python objects, so
 DECIMAL quantities reach pandas as Decimal, never as float.
 """
 
@@ -91,16 +92,37 @@ def _validate(name: str, frame, expectations: list) -> SuiteOutcome:
     return SuiteOutcome(suite=name, success=bool(result.success), rows=len(frame), failures=failures)
 
 
+# The customer × meter × periods whose quantity differs from what the outbox last recorded: the
+# rows the upload will send. Rows already sent were validated when they were new, so the gate's
+# cost follows what changed, not the whole history.
+_TO_SEND = """
+    select u.*
+    from marts.fct_usage_by_period as u
+    left join (
+        select customer_id, meter, period_start, arg_max(quantity_after, seq) as quantity
+        from ops.stripe_ledger group by all
+    ) as sent using (customer_id, meter, period_start)
+    where sent.quantity is distinct from u.quantity
+"""
+
+
+def _ensure_outbox(con: duckdb.DuckDBPyConnection) -> None:
+    from metering_dagster.billing.tables import ensure_billing_tables
+
+    ensure_billing_tables(con)  # before the first upload the outbox does not exist yet
+
+
 def validate_usage_upload(con: duckdb.DuckDBPyConnection, contract: Contract) -> SuiteOutcome:
-    """What the Stripe upload will send: one row per customer, meter and period."""
+    """What the Stripe upload will send: one row per customer, meter and period that changed."""
     import great_expectations as gx
 
+    _ensure_outbox(con)
     frame = _frame(
         con,
-        """
+        f"""
         select u.customer_id, u.meter, u.period_start, u.period_end, u.quantity, u.event_count,
                m.aggregation
-        from marts.fct_usage_by_period as u
+        from ({_TO_SEND}) as u
         left join contract.meters as m on m.meter = u.meter
         """,
     )
@@ -126,12 +148,19 @@ def validate_usage_upload(con: duckdb.DuckDBPyConnection, contract: Contract) ->
 
 
 def validate_shadow_invoice(con: duckdb.DuckDBPyConnection, contract: Contract) -> SuiteOutcome:
-    """Our own invoice lines: whole non-negative cents in the contract's currency."""
+    """Our own invoice lines of the periods that change: whole non-negative cents in the contract's currency."""
     import great_expectations as gx
 
+    _ensure_outbox(con)
     frame = _frame(
         con,
-        "select customer_id, meter, period_start, quantity, amount_cents, currency from marts.fct_invoice_lines_expected",
+        f"""
+        select e.customer_id, e.meter, e.period_start, e.quantity, e.amount_cents, e.currency
+        from marts.fct_invoice_lines_expected as e
+        where exists (
+            select 1 from ({_TO_SEND}) as t where t.customer_id = e.customer_id and t.period_start = e.period_start
+        )
+        """,
     )
     ex = gx.expectations
     expectations = [

@@ -53,6 +53,24 @@ def paginate_list(items: list[dict], limit: int, starting_after=None, ending_bef
     return items[:limit], len(items) > limit
 
 
+def created_filter(params) -> Callable | None:
+    """Stripe's `created` list filter: an exact timestamp or a range (gt, gte, lt, lte)."""
+    if "created" not in params:
+        return None
+    raw = params.raw("created")
+    if not isinstance(raw, dict):
+        exact = params.int("created")
+        return lambda o: o["created"] == exact
+    bounds = params.sub("created")
+    tests = []
+    for op, test in (("gt", lambda v, b: v > b), ("gte", lambda v, b: v >= b),
+                     ("lt", lambda v, b: v < b), ("lte", lambda v, b: v <= b)):
+        bound = bounds.int(op)
+        if bound is not None:
+            tests.append((test, bound))
+    return lambda o: all(test(o["created"], bound) for test, bound in tests)
+
+
 def str_filters(params, keys) -> dict:
     """Indexed list filters taken as given (`customer=...`, `subscription=...`)."""
     return {k: params.str(k) for k in keys if k in params}

@@ -9,7 +9,7 @@ from .. import billing_cycle, invoice_model, pricing
 from ..errors import invalid
 from ..params import Params, merge_metadata
 from ..storage import new_id
-from .common import deleted, list_page, require, str_filters, update_fields
+from .common import created_filter, deleted, list_page, require, str_filters, update_fields
 
 
 def bring_up_to_date(ctx):
@@ -33,9 +33,9 @@ def list_(ctx):
     filters = str_filters(p, ("customer", "subscription"))
     if "status" in p:
         filters["status"] = p.str("status", choices=("draft", "open", "paid", "uncollectible", "void"))
-    for inv in ctx.tx.find("invoice", status="draft", **{k: v for k, v in filters.items() if k != "status"}):
-        invoice_model.refresh_draft(ctx.tx, inv)
-    return list_page(ctx, "invoice", "/v1/invoices", render=lambda o: invoice_model.render(ctx.tx, o), **filters)
+    # A draft follows its meters until finalized: brought up to date as it is returned.
+    render = lambda o: invoice_model.render(ctx.tx, invoice_model.refresh_draft(ctx.tx, o))  # noqa: E731
+    return list_page(ctx, "invoice", "/v1/invoices", render=render, keep=created_filter(p), **filters)
 
 
 def lines(ctx):

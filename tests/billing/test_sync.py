@@ -88,3 +88,23 @@ def test_changed_price_gets_a_new_price_that_takes_the_lookup_key(stripe_conn, c
         assert new_price in prices and old_price not in prices
 
     assert sync_stripe_objects(client, changed, con).total_created == 0
+
+
+def test_a_second_sync_trusts_recent_mappings_and_reverifies_stale_ones(stripe_conn, contract, con, monkeypatch):
+    from metering_dagster.billing.delivery import STATS
+
+    client = stripe_conn.client
+    first = sync_stripe_objects(client, contract, con)
+    before = STATS.requests
+    second = sync_stripe_objects(client, contract, con)
+    # clock, meters, one product per meter, prices: nothing per customer
+    assert STATS.requests - before <= 3 + len(contract.meters)
+    assert second.trusted_customers == len(contract.customers)
+    assert second.stripe_customer_ids == first.stripe_customer_ids
+
+    gone = first.stripe_customer_ids["cust_a"]
+    client.v1.customers.delete(gone)
+    monkeypatch.setenv("METERING_STRIPE_VERIFY_HOURS", "0")  # every mapping is stale: verified again
+    third = sync_stripe_objects(client, contract, con)
+    assert third.trusted_customers == 0
+    assert third.created["customers"] == 1 and third.stripe_customer_ids["cust_a"] != gone

@@ -139,3 +139,18 @@ def test_invoice_filters_and_lists(build, client):
     canceled = client.v1.subscriptions.cancel(sub.id)
     assert canceled.status == "canceled"
     assert client.v1.test_helpers.test_clocks.delete(clock.id).deleted
+
+
+def test_invoice_list_filters_on_created(client):
+    """`created[gte]` / `created[lt]` as Stripe documents them: bulk reads of recent invoices."""
+    customer = client.v1.customers.create({"name": "created-filter"})
+    made = []
+    for _ in range(3):
+        made.append(client.v1.invoices.create({"customer": customer.id}))
+    stamps = sorted(i.created for i in made)
+    every = [i.id for i in client.v1.invoices.list({"customer": customer.id, "created": {"gte": stamps[0]}}).auto_paging_iter()]
+    assert sorted(every) == sorted(i.id for i in made)
+    none = list(client.v1.invoices.list({"customer": customer.id, "created": {"lt": stamps[0]}}).auto_paging_iter())
+    assert none == []
+    exact = list(client.v1.invoices.list({"customer": customer.id, "created": stamps[0]}).auto_paging_iter())
+    assert {i.created for i in exact} == {stamps[0]}

@@ -13,6 +13,9 @@ from metering_dagster.defs.transform.assets import metering_dbt_models
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.locks import UPLOAD_POOL
 
+# A run tagged with this reads every customer back from Stripe, not only those that changed.
+FULL_SNAPSHOT_TAG = "metering/full_snapshot"
+
 
 @dg.asset(
     group_name="stripe",
@@ -49,12 +52,17 @@ def stripe_usage_report(context: dg.AssetExecutionContext, metering: MeteringRes
     group_name="stripe",
     kinds={"stripe", "duckdb"},
     deps=[stripe_usage_report],
-    description="Stripe's meter event summaries, invoices and invoice previews, copied into stripe_view.*.",
+    description=(
+        "Stripe's invoices, invoice previews and meter event summaries, copied into stripe_view.* for the customers"
+        " whose Stripe view may have changed (tag a run metering/full_snapshot=true to read everyone)."
+    ),
 )
-def stripe_snapshot(metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
+def stripe_snapshot(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
     contract = metering.contract()
+    full = context.run.tags.get(FULL_SNAPSHOT_TAG) == "true"
     with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
-        result = snapshot_stripe_view(conn.client, con, contract)
+        result = snapshot_stripe_view(conn.client, con, contract, full=full)
+    context.log.info(result.summary())
     return dg.MaterializeResult(metadata=result.metadata())
 
 
