@@ -33,6 +33,7 @@ from metering_dagster.billing.periods import from_epoch
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.contract.model import Contract
 from metering_dagster.periods.tables import ensure_period_tables, finalized_periods_sql, is_finalized_sql
+from metering_dagster.warehouse import insert_rows
 
 USAGE_TABLE = "marts.fct_usage_by_period"
 
@@ -143,10 +144,11 @@ def write_pending(
         return rows
     con.execute("BEGIN TRANSACTION")
     try:
-        con.executemany(
+        insert_rows(
+            con,
             """INSERT INTO ops.stripe_ledger (identifier, customer_id, meter, period_start, period_end, seq,
-                   stripe_formula, value, quantity_after, event_timestamp, status, attempts, created_at)
-               VALUES (?, ?, ?, to_timestamp(?), to_timestamp(?), ?, ?, ?, ?, to_timestamp(?), 'pending', 0, now())""",
+                   stripe_formula, value, quantity_after, event_timestamp, status, attempts, created_at)""",
+            "(?, ?, ?, to_timestamp(?), to_timestamp(?), ?, ?, ?, ?, to_timestamp(?), 'pending', 0, now())",
             [
                 [
                     r.identifier, r.customer_id, r.meter, int(r.period_start.timestamp()), int(r.period_end.timestamp()),

@@ -45,6 +45,7 @@ from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
 from metering_dagster.contract.model import Contract
 from metering_dagster.periods.tables import ADJUSTMENT_KEY
+from metering_dagster.warehouse import insert_rows
 
 
 @dataclass
@@ -308,14 +309,14 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
         con.execute("CREATE TEMP TABLE IF NOT EXISTS snapshot_customers (customer_id VARCHAR)")
         con.execute("DELETE FROM snapshot_customers")
         if wanted:
-            con.executemany("INSERT INTO snapshot_customers VALUES (?)", [[c] for c in sorted(wanted)])
+            insert_rows(con, "INSERT INTO snapshot_customers", "(?)", [[c] for c in sorted(wanted)])
         con.execute("DELETE FROM stripe_view.usage_summaries WHERE customer_id IN (SELECT customer_id FROM snapshot_customers)")
         # Final invoices created before `since` were not read again: their lines are kept (final amounts do
         # not change); everything else of the customers read is replaced.
         con.execute("CREATE TEMP TABLE IF NOT EXISTS snapshot_invoices (stripe_invoice_id VARCHAR)")
         con.execute("DELETE FROM snapshot_invoices")
         if fetched:
-            con.executemany("INSERT INTO snapshot_invoices VALUES (?)", [[i] for i in sorted(fetched)])
+            insert_rows(con, "INSERT INTO snapshot_invoices", "(?)", [[i] for i in sorted(fetched)])
         con.execute(
             """DELETE FROM stripe_view.invoice_lines
                WHERE customer_id IN (SELECT customer_id FROM snapshot_customers)
@@ -324,18 +325,21 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
             [since is None],
         )
         if summaries:
-            con.executemany(
+            insert_rows(
+                con,
                 """INSERT INTO stripe_view.usage_summaries
-                       (customer_id, meter, period_start, period_end, stripe_quantity, snapshot_at)
-                   VALUES (?, ?, to_timestamp(?), to_timestamp(?), ?, to_timestamp(?))""",
+                       (customer_id, meter, period_start, period_end, stripe_quantity, snapshot_at)""",
+                "(?, ?, to_timestamp(?), to_timestamp(?), ?::DECIMAL(38, 12), to_timestamp(?))",
                 [[*row, at] for row in summaries],
             )
         if lines:
-            con.executemany(
+            insert_rows(
+                con,
                 """INSERT INTO stripe_view.invoice_lines
                        (customer_id, meter, period_start, period_end, stripe_invoice_id, invoice_status,
-                        quantity, amount_cents, currency, snapshot_at)
-                   VALUES (?, ?, to_timestamp(?), to_timestamp(?), ?, ?, ?, ?, ?, to_timestamp(?))""",
+                        quantity, amount_cents, currency, snapshot_at)""",
+                "(?, ?::VARCHAR, to_timestamp(?::BIGINT), to_timestamp(?::BIGINT), ?::VARCHAR, ?, ?::DECIMAL(38, 12),"
+                " ?::BIGINT, ?, to_timestamp(?))",
                 [[*row, at] for row in lines],
             )
         con.execute(

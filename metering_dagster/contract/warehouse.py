@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from ..warehouse import ensure_source_tables
+from ..warehouse import ensure_source_tables, insert_rows
 from .model import Contract
 
 
@@ -60,8 +60,7 @@ def write_contract_tables(con: duckdb.DuckDBPyConnection, contract: Contract) ->
         for table, values in rows.items():
             con.execute(f"delete from {table}")
             if values:
-                marks = ", ".join("?" * len(values[0]))
-                con.executemany(f"insert into {table} values ({marks})", values)
+                insert_rows(con, f"insert into {table}", f"({', '.join('?' * len(values[0]))})", values)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

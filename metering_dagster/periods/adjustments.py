@@ -30,6 +30,7 @@ from metering_dagster.billing.periods import from_epoch
 from metering_dagster.billing.values import decimal_str, metadata_of
 from metering_dagster.contract.model import Contract
 from metering_dagster.periods.tables import ADJUSTMENT_KEY, ensure_period_tables
+from metering_dagster.warehouse import insert_rows
 
 METADATA_IDS_LIMIT = 500  # Stripe metadata values hold at most 500 characters
 
@@ -280,10 +281,11 @@ def snapshot_adjustments(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
     try:
         con.execute("DELETE FROM stripe_view.invoice_adjustments")
         if rows:
-            con.executemany(
+            insert_rows(
+                con,
                 """INSERT INTO stripe_view.invoice_adjustments (customer_id, meter, period_start, adjustment_id, seq,
-                       stripe_invoice_item_id, stripe_invoice_id, amount_cents, quantity_after, snapshot_at)
-                   VALUES (?, ?, to_timestamp(?), ?, ?, ?, ?, ?, ?, now())""",
+                       stripe_invoice_item_id, stripe_invoice_id, amount_cents, quantity_after, snapshot_at)""",
+                "(?, ?, to_timestamp(?::BIGINT), ?, ?, ?, ?::VARCHAR, ?::BIGINT, ?::DECIMAL(38, 12), now())",
                 rows,
             )
         con.execute("COMMIT")

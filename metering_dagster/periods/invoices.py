@@ -26,6 +26,7 @@ from metering_dagster.billing.periods import add_months, epoch, period_index
 from metering_dagster.billing.snapshot import MeterOfPrice, invoice_lines_of, invoices_of, line_quantity
 from metering_dagster.billing.values import metadata_of
 from metering_dagster.periods.tables import ADJUSTMENT_KEY, FINALIZED, ensure_period_tables
+from metering_dagster.warehouse import insert_rows
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
         since = min(awaiting.values(), default=None)
     subscriptions = {c[2] for c in customers}
     found: list[PeriodInvoice] = []
+    frozen_lines: list[list] = []
     for customer_id, invoice in invoices_of(client, {c[1]: c[0] for c in customers}, since):
         if (invoice.get("billing_reason") != "subscription_cycle" or invoice["status"] == "void"
                 or invoice.get("subscription") not in subscriptions):
@@ -120,29 +122,31 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
             bool(invoice.get("auto_advance")), invoice.get("automatically_finalizes_at"),
         )
         found.append(pi)
-        _upsert(con, pi)
         if pi.finalized and (customer_id, pi.period_start) not in frozen:
-            con.executemany(
-                """INSERT OR IGNORE INTO ops.invoiced_lines VALUES
-                       (?, ?, to_timestamp(?), to_timestamp(?), ?, ?, ?, now())""",
-                [
-                    [customer_id, meter, pi.period_start, pi.period_end, invoice["id"],
-                     line_quantity(line), int(line["amount"])]
-                    for meter, line in lines
-                ],
-            )
+            frozen_lines += [
+                [customer_id, meter, pi.period_start, pi.period_end, invoice["id"], line_quantity(line), int(line["amount"])]
+                for meter, line in lines
+            ]
+    _upsert(con, found)
+    insert_rows(
+        con, "INSERT OR IGNORE INTO ops.invoiced_lines",
+        "(?, ?, to_timestamp(?::BIGINT), to_timestamp(?::BIGINT), ?, ?::DECIMAL(38, 12), ?::BIGINT, now())", frozen_lines,
+    )
     return found
 
 
-def _upsert(con: duckdb.DuckDBPyConnection, pi: PeriodInvoice) -> None:
-    con.execute(
+def _upsert(con: duckdb.DuckDBPyConnection, invoices: list[PeriodInvoice]) -> None:
+    # one row per customer-period in a statement (ON CONFLICT may not touch a row twice); the last read wins
+    invoices = list({(pi.customer_id, pi.period_start): pi for pi in invoices}.values())
+    insert_rows(
+        con,
         """INSERT INTO ops.period_invoices (customer_id, period_start, period_end, stripe_invoice_id, status,
-               auto_advance, finalizes_at, finalized, synced_at)
-           VALUES (?, to_timestamp(?), to_timestamp(?), ?, ?, ?, to_timestamp(?), ?, now())
-           ON CONFLICT (customer_id, period_start) DO UPDATE SET period_end = excluded.period_end,
+               auto_advance, finalizes_at, finalized, synced_at)""",
+        "(?, to_timestamp(?::BIGINT), to_timestamp(?::BIGINT), ?, ?, ?::BOOLEAN, to_timestamp(?::BIGINT), ?::BOOLEAN, now())",
+        [[pi.customer_id, pi.period_start, pi.period_end, pi.stripe_invoice_id, pi.status, pi.auto_advance,
+          pi.finalizes_at, pi.finalized] for pi in invoices],
+        tail="""ON CONFLICT (customer_id, period_start) DO UPDATE SET period_end = excluded.period_end,
                stripe_invoice_id = excluded.stripe_invoice_id, status = excluded.status,
                auto_advance = excluded.auto_advance, finalizes_at = excluded.finalizes_at,
                finalized = excluded.finalized, synced_at = excluded.synced_at""",
-        [pi.customer_id, pi.period_start, pi.period_end, pi.stripe_invoice_id, pi.status, pi.auto_advance,
-         pi.finalizes_at, pi.finalized],
     )
