@@ -1,21 +1,43 @@
-"""Publish the marts to a separate DuckDB file that analysts open read-only."""
+"""Publish the marts to a separate DuckDB file that analysts open read-only.
+
+DuckDB locks the warehouse against every other process while a run writes it, so analysts read
+a copy, replaced atomically (write a temporary file, then rename): readers that have the old file
+open keep reading it; new readers get the new one.
+
+The copy follows what changed: the previous published file is copied as a file and, for a table
+that grows by landing run (`landing_run_id`, e.g. `fct_metered_events`, one row per event), only
+rows of newer runs are appended when the older rows are still the same count; small tables and
+anything else are copied whole. A contract change rebuilt with `--full-refresh` gets a full copy.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import duckdb
 
 
-def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "marts") -> list[str]:
-    """Copy every table and view of `schema` into `target`, atomically replacing it.
+def _append_only(con: duckdb.DuckDBPyConnection, source: str, published: str) -> int | None:
+    """The last landing run already published, when `published` is `source` up to that run; else None."""
+    columns = "select column_name, column_type from (describe {})"
+    if con.execute(columns.format(source)).fetchall() != con.execute(columns.format(published)).fetchall():
+        return None  # the model's columns changed
+    last, count = con.execute(f"select max(landing_run_id), count(*) from {published}").fetchone()
+    if last is None:
+        return None
+    same = con.execute(f"select count(*) from {source} where landing_run_id <= ?", [last]).fetchone()[0]
+    return last if same == count else None
 
-    Readers that have the old file open keep reading it; new readers get the new one.
-    """
+
+def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "marts") -> list[str]:
+    """Copy every table and view of `schema` into `target`, atomically replacing it (module doc)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     tmp.unlink(missing_ok=True)
+    if target.exists():
+        shutil.copyfile(target, tmp)
     names = [
         r[0]
         for r in con.execute(
@@ -23,11 +45,32 @@ def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "m
             [schema],
         ).fetchall()
     ]
+    growing = {
+        r[0]
+        for r in con.execute(
+            "select table_name from information_schema.columns where table_schema = ? and column_name = 'landing_run_id'",
+            [schema],
+        ).fetchall()
+    }
     con.execute("attach ? as published", [str(tmp)])
     try:
-        con.execute(f'create schema published."{schema}"')
+        con.execute(f'create schema if not exists published."{schema}"')
+        have = {
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_catalog = 'published' and table_schema = ?",
+                [schema],
+            ).fetchall()
+        }
         for name in names:
-            con.execute(f'create table published."{schema}"."{name}" as select * from "{schema}"."{name}"')
+            source, published = f'"{schema}"."{name}"', f'published."{schema}"."{name}"'
+            last = _append_only(con, source, published) if name in growing and name in have else None
+            if last is not None:
+                con.execute(f"insert into {published} select * from {source} where landing_run_id > ?", [last])
+            else:
+                con.execute(f"create or replace table {published} as select * from {source}")
+        for name in have - set(names):
+            con.execute(f'drop table published."{schema}"."{name}"')
     finally:
         con.execute("detach published")
     os.replace(tmp, target)
