@@ -27,9 +27,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
+import queue
+import threading
 import time
 import zlib
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +41,7 @@ import polars as pl
 
 from ..warehouse import ensure_source_tables
 from ..crashpoints import crash_after_delay, crashpoint
-from .parse import exact_json, fields_select_sql, strict_json_ok
+from .parse import exact_json, fields_select_sql, may_be_lenient, strict_json_ok
 
 PATTERNS = ("*.jsonl", "*.jsonl.gz")
 MAX_LINE_BYTES = 1024 * 1024  # a longer line is quarantined as line_too_long
@@ -193,20 +195,18 @@ def read_lines(content: bytes, gzipped: bool, settled: bool = True) -> tuple[pl.
     content = content.removeprefix(b"\xef\xbb\xbf")
     try:
         text = content.decode("utf-8")
-        if len(content) > MAX_LINE_BYTES and max(map(len, content.split(b"\n"))) > MAX_LINE_BYTES:
-            raise UnicodeError("a line is too long")
-        lines = (
-            pl.DataFrame({"raw_line": [text]})
-            .select(pl.col("raw_line").str.split("\n"))
-            .explode("raw_line")
-            .with_row_index("line_number", offset=1)
-        )
-        if text.endswith("\n") or not text:
+        lines = pl.Series("raw_line", [text], dtype=pl.String).str.split("\n").explode().to_frame()
+        del text
+        if content.endswith(b"\n") or not content:
             lines = lines.head(lines.height - 1)
+        if b"\r" in content:
+            lines = lines.with_columns(pl.col("raw_line").str.strip_suffix("\r"))
+        if lines.height and lines.select(pl.col("raw_line").str.len_bytes().max()).item() > MAX_LINE_BYTES:
+            raise UnicodeError("a line is too long")
         physical = lines.height
-        lines = lines.with_columns(
-            pl.col("line_number").cast(pl.Int64),
-            pl.col("raw_line").str.strip_suffix("\r"),
+        lines = lines.select(
+            pl.int_range(1, physical + 1, dtype=pl.Int64).alias("line_number"),
+            "raw_line",
             pl.lit(None, dtype=pl.String).alias("landing_problem"),
         )
     except UnicodeError:
@@ -219,9 +219,111 @@ def read_lines(content: bytes, gzipped: bool, settled: bool = True) -> tuple[pl.
     if extra:
         lines = pl.concat([lines, _frame([e[0] for e in extra], [e[1] for e in extra], start=physical + 1)])
         physical += len(extra)
-    blank = lines.filter((pl.col("raw_line").str.strip_chars() == "") & pl.col("landing_problem").is_null()).height
-    lines = lines.filter((pl.col("raw_line").str.strip_chars() != "") | pl.col("landing_problem").is_not_null())
-    return lines, physical, blank
+    # `^\s*$` is strip_chars() == "" (both Unicode whitespace) without building the stripped strings.
+    blank = lines.select(pl.col("raw_line").str.contains(r"^\s*$") & pl.col("landing_problem").is_null()).to_series()
+    n_blank = blank.sum()
+    if n_blank:
+        lines = lines.filter(~blank)
+    return lines, physical, n_blank
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Lines of one or more files, ready to insert into raw.usage_lines."""
+
+    batch: pl.DataFrame
+
+
+def _read_file(path: Path, raw_dir: Path, manifest: dict[str, str], settle: float):
+    """(lines, LandedFile) for a file to land, else its outcome: skipped name, Changed/Failed/IncompleteFile."""
+    source_file = path.relative_to(raw_dir).as_posix()
+    try:
+        before = path.stat()
+        content = path.read_bytes()
+        after = path.stat()
+    except OSError as exc:
+        return FailedFile(source_file, f"{type(exc).__name__}: {exc}")
+    sha = hashlib.sha256(content).hexdigest()
+    if source_file in manifest:
+        return source_file if manifest[source_file] == sha else ChangedFile(source_file, manifest[source_file], sha)
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(content) != after.st_size:
+        return IncompleteFile(source_file, "changed while it was read; waiting for the writer")
+    settled = time.time() - after.st_mtime >= settle
+    try:
+        lines, physical, blank = read_lines(content, path.name.endswith(".gz"), settled)
+    except Incomplete as exc:
+        return IncompleteFile(source_file, str(exc))
+    quarantined = lines.filter(pl.col("landing_problem").is_not_null()).height
+    return lines, LandedFile(source_file, sha, len(content), physical, lines.height - quarantined, quarantined, blank)
+
+
+def _read_files(paths: list[Path], raw_dir: Path, manifest: dict[str, str], settle: float):
+    """_Rows of about CHUNK_ROWS lines (across small files, a big file in parts), each file's LandedFile
+    after its last rows; or a file's other outcome."""
+    parts, done, size = [], [], 0
+    for path in paths:
+        read = _read_file(path, raw_dir, manifest, settle)
+        if not isinstance(read, tuple):
+            yield read
+            continue
+        lines, landed = read
+        del read
+        for start in range(0, lines.height, CHUNK_ROWS):
+            part = lines.slice(start, CHUNK_ROWS)
+            parts.append(part.with_columns(pl.lit(landed.source_file).alias("source_file")))
+            size += part.height
+            if size >= CHUNK_ROWS:
+                yield _Rows(_landing_batch(pl.concat(parts)))
+                yield from done
+                parts, done, size = [], [], 0
+        del lines
+        done.append(landed)
+    if parts:
+        yield _Rows(_landing_batch(pl.concat(parts)))
+    yield from done
+
+
+def _ahead(items, depth: int = 1):
+    """Iterate `items` in a thread, at most `depth` items ahead of the caller.
+
+    Reading files and the polars rewriting (which releases the GIL) then overlap DuckDB inserting
+    the previous chunk, and only a few chunks are in memory at once.
+    """
+    done = object()
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the caller
+            put((done, exc))
+
+    thread = threading.Thread(target=produce, name="landing-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: datetime | None = None) -> LandingResult:
@@ -231,47 +333,26 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
     ensure_source_tables(con)
     manifest = dict(con.execute("select source_file, content_sha256 from raw.landed_files").fetchall())
     run_id = con.execute("select coalesce(max(landing_run_id), 0) + 1 from raw.landed_files").fetchone()[0]
-    settle = settle_seconds()
+    paths = find_raw_files(raw_dir) if raw_dir.is_dir() else []
 
     landed, skipped, changed, failed, incomplete = [], [], [], [], []
+    outcomes = {str: skipped, ChangedFile: changed, FailedFile: failed, IncompleteFile: incomplete}
     con.execute("begin transaction")
     try:
-        with tempfile.TemporaryDirectory(prefix="landing-") as tmp:
-            for path in find_raw_files(raw_dir) if raw_dir.is_dir() else []:
-                source_file = path.relative_to(raw_dir).as_posix()
-                try:
-                    before = path.stat()
-                    content = path.read_bytes()
-                    after = path.stat()
-                except OSError as exc:
-                    failed.append(FailedFile(source_file, f"{type(exc).__name__}: {exc}"))
-                    continue
-                sha = hashlib.sha256(content).hexdigest()
-                if source_file in manifest:
-                    if manifest[source_file] == sha:
-                        skipped.append(source_file)
-                    else:
-                        changed.append(ChangedFile(source_file, manifest[source_file], sha))
-                    continue
-                if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(content) != after.st_size:
-                    incomplete.append(IncompleteFile(source_file, "changed while it was read; waiting for the writer"))
-                    continue
-                settled = time.time() - after.st_mtime >= settle
-                try:
-                    lines, physical, blank = read_lines(content, path.name.endswith(".gz"), settled)
-                except Incomplete as exc:
-                    incomplete.append(IncompleteFile(source_file, str(exc)))
-                    continue
-                _insert_lines(con, lines, source_file, run_id, landed_at, Path(tmp) / "batch.parquet")
-                quarantined = lines.filter(pl.col("landing_problem").is_not_null()).height
-                con.execute(
-                    "insert into raw.landed_files by name (select ? as source_file, ? as content_sha256, ? as size_bytes, "
-                    "? as line_count, ? as landing_run_id, ? as landed_at, ? as lines_blank)",
-                    [source_file, sha, len(content), physical, run_id, landed_at, blank],
-                )
-                landed.append(
-                    LandedFile(source_file, sha, len(content), physical, lines.height - quarantined, quarantined, blank)
-                )
+        with closing(_ahead(_read_files(paths, raw_dir, manifest, settle_seconds()))) as reads:
+            for read in reads:
+                if isinstance(read, _Rows):
+                    _insert_batch(con, read.batch, run_id, landed_at)
+                elif isinstance(read, LandedFile):
+                    con.execute(
+                        "insert into raw.landed_files by name (select ? as source_file, ? as content_sha256, "
+                        "? as size_bytes, ? as line_count, ? as landing_run_id, ? as landed_at, ? as lines_blank)",
+                        [read.source_file, read.content_sha256, read.size_bytes, read.lines_read, run_id, landed_at,
+                         read.lines_blank],
+                    )
+                    landed.append(read)
+                else:
+                    outcomes[type(read)].append(read)
         crashpoint("landing:before_commit")
         con.execute("commit")
     except BaseException:
@@ -283,18 +364,57 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
     )
 
 
-def _insert_lines(con, lines: pl.DataFrame, source_file: str, run_id: int, landed_at: datetime, parquet: Path) -> None:
-    if lines.height == 0:
-        return
-    lines.select(
-        pl.lit(source_file).alias("source_file"),
+class _ArrowStream:
+    """A polars frame as an Arrow C stream, which DuckDB scans directly (no pyarrow, no file in between)."""
+
+    def __init__(self, frame: pl.DataFrame):
+        self._frame = frame
+
+    def __arrow_c_stream__(self, requested_schema=None):
+        return self._frame.__arrow_c_stream__(requested_schema)
+
+
+BATCH_ROWS = 16_384  # one Arrow batch each, so that DuckDB's threads share the rows
+CHUNK_ROWS = 8 * BATCH_ROWS  # lines per insert: fewer, fuller inserts for small files, bounded memory for big ones
+
+
+def _strict_ok(lines: pl.DataFrame) -> pl.Series:
+    """strict_json_ok for the lines that may need it, True for the others; False for a landing problem."""
+    ok = lines.get_column("landing_problem").is_null()
+    check = lines.select(may_be_lenient(pl.col("raw_line")) & pl.col("landing_problem").is_null()).to_series().arg_true()
+    if len(check):
+        ok = ok.scatter(check, lines[check].select(strict_json_ok(pl.col("raw_line"))).to_series())
+    return ok.alias("strict_ok")
+
+
+def _landing_batch(lines: pl.DataFrame) -> pl.DataFrame:
+    """The polars half of landing: (source_file, line_number, raw_line, landing_problem, exact_json, strict_ok),
+    in Arrow batches of BATCH_ROWS."""
+    batch = lines.select(
+        "source_file",
         "line_number",
         "raw_line",
         "landing_problem",
         exact_json(pl.col("raw_line")).alias("exact_json"),
-        (strict_json_ok(pl.col("raw_line")) & pl.col("landing_problem").is_null()).alias("strict_ok"),
-    ).write_parquet(parquet, compression="uncompressed")
-    con.execute(
-        "insert into raw.usage_lines by name " + fields_select_sql("read_parquet($parquet)"),
-        {"landing_run_id": run_id, "landed_at": landed_at, "parquet": str(parquet)},
+        _strict_ok(lines),
     )
+    return pl.concat([batch.slice(i, BATCH_ROWS) for i in range(0, batch.height, BATCH_ROWS)] or [batch], rechunk=False)
+
+
+def _insert_batch(con, batch: pl.DataFrame, run_id: int, landed_at: datetime) -> None:
+    """The DuckDB half: parse the fields and insert, scanning the frame in place."""
+    if batch.height == 0:
+        return
+    # Found by DuckDB's replacement scan (a local of the calling frame). Not con.register: inside a
+    # transaction that keeps every registered frame alive until commit, i.e. all the files' lines.
+    landing_batch = _ArrowStream(batch)  # noqa: F841
+    con.execute(
+        "insert into raw.usage_lines by name " + fields_select_sql("landing_batch"),
+        {"landing_run_id": run_id, "landed_at": landed_at},
+    )
+
+
+def _insert_lines(con, lines: pl.DataFrame, source_file: str, run_id: int, landed_at: datetime, _parquet: Path | None = None) -> None:
+    """Insert the lines of one file (`_parquet` is no longer used; kept for existing callers)."""
+    batch = _landing_batch(lines.with_columns(pl.lit(source_file, dtype=pl.String).alias("source_file")))
+    _insert_batch(con, batch, run_id, landed_at)

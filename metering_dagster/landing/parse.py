@@ -7,13 +7,15 @@ into a one-key object holding its exact text:
 
     {"value": 0.30000000000000004444}  ->  {"value": {"#num": "0.30000000000000004444"}}
 
-Three regex passes over the whole column (no Python loop per line). JSON functions
-then only ever see strings, and the number's text survives to the SQL that needs
-it (the 15-significant-digit rule, exact DECIMAL sums). The marker object is
-`NUMBER_KEY`; the dbt macro `json_scalar_text` reads it back.
+One regex pass over the whole column (no Python loop per line): each match is the text
+before a number (strings whole, so digits inside strings are never touched) and the
+number. JSON functions then only ever see strings, and the number's text survives to
+the SQL that needs it (the 15-significant-digit rule, exact DECIMAL sums). The marker
+object is `NUMBER_KEY`; the dbt macro `json_scalar_text` reads it back.
 
 yyjson is also more lenient than JSON (trailing commas, NaN, Infinity): `strict_json_ok`
-rejects those so that such a line is quarantined as `invalid_json`.
+rejects those so that such a line is quarantined as `invalid_json`. It is costly, so it
+runs only on the lines `may_be_lenient` picks out.
 """
 
 from __future__ import annotations
@@ -22,17 +24,25 @@ import polars as pl
 
 NUMBER_KEY = "#num"
 _STRING = r'"(?:[^"\\]|\\.)*"'
-_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
-# Raw control characters cannot occur in valid JSON, so \x01/\x02 are safe markers.
-_MARK_OPEN, _MARK_CLOSE = "\x01", "\x02"
+_NUMBER = r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"  # JSON's digits are ASCII (\d would take any Unicode digit)
+_BEFORE_AND_NUMBER = rf'((?:{_STRING}|[^"0-9-])*)({_NUMBER})'
+# Ends every line with a number, so that matches follow each other from the line's start
+# (never restarting inside a string) and also cover the text after its last number.
+# \x01 keeps the sentinel's 0 apart from a number ending the line.
+_SENTINEL = "\x010"
+_SENTINEL_OUT = f'\x01{{"{NUMBER_KEY}":"0"}}'
 
 
 def exact_json(lines: pl.Expr) -> pl.Expr:
-    """Rewrite number tokens outside strings as {"#num": "<exact text>"} (valid JSON in, valid JSON out)."""
+    """Rewrite number tokens outside strings as {"#num": "<exact text>"} (valid JSON in, valid JSON out).
+
+    A line that is not JSON (a stray `-`, a string never closed) may come out rewritten
+    differently from a token-by-token scan, but always still invalid (tests/pipeline/test_landing.py).
+    """
     return (
-        lines.str.replace_all(f"({_STRING})|({_NUMBER})", f"${{1}}{_MARK_OPEN}${{2}}{_MARK_CLOSE}")
-        .str.replace_all(_MARK_OPEN + _MARK_CLOSE, "", literal=True)
-        .str.replace_all(f"{_MARK_OPEN}([^{_MARK_CLOSE}]*){_MARK_CLOSE}", f'{{"{NUMBER_KEY}":"${{1}}"}}')
+        pl.concat_str([lines, pl.lit(_SENTINEL)])
+        .str.replace_all(_BEFORE_AND_NUMBER, f'${{1}}{{"{NUMBER_KEY}":"${{2}}"}}')
+        .str.strip_suffix(_SENTINEL_OUT)
     )
 
 
@@ -43,33 +53,43 @@ def strict_json_ok(lines: pl.Expr) -> pl.Expr:
     return ~(skeleton.str.contains(r",\s*[\]}]") | bare.str.contains(r"[A-Za-z/]"))
 
 
+def may_be_lenient(lines: pl.Expr) -> pl.Expr:
+    """True for every line yyjson reads but `strict_json_ok` rejects (and some more): one cheap pass.
+
+    Outside strings, yyjson's leniencies are a comma before `]`/`}` or a word at a value position
+    (after `:`, `[` or `,`) that is not true/false/null (NaN, inf, Infinity, any case, maybe signed).
+    Looking at the whole line, strings included, only adds lines to check.
+    """
+    return lines.str.contains(r",\s*[\]}]|[:\[,]\s*[-+]?(?:[A-Za-eg-mo-su-z/]|t[^r]|f[^a]|n[^u])")
+
+
 # Top-level fields parsed at landing into columns of raw.usage_lines.
 FIELDS = ("event_id", "timestamp", "customer_id", "action", "environment")
 
+# Per field i (of n): types[i] / texts[i] at "$.field", types[n + i] / texts[n + i] at "$.field.#num".
+# json_type / json_extract_string with a list of paths read each line once for all of them.
 _TYPE_SQL = """case
-    when {j} is null then null
-    when json_type({j}) = 'OBJECT' and json_exists({j}, '$."{key}"') then 'number'
-    when json_type({j}) = 'VARCHAR' then 'string'
-    else lower(json_type({j}))
+    when types[{i}] = 'OBJECT' and types[{n} + {i}] is not null then 'number'
+    when types[{i}] = 'VARCHAR' then 'string'
+    else lower(types[{i}])
 end"""
 _TEXT_SQL = """case
-    when json_type({j}) = 'OBJECT' then {j} ->> '$."{key}"'
-    when json_type({j}) in ('VARCHAR', 'BOOLEAN') then {j} ->> '$'
+    when types[{i}] = 'OBJECT' then texts[{n} + {i}]
+    when types[{i}] in ('VARCHAR', 'BOOLEAN') then texts[{i}]
 end"""
 
 
 def fields_select_sql(source: str) -> str:
     """SELECT that turns (source_file, line_number, raw_line, landing_problem, exact_json, strict_ok) into raw.usage_lines columns.
 
-    Parameters: $landing_run_id, $landed_at.
+    Parameters: $landing_run_id, $landed_at. Rows keep the source's order (no sort: the source is in line order).
     """
-    paths = ", ".join(f"'$.\"{f}\"'" for f in FIELDS)
+    paths = [f"'$.\"{f}\"'" for f in FIELDS] + [f"'$.\"{f}\".\"{NUMBER_KEY}\"'" for f in FIELDS]
     columns = []
     for i, field in enumerate(FIELDS, start=1):
-        j = f"fields[{i}]"
-        columns.append(f"{_TYPE_SQL.format(j=j, key=NUMBER_KEY)} as {field}_type")
+        columns.append(f"{_TYPE_SQL.format(i=i, n=len(FIELDS))} as {field}_type")
         text_name = "timestamp_text" if field == "timestamp" else field
-        columns.append(f"{_TEXT_SQL.format(j=j, key=NUMBER_KEY)} as {text_name}")
+        columns.append(f"{_TEXT_SQL.format(i=i, n=len(FIELDS))} as {text_name}")
     return f"""
 with lines as (
     select
@@ -88,7 +108,8 @@ parsed as (
     select
         *,
         case when is_json_object then json(exact_json) end as payload,
-        case when is_json_object then json_extract(exact_json, [{paths}]) end as fields
+        case when is_json_object then json_type(exact_json, [{", ".join(paths)}]) end as types,
+        case when is_json_object then json_extract_string(exact_json, [{", ".join(paths)}]) end as texts
     from lines
 )
 select
@@ -102,5 +123,4 @@ select
     {", ".join(columns)},
     landing_problem
 from parsed
-order by source_file, line_number
 """

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import re
 from datetime import datetime, timezone
+
+import duckdb
+import polars as pl
+
+from metering_dagster.landing.parse import exact_json, may_be_lenient, strict_json_ok
 
 from .conftest import event
 
@@ -147,3 +154,103 @@ def test_landing_problems_flow_into_quarantine_with_their_reason(warehouse, dbt)
         ("bad.jsonl", 1, "invalid_utf8"), ("bad.jsonl", 2, "line_too_long"),
         ("broken.jsonl.gz", 1, "corrupt_gzip"), ("empty.jsonl", 1, "empty_file"),
     ]
+
+
+def test_field_columns_for_every_json_type(warehouse):
+    warehouse.add_file("t.jsonl", [
+        '{"event_id":"a\\"b\\u00e9","timestamp":{"#num":null},"customer_id":true,"action":[1],"environment":null}',
+        '{"event_id":{"x":1},"timestamp":-1.5E+3,"customer_id":{"#num":"7","y":2},"action":false}',
+    ])
+    warehouse.land()
+    assert warehouse.query(
+        "select event_id_type, event_id, timestamp_type, timestamp_text, customer_id_type, customer_id, "
+        "action_type, action, environment_type, environment from raw.usage_lines order by line_number"
+    ) == [
+        ("string", 'a"bé', "number", None, "boolean", "true", "array", None, "null", None),
+        ("object", None, "number", "-1.5E+3", "number", "7", "boolean", "false", None, None),
+    ]
+
+
+def test_unicode_digits_are_not_json_numbers(warehouse):
+    warehouse.add_file("u.jsonl", ['{"event_id":"e","timestamp":\u0663}', '{"event_id":"e","timestamp":3}'])
+    warehouse.land()
+    assert warehouse.query("select line_number, is_json_object from raw.usage_lines order by 1") == [(1, False), (2, True)]
+
+
+def test_many_small_files_and_a_big_one_land_in_chunks_with_their_own_lines(warehouse, monkeypatch):
+    from metering_dagster.landing import land
+
+    monkeypatch.setattr(land, "BATCH_ROWS", 2)
+    monkeypatch.setattr(land, "CHUNK_ROWS", 5)
+    for i in range(4):
+        warehouse.add_file(f"small-{i}.jsonl", [event(f"s{i}-{n}", n, "c", "a") for n in range(i)] + [""])
+    warehouse.add_file("z-big.jsonl", [event(f"b-{n}", n, "c", "a") for n in range(12)] + ["not json"])
+    result = warehouse.land()
+    assert [(f.source_file, f.lines_read, f.lines_landed, f.lines_blank) for f in result.landed] == [
+        ("small-0.jsonl", 1, 0, 1), ("small-1.jsonl", 2, 1, 1), ("small-2.jsonl", 3, 2, 1),
+        ("small-3.jsonl", 4, 3, 1), ("z-big.jsonl", 13, 13, 0),
+    ]
+    rows = warehouse.query(
+        "select source_file, line_number, event_id, timestamp_text, is_json_object from raw.usage_lines")
+    expected = [(f"small-{i}.jsonl", n + 1, f"s{i}-{n}", str(n), True) for i in range(4) for n in range(i)]
+    expected += [("z-big.jsonl", n + 1, f"b-{n}", str(n), True) for n in range(12)]
+    assert rows == expected + [("z-big.jsonl", 13, None, None, False)]  # inserted in file and line order
+    assert warehouse.query("select count(*) from raw.landed_files") == [(5,)]
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)')
+
+
+def _exact_json_token_by_token(line: str) -> str:
+    """The rewrite spelled out: scan strings and numbers left to right, wrap each number."""
+    out, i = [], 0
+    while i < len(line):
+        m = _TOKEN.match(line, i)
+        if m is None:
+            out.append(line[i])
+            i += 1
+            continue
+        out.append('{"#num":"%s"}' % m.group(1) if m.group(1) else m.group(0))
+        i = m.end()
+    return "".join(out)
+
+
+def _mutated_lines(seed: int, n: int) -> list[str]:
+    rng = random.Random(seed)
+    base = [
+        '{"event_id":"e-1","timestamp":1790000000,"customer_id":"c:5,6","action":"a","value":-0.5e-3,"m":[1,{"x":"y\\"2"}]}',
+        '{"a":"x1y","b":[true,false,null],"c":{"d":12345678901234567890}}',
+        '{"s":"a: NaN, b","t":"], }","n":1e400}',
+    ]
+    junk = list('{}[]:,"\\-+.eE0123456789 \tnN') + ["NaN", "-Infinity", "inf", "true", "null", '"x"', "1e999", "\u0663"]
+    lines = []
+    for _ in range(n):
+        line = rng.choice(base)
+        for _ in range(rng.randint(0, 3)):
+            i = rng.randint(0, len(line))
+            line = line[:i] + rng.choice(junk) + line[i + rng.randint(0, 3):]
+        lines.append(line)
+    return lines
+
+
+def test_exact_json_matches_the_token_by_token_rewrite_or_both_are_rejected():
+    lenient = ['{"a":1,}', '{"a":[1 , ]}', '{"a":NaN}', '{"a": -Infinity}', '{"a":[inf]}', '{"a":{"b":nAn}}', '{"a":"x",}']
+    lines = _mutated_lines(7, 3000) + lenient + ['-{"a":1}', '{"a":-x,"b":"1"}', '{"a":"x1y","b":-z}', '{"a":"open 1}', "5", ""]
+    frame = pl.DataFrame({"line": lines}).with_columns(
+        exact_json(pl.col("line")).alias("exact"), strict_json_ok(pl.col("line")).alias("strict"),
+        may_be_lenient(pl.col("line")).alias("lenient"))
+    con = duckdb.connect()
+
+    def json_object(text: str) -> bool:  # what landing asks DuckDB (yyjson, lenient)
+        return con.execute("select json_valid($t) and json_type($t) = 'OBJECT'", {"t": text}).fetchone()[0]
+
+    events, checked = 0, 0
+    for line, exact, strict, flagged in frame.iter_rows():
+        reference = _exact_json_token_by_token(line)
+        if exact != reference:  # only for a line that is not JSON: neither rewrite lands as an object
+            assert not (strict and (json_object(exact) or json_object(reference))), line
+        elif json_object(exact):
+            assert strict or flagged, line  # every lenient line yyjson accepts is checked in full
+            events += strict
+            checked += not strict
+    assert events > 500 and checked >= len(lenient)
