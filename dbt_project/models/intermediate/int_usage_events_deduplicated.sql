@@ -4,13 +4,23 @@
 -- then file path, then line). Quarantined copies never compete, so a valid later copy of a
 -- quarantined event counts. Later copies are reported by rpt_duplicate_events.
 
-with valid as (
+with new_valid as (
     select *
     from {{ ref('int_usage_lines_validated') }}
     where quarantine_reason is null
     {% if is_incremental() %}
         and landing_run_id > {{ landed_after_this() }}
-        and event_id not in (select event_id from {{ this }})
+    {% endif %}
+),
+
+valid as (
+    select * from new_valid
+    {% if is_incremental() %}
+    -- an event kept by an earlier run stays kept, however late its copy arrives; the lookup is
+    -- limited to the new batch's ids so it does not hash every kept id
+    anti join (
+        select event_id from {{ this }} where event_id in (select event_id from new_valid)
+    ) as kept using (event_id)
     {% endif %}
 ),
 

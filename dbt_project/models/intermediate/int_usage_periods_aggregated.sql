@@ -3,17 +3,18 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['customer_id', 'meter', 'period_start'],
+        on_schema_change='append_new_columns',
     )
 }}
 
--- Quantity per customer, meter and period that has events. Incremental runs re-aggregate only
--- the customer-meter-periods that received new events (cost follows new data, not history).
+-- Quantity per customer, meter and period that has events. Incremental runs merge only the new
+-- events into the customer-meter-periods they touch (cost follows new data, not history).
 
-with events as (
+with events as not materialized (
     select * from {{ ref('int_usage_events_metered') }}
 ),
 
-{{ events_in_affected_groups(['customer_id', 'meter', 'period_start']) }}
+{{ merged_metered_aggregate(['customer_id', 'meter', 'period_start'], ['period_index', 'period_end', 'aggregation']) }}
 
 select
     customer_id,
@@ -22,9 +23,9 @@ select
     period_start,
     period_end,
     aggregation,
-    {{ metered_quantity() }} as quantity,
-    count(*) as event_count,
-    max(event_ts) as last_event_at,
-    max(landing_run_id) as max_landing_run_id
-from in_scope
-group by customer_id, meter, period_index, period_start, period_end, aggregation
+    quantity,
+    event_count,
+    last_event_at,
+    max_landing_run_id,
+    last_receipt
+from merged

@@ -14,6 +14,9 @@ with valid as (
 
 kept as (
     select * from {{ ref('int_usage_events_deduplicated') }}
+    {% if is_incremental() %}
+    where event_id in (select event_id from valid)  -- only the kept copies of the new lines' ids
+    {% endif %}
 )
 
 select

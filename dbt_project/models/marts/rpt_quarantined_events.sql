@@ -14,6 +14,9 @@ with quarantined as (
 lines as (
     select landing_run_id, source_file, line_number, raw_line
     from {{ ref('stg_raw__usage_lines') }}
+    {% if is_incremental() %}
+        where landing_run_id > {{ landed_after_this() }}  -- raw_line is wide: read only the new runs
+    {% endif %}
 )
 
 select

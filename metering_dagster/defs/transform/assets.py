@@ -6,10 +6,13 @@ after the snapshot. One dbt asset cannot both feed and follow the Stripe assets.
 """
 
 
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from metering_dagster.defs.transform.project import dbt_project
+from metering_dagster.settings import load_settings
 
 RECONCILIATION_SELECTOR = "tag:reconciliation"
 
@@ -26,6 +29,20 @@ def dbt_build_args(full_refresh: bool = False) -> list[str]:
     return ["build", "--full-refresh"] if full_refresh else ["build"]
 
 
+# Unit tests check the SQL, not the data: CI runs them (tests/pipeline), a pipeline run skips them.
+PIPELINE_ONLY_ARGS = ["--exclude-resource-type", "unit_test"]
+
+
+def dbt_target_path(asset_name: str) -> Path:
+    """A fixed target folder per warehouse and asset, so dbt's partial parse file survives between runs.
+
+    dbt re-parses the whole project when the profile differs from the one its partial_parse.msgpack was
+    written with, and the profile holds the state folder: a shared folder would be re-parsed (~5 s) on
+    every run. Runs of one warehouse never overlap (run lock), so one folder per asset is safe.
+    """
+    return load_settings().state_dir / "dbt_target" / asset_name
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
@@ -34,7 +51,9 @@ def dbt_build_args(full_refresh: bool = False) -> list[str]:
     name="metering_dbt_models",
 )
 def metering_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    yield from dbt.cli(dbt_build_args(), context=context).stream()
+    yield from dbt.cli(
+        [*dbt_build_args(), *PIPELINE_ONLY_ARGS], context=context, target_path=dbt_target_path("metering_dbt_models")
+    ).stream()
 
 
 @dbt_assets(
@@ -45,7 +64,11 @@ def metering_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     name="reconciliation_dbt_models",
 )
 def reconciliation_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    yield from dbt.cli(dbt_build_args(), context=context).stream()
+    yield from dbt.cli(
+        [*dbt_build_args(), *PIPELINE_ONLY_ARGS],
+        context=context,
+        target_path=dbt_target_path("reconciliation_dbt_models"),
+    ).stream()
 
 
 defs = dg.Definitions(assets=[metering_dbt_models, reconciliation_dbt_models])
