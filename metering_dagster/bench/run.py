@@ -22,7 +22,8 @@ STAGES = {
     "dbt": ("metering_dbt_models",),
     "checks": ("usage_upload_suite", "shadow_invoice_suite"),
     "upload": ("stripe_billing_objects", "stripe_usage_report"),
-    "reconciliation": ("stripe_snapshot", "reconciliation_dbt_models", "stripe_matches_shadow_invoice", "analyst_marts"),
+    "reconciliation": ("stripe_snapshot", "period_close", "reconciliation_dbt_models", "stripe_matches_shadow_invoice",
+                       "analyst_marts", "closed_period_reconciliation"),
 }
 
 

@@ -25,8 +25,13 @@ def period_close(context: dg.AssetExecutionContext, metering: MeteringResource, 
     contract = metering.contract()
     with stripe.connect(settings, contract) as conn, metering.warehouse() as con:
         result = close_periods(conn.client, con, contract, raw_dir=settings.raw_dir, state_dir=settings.state_dir)
-    for line in result.lines():
-        (context.log.warning if line.startswith(("ALERT", "WARNING")) else context.log.info)(line)
+    # One log event for the report, one for its alerts: an event a line costs ~10 ms of Dagster's
+    # event log each, seconds at a thousand customers closing the same day.
+    lines = result.lines()
+    context.log.info("\n".join(lines))
+    alerts = [line for line in lines if line.startswith(("ALERT", "WARNING"))]
+    if alerts:
+        context.log.warning("\n".join(alerts))
     return dg.MaterializeResult(metadata=result.metadata())
 
 
