@@ -18,8 +18,10 @@ import duckdb
 SCHEMAS = ("raw", "contract", "stripe_view", "ops")
 
 # Settings for the 2-core machine the product targets: both cores, and a memory ceiling that
-# keeps a whole run under 2 GB whatever the volume: DuckDB spills to `<state>/duckdb_tmp` past it.
-# dbt's profile reads the same variables. TIMESTAMPTZ values are UTC.
+# keeps a whole run under 2 GB whatever the volume: DuckDB spills past it to its default place,
+# `warehouse.duckdb.tmp/` in the state folder (not set explicitly: dbt-duckdb sets settings on every
+# cursor, and DuckDB refuses to move a temp directory in use). dbt's profile reads the same
+# variables. TIMESTAMPTZ values are UTC.
 THREADS = int(os.environ.get("METERING_DUCKDB_THREADS") or 2)
 MEMORY_LIMIT = os.environ.get("METERING_DUCKDB_MEMORY_LIMIT") or "1GB"
 
@@ -127,7 +129,6 @@ def connect(path: str | Path, read_only: bool = False, wait_seconds: float | Non
     path = Path(path)
     config = {"threads": THREADS, "memory_limit": MEMORY_LIMIT}
     if not read_only:
-        config["temp_directory"] = str(path.parent / "duckdb_tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
     if wait_seconds is None:
         wait_seconds = float(os.environ.get("METERING_WAREHOUSE_WAIT_SECONDS") or 60)
