@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS meter_events (
     canceled_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS meter_events_agg ON meter_events(meter, customer, ts);
+CREATE INDEX IF NOT EXISTS meter_events_customer ON meter_events(customer, seq);
 CREATE TABLE IF NOT EXISTS meter_event_errors (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     meter TEXT, event_name TEXT, identifier TEXT, code TEXT NOT NULL, message TEXT NOT NULL,

@@ -30,6 +30,7 @@ from metering_dagster.periods.adjustments import AdjustmentResult, adjust_finali
 from metering_dagster.periods.invoices import PeriodInvoice, refresh_period_invoices
 from metering_dagster.periods.tables import ensure_period_tables
 from metering_dagster.periods.watermarks import customer_sources, incomplete_sources, read_watermarks
+from metering_dagster.warehouse import insert_rows
 
 HOLD_METADATA_KEY = "metering_hold"
 
@@ -72,22 +73,27 @@ class PeriodCloseResult:
 
 
 def _record_uploaded_through(con: duckdb.DuckDBPyConnection, pending: dict[tuple[str, int], int]) -> None:
+    """Drafts with nothing pending: everything landed so far has been uploaded to them (one statement)."""
     run = con.execute("SELECT coalesce(max(landing_run_id), 0) FROM raw.usage_lines").fetchone()[0]
-    for customer, ps in con.execute(
-        "SELECT customer_id, epoch(period_start)::BIGINT FROM ops.period_invoices WHERE NOT finalized"
-    ).fetchall():
-        if not pending.get((customer, ps)):
-            con.execute(
-                "UPDATE ops.period_invoices SET uploaded_through_run = ? WHERE customer_id = ? AND period_start = to_timestamp(?)",
-                [run, customer, ps],
-            )
+    busy = [[customer, ps] for (customer, ps), n in pending.items() if n]
+    con.execute("CREATE OR REPLACE TEMP TABLE close_pending (customer_id VARCHAR, period_start BIGINT)")
+    insert_rows(con, "INSERT INTO close_pending", "(?, ?::BIGINT)", busy)
+    con.execute(
+        """UPDATE ops.period_invoices AS p SET uploaded_through_run = ?
+           WHERE NOT p.finalized AND NOT EXISTS (
+               SELECT 1 FROM close_pending c
+               WHERE c.customer_id = p.customer_id AND c.period_start = epoch(p.period_start)::BIGINT)""",
+        [run],
+    )
 
 
-def _hold_state(con: duckdb.DuckDBPyConnection, pi: PeriodInvoice) -> tuple[Any, Any]:
-    return con.execute(
-        "SELECT held_at, released_at FROM ops.period_invoices WHERE customer_id = ? AND period_start = to_timestamp(?)",
-        [pi.customer_id, pi.period_start],
-    ).fetchone()
+def _hold_states(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, int], tuple[Any, Any]]:
+    return {
+        (c, ps): (held, released)
+        for c, ps, held, released in con.execute(
+            "SELECT customer_id, epoch(period_start)::BIGINT, held_at, released_at FROM ops.period_invoices"
+        ).fetchall()
+    }
 
 
 def _set_hold(con, pi: PeriodInvoice, *, reason: str | None, released: bool) -> None:
@@ -109,6 +115,7 @@ def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime
     watermarks = read_watermarks(raw_dir)
     feeds = customer_sources(con)
     pending = ledger.pending_periods(con)
+    holds = _hold_states(con)
     changed = False
     drafts = con.execute(
         """SELECT customer_id, stripe_invoice_id, epoch(period_start)::BIGINT, epoch(period_end)::BIGINT, status,
@@ -120,7 +127,7 @@ def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime
         period = f"{pi.customer_id} period {from_epoch(pi.period_start):%Y-%m-%d}"
         grace_end = from_epoch(pi.period_end + grace)
         reasons = incomplete_sources(pi.customer_id, from_epoch(pi.period_end), watermarks, feeds)
-        held_at, released_at = _hold_state(con, pi)
+        held_at, released_at = holds.get((pi.customer_id, pi.period_start), (None, None))
         if reasons:
             if pi.auto_advance:
                 client.v1.invoices.update(
