@@ -44,10 +44,10 @@ def _holding_state(settings: Settings):
     METERING_LOCK_WAIT_SECONDS, default 600) instead of making it fail.
     """
     from metering_dagster.locks import run_lock
+    from metering_dagster.runner import say
 
     wait = float(os.environ.get("METERING_LOCK_WAIT_SECONDS") or 600)
-    with run_lock(settings.state_dir, wait_seconds=wait,
-                  say=lambda message: print(f"metering: {message}", file=sys.stderr, flush=True)):
+    with run_lock(settings.state_dir, wait_seconds=wait, say=say):
         yield
 
 

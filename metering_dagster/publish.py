@@ -19,6 +19,10 @@ from pathlib import Path
 import duckdb
 
 
+def _tables(con: duckdb.DuckDBPyConnection, sql: str, schema: str) -> list[str]:
+    return [r[0] for r in con.execute(sql + " order by table_name", [schema]).fetchall()]
+
+
 def _append_only(con: duckdb.DuckDBPyConnection, source: str, published: str) -> int | None:
     """The last landing run already published, when `published` is `source` up to that run; else None."""
     columns = "select column_name, column_type from (describe {})"
@@ -38,30 +42,16 @@ def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "m
     tmp.unlink(missing_ok=True)
     if target.exists():
         shutil.copyfile(target, tmp)
-    names = [
-        r[0]
-        for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = ? order by table_name",
-            [schema],
-        ).fetchall()
-    ]
-    growing = {
-        r[0]
-        for r in con.execute(
-            "select table_name from information_schema.columns where table_schema = ? and column_name = 'landing_run_id'",
-            [schema],
-        ).fetchall()
-    }
+    names = _tables(con, "select table_name from information_schema.tables where table_schema = ?", schema)
+    growing = set(_tables(
+        con, "select table_name from information_schema.columns where table_schema = ? and column_name = 'landing_run_id'",
+        schema))
     con.execute("attach ? as published", [str(tmp)])
     try:
         con.execute(f'create schema if not exists published."{schema}"')
-        have = {
-            r[0]
-            for r in con.execute(
-                "select table_name from information_schema.tables where table_catalog = 'published' and table_schema = ?",
-                [schema],
-            ).fetchall()
-        }
+        have = set(_tables(
+            con, "select table_name from information_schema.tables where table_catalog = 'published' and table_schema = ?",
+            schema))
         for name in names:
             source, published = f'"{schema}"."{name}"', f'published."{schema}"."{name}"'
             last = _append_only(con, source, published) if name in growing and name in have else None

@@ -39,7 +39,8 @@ def metering_job():
     return defs.resolve_job_def(METERING_JOB_NAME)
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
+    """A line for the person at the terminal (stderr), e.g. why a command waits or stopped."""
     print(f"metering: {message}", file=sys.stderr, flush=True)
 
 
@@ -56,7 +57,7 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
     settings = load_settings()
     log_path = log_path or settings.state_dir / "logs" / "last_run.log"
     try:
-        with run_lock(settings.state_dir, say=_say):
+        with run_lock(settings.state_dir, say=say):
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "w") as log, contextlib.redirect_stdout(log):
                 prepare_manifest()
@@ -67,7 +68,7 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
             outcome.figures = warehouse_figures(settings)
             return outcome
     except RunLockBusy as busy:
-        _say(str(busy))
+        say(str(busy))
         return RunOutcome(run_id="not-started", success=False, failed_steps=[f"run lock: {busy}"])
 
 
@@ -103,7 +104,7 @@ def _ensure_upload_pool(instance) -> None:
 def _execute(dg, tags: dict[str, str] | None) -> RunOutcome:
     with dg.DagsterInstance.get() as instance:
         for run_id in recover_dead_runs(instance):
-            _say(f"run {run_id[:8]} had been killed; marked failed, its upload slot freed, this run finishes its work")
+            say(f"run {run_id[:8]} had been killed; marked failed, its upload slot freed, this run finishes its work")
         _ensure_upload_pool(instance)
         result = dg.execute_job(
             dg.reconstructable(metering_job),

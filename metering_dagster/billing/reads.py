@@ -41,3 +41,30 @@ def in_parallel(fn: Callable[[Any], Any], items: list, workers: int) -> list:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-read") as pool:
         return list(pool.map(fn, items))
+
+
+def invoice_lines_of(client: stripe.StripeClient, invoice: Any):
+    """An invoice's lines: the ones embedded in it when they are all there, else listed."""
+    embedded = pick(invoice, "lines")
+    if embedded is not None and not pick(embedded, "has_more"):
+        return pick(embedded, "data", default=[])
+    return list_all(client, f"/v1/invoices/{pick(invoice, 'id')}/lines")
+
+
+def invoices_of(client: stripe.StripeClient, stripe_customers: dict[str, str], created_since: int | None = None,
+                per_customer_below: int = 5) -> Iterator[tuple[str, dict]]:
+    """(our customer id, invoice JSON) for the given customers ({Stripe id: ours}), created since a time.
+
+    A few customers: one list each. More: one list of the account's invoices created since then,
+    100 a page, kept to our customers: a page costs what one customer's list costs.
+    """
+    created = {"created": {"gte": created_since}} if created_since is not None else {}
+    if len(stripe_customers) < per_customer_below:
+        for stripe_customer, customer_id in stripe_customers.items():
+            for invoice in list_all(client, "/v1/invoices", {"customer": stripe_customer, **created}):
+                yield customer_id, invoice
+        return
+    for invoice in list_all(client, "/v1/invoices", created):
+        customer_id = stripe_customers.get(invoice.get("customer"))
+        if customer_id is not None:
+            yield customer_id, invoice

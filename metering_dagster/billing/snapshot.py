@@ -28,7 +28,6 @@ see `values.decimal_from_json_number` for why `Decimal(repr(aggregated_value))` 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -40,7 +39,7 @@ import stripe
 from metering_dagster.billing.ledger import USAGE_TABLE
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.periods import add_months, epoch, period_index
-from metering_dagster.billing.reads import in_parallel, list_all, pick
+from metering_dagster.billing.reads import in_parallel, invoice_lines_of, invoices_of, pick
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
 from metering_dagster.contract.model import Contract
@@ -163,33 +162,6 @@ def _line_rows(customer_id: str, invoice: Any, status: str, lines, meter_of: Met
             )
         )
     return rows
-
-
-def invoice_lines_of(client: stripe.StripeClient, invoice: Any):
-    """An invoice's lines: the ones embedded in it when they are all there, else listed."""
-    embedded = pick(invoice, "lines")
-    if embedded is not None and not pick(embedded, "has_more"):
-        return pick(embedded, "data", default=[])
-    return list_all(client, f"/v1/invoices/{pick(invoice, 'id')}/lines")
-
-
-def invoices_of(client: stripe.StripeClient, stripe_customers: dict[str, str], created_since: int | None = None,
-                per_customer_below: int = 5) -> Iterator[tuple[str, dict]]:
-    """(our customer id, invoice JSON) for the given customers ({Stripe id: ours}), created since a time.
-
-    A few customers: one list each. More: one list of the account's invoices created since then,
-    100 a page, kept to our customers: a page costs what one customer's list costs.
-    """
-    created = {"created": {"gte": created_since}} if created_since is not None else {}
-    if len(stripe_customers) < per_customer_below:
-        for stripe_customer, customer_id in stripe_customers.items():
-            for invoice in list_all(client, "/v1/invoices", {"customer": stripe_customer, **created}):
-                yield customer_id, invoice
-        return
-    for invoice in list_all(client, "/v1/invoices", created):
-        customer_id = stripe_customers.get(invoice.get("customer"))
-        if customer_id is not None:
-            yield customer_id, invoice
 
 
 def _preview_rows(client: stripe.StripeClient, meter_of: MeterOfPrice, customer: tuple[str, str]) -> list[tuple]:

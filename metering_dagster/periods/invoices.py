@@ -23,7 +23,8 @@ import duckdb
 import stripe
 
 from metering_dagster.billing.periods import add_months, epoch, period_index
-from metering_dagster.billing.snapshot import MeterOfPrice, invoice_lines_of, invoices_of, line_quantity
+from metering_dagster.billing.reads import invoice_lines_of, invoices_of
+from metering_dagster.billing.snapshot import MeterOfPrice, line_quantity
 from metering_dagster.billing.values import metadata_of
 from metering_dagster.periods.tables import ADJUSTMENT_KEY, FINALIZED, ensure_period_tables
 from metering_dagster.warehouse import insert_rows
