@@ -113,8 +113,19 @@ def lines_of(tx, invoice_id: str) -> list[dict]:
 
 def refresh_draft(tx, invoice: dict) -> dict:
     """Recompute a draft's metered lines from the meters, then its totals."""
+    return _refreshed(tx, invoice)[0]
+
+
+def current(tx, invoice: dict) -> dict:
+    """A stored invoice as the API returns it: brought up to date if a draft, with its first lines."""
+    invoice, lines = _refreshed(tx, invoice)
+    return render(tx, invoice, lines)
+
+
+def _refreshed(tx, invoice: dict) -> tuple[dict, list[dict] | None]:
+    """(the invoice, its lines as now) for a draft; (the invoice, None) for any other."""
     if invoice["status"] != "draft" or invoice["id"].startswith("upcoming_"):
-        return invoice
+        return invoice, None
     lines = lines_of(tx, invoice["id"])
     # No repricing when the customer's meter events and the invoice's lines are as at the last
     # refresh: keeps list pages of thousands of drafts cheap.
@@ -134,7 +145,7 @@ def refresh_draft(tx, invoice: dict) -> dict:
     before = invoice.get("total")
     set_totals(invoice, lines)
     # a read writes only when something moved
-    return tx.save(invoice) if repriced or invoice.get("total") != before else invoice
+    return (tx.save(invoice) if repriced or invoice.get("total") != before else invoice), lines
 
 
 def set_totals(invoice: dict, lines: list[dict]):
@@ -163,8 +174,9 @@ def finalize(tx, invoice: dict, now: int) -> dict:
     return tx.save(invoice)
 
 
-def render(tx, invoice: dict) -> dict:
-    lines = invoice.get("_preview_lines")
+def render(tx, invoice: dict, lines: list[dict] | None = None) -> dict:
+    if lines is None:
+        lines = invoice.get("_preview_lines")
     if lines is None:
         lines = lines_of(tx, invoice["id"])
     return {**invoice, "lines": {"object": "list", "data": lines[:10], "has_more": len(lines) > 10,

@@ -39,7 +39,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from ..warehouse import ensure_source_tables
+from ..warehouse import ArrowStream, ensure_source_tables
 from ..crashpoints import crash_after_delay, crashpoint
 from .parse import exact_json, fields_select_sql, may_be_lenient, strict_json_ok
 
@@ -364,16 +364,6 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
     )
 
 
-class _ArrowStream:
-    """A polars frame as an Arrow C stream, which DuckDB scans directly (no pyarrow, no file in between)."""
-
-    def __init__(self, frame: pl.DataFrame):
-        self._frame = frame
-
-    def __arrow_c_stream__(self, requested_schema=None):
-        return self._frame.__arrow_c_stream__(requested_schema)
-
-
 BATCH_ROWS = 16_384  # one Arrow batch each, so that DuckDB's threads share the rows
 CHUNK_ROWS = 8 * BATCH_ROWS  # lines per insert: fewer, fuller inserts for small files, bounded memory for big ones
 
@@ -407,7 +397,7 @@ def _insert_batch(con, batch: pl.DataFrame, run_id: int, landed_at: datetime) ->
         return
     # Found by DuckDB's replacement scan (a local of the calling frame). Not con.register: inside a
     # transaction that keeps every registered frame alive until commit, i.e. all the files' lines.
-    landing_batch = _ArrowStream(batch)  # noqa: F841
+    landing_batch = ArrowStream(batch)  # noqa: F841
     con.execute(
         "insert into raw.usage_lines by name " + fields_select_sql("landing_batch"),
         {"landing_run_id": run_id, "landed_at": landed_at},

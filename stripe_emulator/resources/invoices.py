@@ -34,8 +34,8 @@ def list_(ctx):
     if "status" in p:
         filters["status"] = p.str("status", choices=("draft", "open", "paid", "uncollectible", "void"))
     # A draft follows its meters until finalized: brought up to date as it is returned.
-    render = lambda o: invoice_model.render(ctx.tx, invoice_model.refresh_draft(ctx.tx, o))  # noqa: E731
-    return list_page(ctx, "invoice", "/v1/invoices", render=render, keep=created_filter(p), **filters)
+    return list_page(ctx, "invoice", "/v1/invoices", render=lambda o: invoice_model.current(ctx.tx, o),
+                     keep=created_filter(p), **filters)
 
 
 def lines(ctx):

@@ -79,6 +79,31 @@ def test_pagination(client):
     assert every == newest_first
 
 
+
+def test_pagination_of_a_filtered_list(client):
+    """A filter the storage does not index (`email`) pages like any other list, both ways, while the
+    objects it drops sit between and around the ones it keeps."""
+    tag = uuid.uuid4().hex
+    clock = client.v1.test_helpers.test_clocks.create({"frozen_time": T0, "name": tag})
+    email = f"{tag}@example.com"
+    kept = []
+    for i in range(12):
+        made = client.v1.customers.create(
+            {"name": str(i), "test_clock": clock.id, **({"email": email} if i % 3 == 0 else {})})
+        if i % 3 == 0:
+            kept.append(made.id)
+    newest_first = list(reversed(kept))
+    page1 = client.v1.customers.list({"test_clock": clock.id, "email": email, "limit": 2})
+    assert [c.id for c in page1.data] == newest_first[:2] and page1.has_more
+    page2 = client.v1.customers.list({"test_clock": clock.id, "email": email, "limit": 2,
+                                      "starting_after": page1.data[-1].id})
+    assert [c.id for c in page2.data] == newest_first[2:] and not page2.has_more
+    back = client.v1.customers.list({"test_clock": clock.id, "email": email, "limit": 1,
+                                     "ending_before": page2.data[0].id})
+    assert [c.id for c in back.data] == newest_first[1:2] and back.has_more
+    every = [c.id for c in client.v1.customers.list({"email": email, "limit": 1}).auto_paging_iter()]
+    assert every == newest_first
+
 def test_idempotency_replay_and_conflict(client):
     key = uuid.uuid4().hex
     a = client.v1.customers.create({"name": "idem"}, {"idempotency_key": key})
