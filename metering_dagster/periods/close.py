@@ -162,11 +162,13 @@ def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime
 
 
 def close_periods(
-    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, *, raw_dir: Path, state_dir: Path
+    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, *, raw_dir: Path, state_dir: Path,
+    run_started: datetime | None = None,
 ) -> PeriodCloseResult:
+    """`run_started`: drafts read since then (by this run's object sync) and not due are not read again."""
     ensure_period_tables(con)
     result = PeriodCloseResult(stripe_now=current_clock_time(client, con, contract))
-    refresh_period_invoices(client, con, result.stripe_now)
+    refresh_period_invoices(client, con, result.stripe_now, read_after=run_started)
     _record_uploaded_through(con, ledger.pending_periods(con))
     if _drafts(client, con, result, raw_dir, result.stripe_now, contract.grace_period_seconds):
         refresh_period_invoices(client, con, result.stripe_now)

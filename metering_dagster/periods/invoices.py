@@ -10,7 +10,9 @@ Given Stripe's `now`, only customers that can have news are read: those with a p
 ended by then but no finalized invoice recorded for it (Stripe drafts the invoice at period end and
 finalizes it after its grace), and those with a draft recorded. Between period ends that is
 nobody, so an hourly run makes no request here; at period close, one list per customer until
-its invoice is final.
+its invoice is final. Within one run (`read_after`: the run's start), a customer whose drafts
+were all read already and none of which finalizes by `now` is not read again: the object sync
+reads them before the upload, period close would read the same statuses minutes later.
 """
 
 from __future__ import annotations
@@ -56,38 +58,50 @@ def _metered_lines(client: stripe.StripeClient, invoice: Any, meter_of: MeterOfP
     return out
 
 
-def customers_awaiting_invoices(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, int]:
+def customers_awaiting_invoices(con: duckdb.DuckDBPyConnection, now: datetime,
+                                read_after: datetime | None = None) -> dict[str, int]:
     """{customer: the earliest end of a period whose invoice can still change} (module doc).
 
     A customer is listed when its last ended period has no finalized invoice recorded, or when it
-    has a draft recorded. Stripe creates a period's invoice at the period's end.
+    has a draft recorded. Stripe creates a period's invoice at the period's end. With `read_after`,
+    a customer is left out when every unfinalized invoice of it is a draft read since then that
+    does not finalize by `now`, and its last ended period's invoice is recorded.
     """
-    final = {
-        (c, ps) for c, ps in con.execute(
-            "SELECT customer_id, epoch(period_start)::BIGINT FROM ops.period_invoices WHERE finalized").fetchall()
+    recorded = {
+        (c, ps): final for c, ps, final in con.execute(
+            "SELECT customer_id, epoch(period_start)::BIGINT, finalized FROM ops.period_invoices").fetchall()
     }
     out: dict[str, int] = {}
-    for customer_id, period_end in con.execute(
-        "SELECT customer_id, epoch(min(period_end))::BIGINT FROM ops.period_invoices WHERE NOT finalized GROUP BY 1"
+    settled: set[str] = set()  # read in this run, nothing due: no news possible but a new period's invoice
+    for customer_id, period_end, read_in_run in con.execute(
+        """SELECT customer_id, epoch(min(period_end))::BIGINT,
+                  bool_and(status = 'draft' AND synced_at >= ? AND coalesce(finalizes_at > ?, true))
+           FROM ops.period_invoices WHERE NOT finalized GROUP BY 1""",
+        [read_after, now],
     ).fetchall():
         out[customer_id] = period_end
+        if read_after is not None and read_in_run:
+            settled.add(customer_id)
     now = now.astimezone(timezone.utc)
     for customer_id, anchor in con.execute(
         "SELECT customer_id, billing_anchor FROM ops.stripe_customers WHERE stripe_subscription_id IS NOT NULL"
     ).fetchall():
         anchor = anchor.astimezone(timezone.utc)  # month arithmetic in UTC, as Stripe bills
         k = period_index(anchor, now)
-        if k >= 1 and (customer_id, epoch(add_months(anchor, k - 1))) not in final:
+        last_ended = epoch(add_months(anchor, k - 1))
+        if k >= 1 and not recorded.get((customer_id, last_ended), False):
             ended = epoch(add_months(anchor, k))
             out[customer_id] = min(out.get(customer_id, ended), ended)
-    return out
+            if (customer_id, last_ended) not in recorded:
+                settled.discard(customer_id)
+    return {c: end for c, end in out.items() if c not in settled}
 
 
 def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection,
-                            now: datetime | None = None) -> list[PeriodInvoice]:
+                            now: datetime | None = None, read_after: datetime | None = None) -> list[PeriodInvoice]:
     """Bring `ops.period_invoices` and `ops.invoiced_lines` up to what Stripe holds at `now` (module doc).
 
-    Without `now`, every invoice of every customer is read.
+    Without `now`, every invoice of every customer is read. `read_after`: see `customers_awaiting_invoices`.
     """
     ensure_period_tables(con)
     meter_of = MeterOfPrice(client, con)
@@ -102,7 +116,7 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
     ).fetchall()
     since = None
     if now is not None:
-        awaiting = customers_awaiting_invoices(con, now)
+        awaiting = customers_awaiting_invoices(con, now, read_after)
         customers = [c for c in customers if c[0] in awaiting]
         since = min(awaiting.values(), default=None)
     subscriptions = {c[2] for c in customers}
