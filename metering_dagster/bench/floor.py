@@ -49,24 +49,3 @@ def duckdb_floor_seconds(raw_dir: Path, contract: Contract, threads: int = 2) ->
     seconds = time.perf_counter() - started
     con.close()
     return seconds, len(rows)
-
-
-def floor_in_child(raw_dir: Path, contract_path: Path) -> tuple[float, int]:
-    """The floor in its own process, so that its memory is not counted as the pipeline's."""
-    import json
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-m", "metering_dagster.bench.floor", str(raw_dir), str(contract_path)],
-                         check=True, capture_output=True, text=True).stdout
-    seconds, rows = json.loads(out)
-    return seconds, rows
-
-
-if __name__ == "__main__":
-    import json
-    import sys
-
-    from metering_dagster.contract import load_contract
-
-    print(json.dumps(duckdb_floor_seconds(Path(sys.argv[1]), load_contract(Path(sys.argv[2])))))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from metering_dagster.bench.floor import floor_in_child
+from metering_dagster.bench.floor import duckdb_floor_seconds
 from metering_dagster.bench.generate import bench_contract_yaml, customers_for, generate_month
+from metering_dagster.bench.memory import PeakMemory, in_fresh_process
 from metering_dagster.settings import DEMO_DIR, REPO_ROOT, load_settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -35,35 +35,6 @@ def stage_seconds(step_seconds: dict[str, float]) -> dict[str, float]:
                 out[stage] += seconds
                 break
     return {k: round(v, 2) for k, v in out.items()}
-
-
-def reset_peak_memory() -> bool:
-    """Forget this process's peak so far (Linux: clear_refs 5 resets VmHWM): the generator's
-    arrays are the bench's memory, not the pipeline's."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _own_peak_kib() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # since the process started
-
-
-def peak_memory_mb() -> dict[str, float]:
-    """Peak resident memory of the pipeline's process (since `reset_peak_memory`) and of its largest child
-    (dbt); ru_maxrss and VmHWM are in KiB on Linux."""
-    own = _own_peak_kib()
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"peak_memory_mb": round(max(own, children) / 1024, 1), "peak_pipeline_process_mb": round(own / 1024, 1),
-            "peak_largest_child_mb": round(children / 1024, 1)}
 
 
 def _touched_since(since: datetime) -> int:
@@ -126,21 +97,20 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False) ->
     contract = load_contract(contract_path)
 
     t = time.perf_counter()
-    month = generate_month(contract, customers, raw / "month", n_events)
+    # The generator and the floor run in processes of their own: their memory is not the pipeline's.
+    month = in_fresh_process(generate_month, contract, customers, raw / "month", n_events)
     generate_seconds = time.perf_counter() - t
     advance_clock(settings, CLOCK_AT)
 
-    reset_peak_memory()
-    _, full = _timed_run()
-    peak_full = peak_memory_mb()
+    with PeakMemory() as peak_full:
+        _, full = _timed_run()
 
     extra = max(1, n_events * 3 // 100)
-    generate_month(contract, customers, raw / "day", extra * 9 // 10, seed=11, first_id=n_events, start_day=30, days=1)
-    generate_month(contract, customers, raw / "late", extra - extra * 9 // 10, seed=13, first_id=n_events + extra, start_day=21, days=9)
-    reset_peak_memory()
-    _, incremental = _timed_run()
-    peak_incremental = peak_memory_mb()  # before the floor, which runs in a child on the month's files only
-    floor_seconds, floor_rows = floor_in_child(raw / "month", contract_path)
+    in_fresh_process(generate_month, contract, customers, raw / "day", extra * 9 // 10, 11, n_events, 30, 1)
+    in_fresh_process(generate_month, contract, customers, raw / "late", extra - extra * 9 // 10, 13, n_events + extra, 21, 9)
+    with PeakMemory() as peak_incremental:
+        _, incremental = _timed_run()
+    floor_seconds, floor_rows = in_fresh_process(duckdb_floor_seconds, raw / "month", contract)
 
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -157,9 +127,8 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False) ->
         "duckdb_floor_seconds": round(floor_seconds, 2),
         "duckdb_floor_rows": floor_rows,
         "ratio_to_floor": round(full["wall_seconds"] / floor_seconds, 2),
-        # both runs; the largest child (dbt) is over the whole bench
-        "peak_memory_mb": max(peak_full["peak_memory_mb"], peak_incremental["peak_memory_mb"]),
-        "peak_memory": {"full_run": peak_full, "incremental_run": peak_incremental},
+        "peak_memory_mb": max(peak_full.report()["peak_memory_mb"], peak_incremental.report()["peak_memory_mb"]),
+        "peak_memory": {"full_run": peak_full.report(), "incremental_run": peak_incremental.report()},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"bench-{n_events}.json").write_text(json.dumps(report, indent=2) + "\n")
