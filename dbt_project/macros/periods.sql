@@ -2,16 +2,22 @@
   Billing periods by Stripe's arithmetic: period k of a customer starts at anchor + k months,
   computed from the anchor each time with the day clamped to the month's last day
   (DuckDB's month arithmetic clamps: Jan 31 + 1 month = Feb 28, + 2 months = Mar 31).
-  Timestamps are UTC; arithmetic runs on naive UTC timestamps so no session time zone applies.
+  Timestamps are UTC. The arithmetic runs on naive UTC timestamps taken from the epoch
+  (`utc_naive`), not on casts: a cast between timestamptz and timestamp goes through the session
+  time zone (ICU), which is both wrong outside UTC and slow (~1 s per 4 M rows per cast).
 -#}
+{% macro utc_naive(ts) -%}
+    make_timestamp(epoch_us({{ ts }}))
+{%- endmacro %}
+
 {% macro period_start(anchor, k) -%}
-    (({{ anchor }})::timestamp + to_months(({{ k }})::integer))::timestamptz
+    make_timestamptz(epoch_us({{ utc_naive(anchor) }} + to_months(({{ k }})::integer)))
 {%- endmacro %}
 
 {#- Calendar months from the anchor's month to ts's month (the period index, or one more). -#}
 {% macro calendar_months(anchor, ts) -%}
-    ((year(({{ ts }})::timestamp) - year(({{ anchor }})::timestamp)) * 12
-        + month(({{ ts }})::timestamp) - month(({{ anchor }})::timestamp))
+    ((year({{ utc_naive(ts) }}) - year({{ utc_naive(anchor) }})) * 12
+        + month({{ utc_naive(ts) }}) - month({{ utc_naive(anchor) }}))
 {%- endmacro %}
 
 {#- Index k of the period [start_k, start_k+1) that contains ts: an event exactly at a start belongs to it. -#}

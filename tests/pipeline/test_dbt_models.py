@@ -3,12 +3,17 @@ aggregations, prices, reconciliation, and an incremental re-run equal to a full 
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from .conftest import event
+from .conftest import DBT_PROJECT, Warehouse, event
 
 CONTRACT = """
 environment: test
@@ -377,3 +382,19 @@ def test_reconciliation_statuses(built, dbt):
 
 def test_dbt_unit_tests_pass(built, dbt):
     dbt.run(built.state_dir, "test", "--select", "test_type:unit")
+
+
+def test_periods_and_days_do_not_depend_on_the_machines_time_zone(built, dbt, tmp_path):
+    """dbt-duckdb's session takes the machine's time zone; periods and usage days are UTC all the same.
+    (A cast between timestamptz and timestamp goes through the session zone: in New York, an event at
+    2026-11-01 02:00 UTC fell in a period starting 2026-10-31 00:00 UTC.)"""
+    shutil.copytree(built.state_dir, tmp_path / "state")
+    elsewhere = Warehouse(state_dir=tmp_path / "state", raw_dir=built.raw_dir)
+    dbt_cli = Path(sys.executable).parent / "dbt"
+    subprocess.run(
+        [str(dbt_cli), "build", "--full-refresh", "--exclude", "tag:reconciliation", "--quiet",
+         "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        check=True, env={**os.environ, "TZ": "America/New_York", "METERING_STATE_DIR": str(elsewhere.state_dir)},
+    )
+    assert {t: elsewhere.snapshot(t) for t in MARTS} == {t: built.snapshot(t) for t in MARTS}

@@ -11,7 +11,7 @@
 -- run needs to merge new events into it (last_receipt). Published as marts.fct_usage_daily.
 
 with events as not materialized (
-    select *, (event_ts::timestamp)::date as usage_date
+    select *, {{ utc_naive('event_ts') }}::date as usage_date  -- the UTC day, whatever the session's time zone
     from {{ ref('int_usage_events_metered') }}
 ),
 

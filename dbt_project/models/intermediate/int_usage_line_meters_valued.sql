@@ -20,50 +20,34 @@ filters as (
     select * from {{ ref('stg_contract__meter_filters') }}
 ),
 
-line_meters as (
+meter_filters as (
+    -- per meter, each listed field with its allowed values
+    select meter, list({'json_path': field_json_path, 'allowed': allowed_values}) as fields
+    from (
+        select meter, field_json_path, list(allowed_value) as allowed_values
+        from filters
+        group by all
+    )
+    group by meter
+),
+
+fed as (
+    -- every listed field must hold one of its allowed values; checked line by line, which is much
+    -- cheaper than a grouping by line x field (no hash table over every line)
     select
         lines.landing_run_id,
         lines.source_file,
         lines.line_number,
-        lines.payload,
         meters.meter,
         meters.aggregation,
-        meters.value_json_path
+        json_extract(lines.payload, meters.value_json_path) as value_json
     from lines
     inner join meters on lines.action = meters.action
-),
-
-filter_fields as (
-    -- every listed field must hold one of its allowed values
-    select
-        line_meters.source_file,
-        line_meters.line_number,
-        line_meters.meter,
-        filters.field_path,
-        bool_or(
-            {{ json_scalar_text('json_extract(line_meters.payload, filters.field_json_path)') }}
-            = filters.allowed_value
-        ) as field_passes
-    from line_meters
-    inner join filters on line_meters.meter = filters.meter
-    group by all
-),
-
-failed_filters as (
-    select distinct source_file, line_number, meter
-    from filter_fields
-    where not coalesce(field_passes, false)
-),
-
-fed as (
-    select
-        line_meters.*,
-        json_extract(line_meters.payload, line_meters.value_json_path) as value_json
-    from line_meters
-    anti join failed_filters
-        on line_meters.source_file = failed_filters.source_file
-        and line_meters.line_number = failed_filters.line_number
-        and line_meters.meter = failed_filters.meter
+    left join meter_filters on meters.meter = meter_filters.meter
+    where meter_filters.fields is null
+        or list_bool_and(list_transform(meter_filters.fields, lambda field: coalesce(list_contains(
+            field.allowed, {{ json_scalar_text('json_extract(lines.payload, field.json_path)') }}
+        ), false)))
 ),
 
 typed as (
