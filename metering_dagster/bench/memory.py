@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -54,10 +55,12 @@ def _descendants(root: int) -> list[int]:
 
 class PeakMemory:
     """`with PeakMemory() as peak: run()`, then `peak.report()`: MB at peak of this process (its
-    high-water mark, reset on entry) and of its largest descendant (sampled)."""
+    high-water mark, reset on entry), of its largest descendant, and of all of them at one instant
+    (both sampled); `peak.timeline` holds the samples (time, own resident KiB, descendants' KiB)."""
 
     def __init__(self) -> None:
         self.largest_child_kib = 0
+        self.timeline: list[tuple[float, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -74,9 +77,20 @@ class PeakMemory:
     def _sample(self) -> None:
         me = os.getpid()
         while not self._stop.wait(SAMPLE_SECONDS):
+            children = 0
             for pid in _descendants(me):
                 self.largest_child_kib = max(self.largest_child_kib, _status_kib(pid, "VmHWM"))
+                children += _status_kib(pid, "VmRSS")
+            self.timeline.append((time.time(), _status_kib(me, "VmRSS"), children))
+
+    def peak_between(self, start: float, end: float) -> dict[str, float]:
+        """MB at peak in [start, end] (epoch seconds): this process, and it with its descendants."""
+        window = [(own, own + children) for t, own, children in self.timeline if start <= t <= end] or [(0, 0)]
+        return {"process_mb": round(max(w[0] for w in window) / 1024), "with_children_mb": round(max(w[1] for w in window) / 1024)}
 
     def report(self) -> dict[str, float]:
         own, child = round(self.own_kib / 1024, 1), round(self.largest_child_kib / 1024, 1)
-        return {"peak_memory_mb": max(own, child), "peak_pipeline_process_mb": own, "peak_largest_child_mb": child}
+        together = round(max((o + c for _, o, c in self.timeline), default=0) / 1024, 1)
+        # the largest of: this process's peak, dbt's peak, and both at one instant (what the machine must hold)
+        return {"peak_memory_mb": max(own, child, together), "peak_pipeline_process_mb": own,
+                "peak_largest_child_mb": child, "peak_together_mb": together}

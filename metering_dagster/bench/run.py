@@ -65,14 +65,29 @@ def _timed_run() -> tuple[float, dict]:
     upload = outcome.materialized.get("stripe_usage_report", {})
     snapshot = outcome.materialized.get("stripe_snapshot", {})
     return wall, {
+        "run_id": outcome.run_id,
         "wall_seconds": round(wall, 2),
         "stages": stage_seconds(outcome.step_seconds),
+        "steps": {step: round(seconds, 2) for step, seconds in outcome.step_seconds.items()},
+        # the in-process executor runs steps one after another: the rest is Dagster's own start and bookkeeping
+        "outside_steps_seconds": round(wall - sum(outcome.step_seconds.values()), 2),
         "stripe_requests": STATS.requests - requests_before,
         "stripe_upload_requests": upload.get("requests", upload.get("stripe_requests")),
         "stripe_events_sent": upload.get("events_sent"),
         "customer_meter_periods_touched": _touched_since(since),
         "snapshot_customers_read": snapshot.get("customers_read"),
     }
+
+
+def _peak_by_step(peak: PeakMemory, run_id: str) -> dict[str, dict]:
+    """Each step's peak memory, from its start and end in the Dagster event log."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        entries = instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS})
+    started = {e.step_key: e.timestamp for e in entries if e.dagster_event.event_type == dg.DagsterEventType.STEP_START}
+    return {e.step_key: peak.peak_between(started[e.step_key], e.timestamp) for e in entries
+            if e.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS and e.step_key in started}
 
 
 def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False) -> dict:
@@ -104,12 +119,14 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False) ->
 
     with PeakMemory() as peak_full:
         _, full = _timed_run()
+    full["peak_memory_by_step"] = _peak_by_step(peak_full, full["run_id"])
 
     extra = max(1, n_events * 3 // 100)
     in_fresh_process(generate_month, contract, customers, raw / "day", extra * 9 // 10, 11, n_events, 30, 1)
     in_fresh_process(generate_month, contract, customers, raw / "late", extra - extra * 9 // 10, 13, n_events + extra, 21, 9)
     with PeakMemory() as peak_incremental:
         _, incremental = _timed_run()
+    incremental["peak_memory_by_step"] = _peak_by_step(peak_incremental, incremental["run_id"])
     floor_seconds, floor_rows = in_fresh_process(duckdb_floor_seconds, raw / "month", contract)
 
     report = {
