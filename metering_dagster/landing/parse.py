@@ -7,11 +7,14 @@ into a one-key object holding its exact text:
 
     {"value": 0.30000000000000004444}  ->  {"value": {"#num": "0.30000000000000004444"}}
 
-One regex pass over the whole column (no Python loop per line): each match is the text
-before a number (strings whole, so digits inside strings are never touched) and the
-number. JSON functions then only ever see strings, and the number's text survives to
-the SQL that needs it (the 15-significant-digit rule, exact DECIMAL sums). The marker
-object is `NUMBER_KEY`; the dbt macro `json_scalar_text` reads it back.
+Two regex passes over the whole column (no Python loop per line). The first finds the
+numbers: each match is the text before a number (strings whole, so digits inside strings
+are never touched) and the number, and only a mark (`\\x02`) is added after it. The second
+wraps each marked number. Two passes because a regex with groups costs a capture search
+over every match, i.e. over the whole line; the first has no group, the second's matches
+are a number long. JSON functions then only ever see strings, and the number's text
+survives to the SQL that needs it (the 15-significant-digit rule, exact DECIMAL sums). The
+marker object is `NUMBER_KEY`; the dbt macro `json_scalar_text` reads it back.
 
 yyjson is also more lenient than JSON (trailing commas, NaN, Infinity): `strict_json_ok`
 rejects those so that such a line is quarantined as `invalid_json`. It is costly, so it
@@ -25,12 +28,14 @@ import polars as pl
 NUMBER_KEY = "#num"
 _STRING = r'"(?:[^"\\]|\\.)*"'
 _NUMBER = r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"  # JSON's digits are ASCII (\d would take any Unicode digit)
-_BEFORE_AND_NUMBER = rf'((?:{_STRING}|[^"0-9-])*)({_NUMBER})'
+_BEFORE_AND_NUMBER = rf'(?:{_STRING}|[^"0-9-])*{_NUMBER}'
 # Ends every line with a number, so that matches follow each other from the line's start
 # (never restarting inside a string) and also cover the text after its last number.
 # \x01 keeps the sentinel's 0 apart from a number ending the line.
 _SENTINEL = "\x010"
-_SENTINEL_OUT = f'\x01{{"{NUMBER_KEY}":"0"}}'
+# Put after each number found. A raw \x02 in a line (a control character: never JSON) leaves it
+# invalid whatever the second pass makes of it.
+_MARK = "\x02"
 
 
 def exact_json(lines: pl.Expr) -> pl.Expr:
@@ -39,11 +44,14 @@ def exact_json(lines: pl.Expr) -> pl.Expr:
     A line that is not JSON (a stray `-`, a string never closed) may come out rewritten
     differently from a token-by-token scan, but always still invalid (tests/pipeline/test_landing.py).
     """
-    return (
+    marked = (
         pl.concat_str([lines, pl.lit(_SENTINEL)])
-        .str.replace_all(_BEFORE_AND_NUMBER, f'${{1}}{{"{NUMBER_KEY}":"${{2}}"}}')
-        .str.strip_suffix(_SENTINEL_OUT)
+        .str.replace_all(_BEFORE_AND_NUMBER, f"${{0}}{_MARK}")
+        .str.strip_suffix(_SENTINEL + _MARK)
     )
+    # A marked number is never preceded by a digit or `-` (the first pass's text before a number
+    # has none outside strings), so this wraps exactly the numbers the first pass found.
+    return marked.str.replace_all(f"({_NUMBER}){_MARK}", f'{{"{NUMBER_KEY}":"${{1}}"}}')
 
 
 def strict_json_ok(lines: pl.Expr) -> pl.Expr:
