@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import duckdb
 import polars as pl
+import pytest
 
 from metering_dagster.landing.parse import exact_json, may_be_lenient, strict_json_ok
 
@@ -196,6 +197,22 @@ def test_many_small_files_and_a_big_one_land_in_chunks_with_their_own_lines(ware
     expected += [("z-big.jsonl", n + 1, f"b-{n}", str(n), True) for n in range(12)]
     assert rows == expected + [("z-big.jsonl", 13, None, None, False)]  # inserted in file and line order
     assert warehouse.query("select count(*) from raw.landed_files") == [(5,)]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 5, 64])
+def test_a_file_split_in_blocks_reads_as_in_one(monkeypatch, block_bytes):
+    """Big files are split a block at a time (memory): the lines must not depend on where blocks end."""
+    from metering_dagster.landing import land
+
+    contents = [
+        "\ufeff{\"a\": 1}\r\n\r\n  \n{\"b\": \"é€😀\"}\n\n\nlast line without newline".encode(),
+        b"\n", b"\n\n", b"x", b"", "é\r\n".encode() * 7,
+    ]
+    whole = [land.read_lines(content, gzipped=False) for content in contents]
+    monkeypatch.setattr(land, "SPLIT_BLOCK_BYTES", block_bytes)
+    for content, (lines, physical, blank) in zip(contents, whole):
+        split_lines, split_physical, split_blank = land.read_lines(content, gzipped=False)
+        assert split_lines.to_dicts() == lines.to_dicts() and (split_physical, split_blank) == (physical, blank)
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)')
