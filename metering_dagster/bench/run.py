@@ -129,6 +129,7 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False) ->
     incremental["peak_memory_by_step"] = _peak_by_step(peak_incremental, incremental["run_id"])
     floor_seconds, floor_rows = in_fresh_process(duckdb_floor_seconds, raw / "month", contract)
 
+    peaks = {"full_run": peak_full.report(), "incremental_run": peak_incremental.report()}
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -144,8 +145,8 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False) ->
         "duckdb_floor_seconds": round(floor_seconds, 2),
         "duckdb_floor_rows": floor_rows,
         "ratio_to_floor": round(full["wall_seconds"] / floor_seconds, 2),
-        "peak_memory_mb": max(peak_full.report()["peak_memory_mb"], peak_incremental.report()["peak_memory_mb"]),
-        "peak_memory": {"full_run": peak_full.report(), "incremental_run": peak_incremental.report()},
+        "peak_memory_mb": max(run["peak_memory_mb"] for run in peaks.values()),
+        "peak_memory": peaks,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"bench-{n_events}.json").write_text(json.dumps(report, indent=2) + "\n")
