@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from metering_dagster.defs.contract.assets import defs as contract_defs
 from metering_dagster.defs.delivery.definitions import defs as delivery_defs
@@ -17,11 +16,12 @@ from metering_dagster.defs.stripe.assets import defs as stripe_defs
 from metering_dagster.defs.stripe.checks import defs as reconciliation_defs
 from metering_dagster.defs.transform.assets import defs as transform_defs
 from metering_dagster.defs.transform.project import dbt_project
+from metering_dagster.defs.transform.resource import PipelineDbtCliResource
 
 shared_resources = dg.Definitions(
     resources={
         "metering": MeteringResource(),
-        "dbt": DbtCliResource(project_dir=dbt_project),
+        "dbt": PipelineDbtCliResource(project_dir=dbt_project),
     }
 )
 

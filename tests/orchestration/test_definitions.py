@@ -47,6 +47,21 @@ def test_dbt_build_args():
     assert dbt_build_args(full_refresh=True) == ["build", "--full-refresh"]
 
 
+def test_the_dbt_resource_knows_the_dbt_that_runs(dbt_manifest):
+    """The resource reads dbt's version from the installed package instead of asking the CLI: they must agree."""
+    import re
+    import subprocess
+
+    from metering_dagster.definitions import defs
+    from metering_dagster.defs.transform.resource import PipelineDbtCliResource
+
+    resource = defs.resources["dbt"]
+    assert isinstance(resource, PipelineDbtCliResource)
+    printed = subprocess.run([resource.dbt_executable, "--version"], capture_output=True, text=True, check=True).stdout
+    assert str(resource._cli_version) == re.search(r"installed: (\d+\.\d+\.\d+)", printed).group(1)
+    assert resource._cli_version.major < 2  # dagster-dbt then reads dbt Core's event log
+
+
 def test_sensor_requests_a_run_for_new_files_only(metering_env):
     from metering_dagster.defs.orchestration.sensors import new_usage_logs_sensor
 

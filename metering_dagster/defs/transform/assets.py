@@ -12,6 +12,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from metering_dagster.defs.transform.project import dbt_project
+from metering_dagster.quality.suites import import_in_background
 from metering_dagster.settings import load_settings
 
 RECONCILIATION_SELECTOR = "tag:reconciliation"
@@ -51,6 +52,7 @@ def dbt_target_path(asset_name: str) -> Path:
     name="metering_dbt_models",
 )
 def metering_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    import_in_background()  # the quality checks that follow need it; dbt runs in a process of its own
     yield from dbt.cli(
         [*dbt_build_args(), *PIPELINE_ONLY_ARGS], context=context, target_path=dbt_target_path("metering_dbt_models")
     ).stream()
