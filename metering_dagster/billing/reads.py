@@ -52,13 +52,16 @@ def invoice_lines_of(client: stripe.StripeClient, invoice: Any):
 
 
 def invoices_of(client: stripe.StripeClient, stripe_customers: dict[str, str], created_since: int | None = None,
-                per_customer_below: int = 5) -> Iterator[tuple[str, dict]]:
-    """(our customer id, invoice JSON) for the given customers ({Stripe id: ours}), created since a time.
+                per_customer_below: int = 5, status: str | None = None) -> Iterator[tuple[str, dict]]:
+    """(our customer id, invoice JSON) for the given customers ({Stripe id: ours}), created since a time,
+    in one status if given.
 
     A few customers: one list each. More: one list of the account's invoices created since then,
     100 a page, kept to our customers: a page costs what one customer's list costs.
     """
     created = {"created": {"gte": created_since}} if created_since is not None else {}
+    if status is not None:
+        created["status"] = status
     if len(stripe_customers) < per_customer_below:
         for stripe_customer, customer_id in stripe_customers.items():
             for invoice in list_all(client, "/v1/invoices", {"customer": stripe_customer, **created}):

@@ -27,7 +27,7 @@ from metering_dagster.billing.clock import current_clock_time
 from metering_dagster.billing.periods import from_epoch
 from metering_dagster.contract.model import Contract
 from metering_dagster.periods.adjustments import AdjustmentResult, adjust_finalized_periods, snapshot_adjustments
-from metering_dagster.periods.invoices import PeriodInvoice, refresh_period_invoices
+from metering_dagster.periods.invoices import PeriodInvoice, record_draft_update, refresh_period_invoices
 from metering_dagster.periods.tables import ensure_period_tables
 from metering_dagster.periods.watermarks import customer_sources, incomplete_sources, read_watermarks
 from metering_dagster.warehouse import insert_rows
@@ -130,9 +130,9 @@ def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime
         held_at, released_at = holds.get((pi.customer_id, pi.period_start), (None, None))
         if reasons:
             if pi.auto_advance:
-                client.v1.invoices.update(
+                record_draft_update(con, client.v1.invoices.update(
                     pi.stripe_invoice_id, {"auto_advance": False, "metadata": {HOLD_METADATA_KEY: "; ".join(reasons)[:500]}}
-                )
+                ))
             _set_hold(con, pi, reason="; ".join(reasons), released=False)
             result.held.append(f"invoice {pi.stripe_invoice_id} of {period} held (auto_advance=false): {'; '.join(reasons)}")
             continue
@@ -142,7 +142,8 @@ def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime
                 how = "finalized now (its grace period ended while it was held)"
                 changed = True
             else:
-                client.v1.invoices.update(pi.stripe_invoice_id, {"auto_advance": True, "metadata": {HOLD_METADATA_KEY: ""}})
+                record_draft_update(con, client.v1.invoices.update(
+                    pi.stripe_invoice_id, {"auto_advance": True, "metadata": {HOLD_METADATA_KEY: ""}}))
                 how = f"auto_advance restored, it finalizes at {grace_end.isoformat()}"
             _set_hold(con, pi, reason=None, released=True)
             result.released.append(f"invoice {pi.stripe_invoice_id} of {period} released, every source complete: {how}")
@@ -163,12 +164,10 @@ def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime
 
 def close_periods(
     client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, *, raw_dir: Path, state_dir: Path,
-    run_started: datetime | None = None,
 ) -> PeriodCloseResult:
-    """`run_started`: drafts read since then (by this run's object sync) and not due are not read again."""
     ensure_period_tables(con)
     result = PeriodCloseResult(stripe_now=current_clock_time(client, con, contract))
-    refresh_period_invoices(client, con, result.stripe_now, read_after=run_started)
+    refresh_period_invoices(client, con, result.stripe_now)
     _record_uploaded_through(con, ledger.pending_periods(con))
     if _drafts(client, con, result, raw_dir, result.stripe_now, contract.grace_period_seconds):
         refresh_period_invoices(client, con, result.stripe_now)

@@ -6,19 +6,21 @@ the first time an invoice is seen finalized, freezes its metered lines (quantity
 `ops.invoiced_lines`: the baseline of every later adjustment. Holds, releases and the upload
 watermark (`uploaded_through_run`) set by period close are kept across refreshes.
 
-Given Stripe's `now`, only customers that can have news are read: those with a period that has
-ended by then but no finalized invoice recorded for it (Stripe drafts the invoice at period end and
-finalizes it after its grace), and those with a draft recorded. Between period ends that is
-nobody, so an hourly run makes no request here; at period close, one list per customer until
-its invoice is final. Within one run (`read_after`: the run's start), a customer whose drafts
-were all read already and none of which finalizes by `now` is not read again: the object sync
-reads them before the upload, period close would read the same statuses minutes later.
+Given Stripe's `now`, only customers that can have news are read (`customers_awaiting_invoices`):
+- in full (every invoice created since their oldest open period ended), those with a period that
+  has ended but whose invoice is not recorded yet (Stripe drafts it at the period end), or whose
+  recorded draft is due to finalize by `now` (`automatically_finalizes_at`);
+- through the account's lists of open, paid and uncollectible invoices, those whose recorded drafts
+  are not due: such a draft can only have news by leaving draft early (finalized by hand), and those
+  lists hold just the invoices that left draft, not the thousands of drafts of a grace period.
+Between period ends that is nobody, so an hourly run makes no request here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
 from typing import Any
 
 import duckdb
@@ -58,50 +60,52 @@ def _metered_lines(client: stripe.StripeClient, invoice: Any, meter_of: MeterOfP
     return out
 
 
-def customers_awaiting_invoices(con: duckdb.DuckDBPyConnection, now: datetime,
-                                read_after: datetime | None = None) -> dict[str, int]:
-    """{customer: the earliest end of a period whose invoice can still change} (module doc).
+# Statuses an invoice takes when it leaves draft (a void one was open first, and is skipped anyway).
+LEFT_DRAFT = ("open", "paid", "uncollectible")
+# Below this many customers, one list of each customer's invoices is as cheap as the account's status lists.
+FEW_CUSTOMERS = 5
 
-    A customer is listed when its last ended period has no finalized invoice recorded, or when it
-    has a draft recorded. Stripe creates a period's invoice at the period's end. With `read_after`,
-    a customer is left out when every unfinalized invoice of it is a draft read since then that
-    does not finalize by `now`, and its last ended period's invoice is recorded.
-    """
+
+@dataclass(frozen=True)
+class Awaiting:
+    """Customers whose period invoice can still change, each with the earliest end of such a period."""
+
+    read: dict[str, int]  # read in full: a new period's invoice to find, or a draft due to finalize
+    watched: dict[str, int]  # only recorded drafts that are not due: news only if one left draft early
+
+
+def customers_awaiting_invoices(con: duckdb.DuckDBPyConnection, now: datetime) -> Awaiting:
+    """Who to read at Stripe's `now`, and how (module doc)."""
     recorded = {
-        (c, ps): final for c, ps, final in con.execute(
-            "SELECT customer_id, epoch(period_start)::BIGINT, finalized FROM ops.period_invoices").fetchall()
+        (c, ps) for c, ps in con.execute(
+            "SELECT customer_id, epoch(period_start)::BIGINT FROM ops.period_invoices").fetchall()
     }
-    out: dict[str, int] = {}
-    settled: set[str] = set()  # read in this run, nothing due: no news possible but a new period's invoice
-    for customer_id, period_end, read_in_run in con.execute(
+    read: dict[str, int] = {}
+    watched: dict[str, int] = {}
+    for customer_id, period_end, not_due in con.execute(
         """SELECT customer_id, epoch(min(period_end))::BIGINT,
-                  bool_and(status = 'draft' AND synced_at >= ? AND coalesce(finalizes_at > ?, true))
+                  bool_and(status = 'draft' AND coalesce(finalizes_at > ?, true))
            FROM ops.period_invoices WHERE NOT finalized GROUP BY 1""",
-        [read_after, now],
+        [now],
     ).fetchall():
-        out[customer_id] = period_end
-        if read_after is not None and read_in_run:
-            settled.add(customer_id)
+        (watched if not_due else read)[customer_id] = period_end
     now = now.astimezone(timezone.utc)
     for customer_id, anchor in con.execute(
         "SELECT customer_id, billing_anchor FROM ops.stripe_customers WHERE stripe_subscription_id IS NOT NULL"
     ).fetchall():
         anchor = anchor.astimezone(timezone.utc)  # month arithmetic in UTC, as Stripe bills
         k = period_index(anchor, now)
-        last_ended = epoch(add_months(anchor, k - 1))
-        if k >= 1 and not recorded.get((customer_id, last_ended), False):
+        if k >= 1 and (customer_id, epoch(add_months(anchor, k - 1))) not in recorded:
             ended = epoch(add_months(anchor, k))
-            out[customer_id] = min(out.get(customer_id, ended), ended)
-            if (customer_id, last_ended) not in recorded:
-                settled.discard(customer_id)
-    return {c: end for c, end in out.items() if c not in settled}
+            read[customer_id] = min(read.get(customer_id, ended), watched.pop(customer_id, ended))
+    return Awaiting(read, watched)
 
 
 def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection,
-                            now: datetime | None = None, read_after: datetime | None = None) -> list[PeriodInvoice]:
+                            now: datetime | None = None) -> list[PeriodInvoice]:
     """Bring `ops.period_invoices` and `ops.invoiced_lines` up to what Stripe holds at `now` (module doc).
 
-    Without `now`, every invoice of every customer is read. `read_after`: see `customers_awaiting_invoices`.
+    Without `now`, every invoice of every customer is read.
     """
     ensure_period_tables(con)
     meter_of = MeterOfPrice(client, con)
@@ -114,15 +118,23 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
         """SELECT customer_id, stripe_customer_id, stripe_subscription_id FROM ops.stripe_customers
            WHERE stripe_subscription_id IS NOT NULL ORDER BY 1"""
     ).fetchall()
-    since = None
-    if now is not None:
-        awaiting = customers_awaiting_invoices(con, now, read_after)
-        customers = [c for c in customers if c[0] in awaiting]
-        since = min(awaiting.values(), default=None)
     subscriptions = {c[2] for c in customers}
+    if now is None:
+        invoices = invoices_of(client, {c[1]: c[0] for c in customers})
+    else:
+        awaiting = customers_awaiting_invoices(con, now)
+        read, watched = dict(awaiting.read), awaiting.watched
+        if len(watched) < FEW_CUSTOMERS:
+            read.update(watched)
+            watched = {}
+        invoices = chain(
+            invoices_of(client, {c[1]: c[0] for c in customers if c[0] in read}, min(read.values(), default=None)),
+            *(invoices_of(client, {c[1]: c[0] for c in customers if c[0] in watched}, min(watched.values()),
+                          status=status) for status in (LEFT_DRAFT if watched else ())),
+        )
     found: list[PeriodInvoice] = []
     frozen_lines: list[list] = []
-    for customer_id, invoice in invoices_of(client, {c[1]: c[0] for c in customers}, since):
+    for customer_id, invoice in invoices:
         if (invoice.get("billing_reason") != "subscription_cycle" or invoice["status"] == "void"
                 or invoice.get("subscription") not in subscriptions):
             continue
@@ -148,6 +160,18 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
         "(?, ?, to_timestamp(?::BIGINT), to_timestamp(?::BIGINT), ?, ?::DECIMAL(38, 12), ?::BIGINT, now())", frozen_lines,
     )
     return found
+
+
+def record_draft_update(con: duckdb.DuckDBPyConnection, invoice: Any) -> None:
+    """A draft we changed ourselves (period close's hold or release), as Stripe answered the update.
+
+    A draft that is not due is not read again (module doc), so what we change on it is recorded here.
+    """
+    con.execute(
+        """UPDATE ops.period_invoices SET auto_advance = ?, finalizes_at = to_timestamp(?), synced_at = now()
+           WHERE stripe_invoice_id = ? AND status = 'draft'""",
+        [bool(invoice.auto_advance), invoice.automatically_finalizes_at, invoice.id],
+    )
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, invoices: list[PeriodInvoice]) -> None:

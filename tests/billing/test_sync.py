@@ -108,3 +108,37 @@ def test_a_second_sync_trusts_recent_mappings_and_reverifies_stale_ones(stripe_c
     third = sync_stripe_objects(client, contract, con)
     assert third.trusted_customers == 0
     assert third.created["customers"] == 1 and third.stripe_customer_ids["cust_a"] != gone
+
+
+def test_in_the_grace_period_only_invoices_that_left_draft_are_read(stripe_conn, tmp_path, con):
+    """Thousands of drafts wait out the grace period: each sync lists the few that left draft, not them all."""
+    from datetime import datetime, timezone
+
+    from metering_dagster.billing.clock import advance_test_clock
+    from metering_dagster.periods.invoices import refresh_period_invoices
+
+    from .conftest import CONTRACT_YAML, write_contract
+
+    head, _ = CONTRACT_YAML.split("customers:\n")
+    contract = write_contract(tmp_path, head + "customers:\n" + "".join(
+        f'  - {{id: cust_{n}, billing_anchor: "2026-10-01T00:00:00Z"}}\n' for n in range(6)))
+    client = stripe_conn.client
+    sync_stripe_objects(client, contract, con)
+    advance_test_clock(client, con, contract, datetime(2026, 11, 1, 0, 20, tzinfo=timezone.utc))
+    first = sync_stripe_objects(client, contract, con)  # finds the six drafts Stripe made at the period end
+    drafts = dict(con.execute("SELECT customer_id, stripe_invoice_id FROM ops.period_invoices WHERE status = 'draft'").fetchall())
+    assert len(drafts) == 6 and first.stripe_customer_ids
+
+    client.v1.invoices.finalize_invoice(drafts["cust_2"])  # by hand, before its grace period ends
+    now = datetime(2026, 11, 1, 0, 30, tzinfo=timezone.utc)
+    found = refresh_period_invoices(client, con, now)
+    assert [(pi.customer_id, pi.status) for pi in found] == [("cust_2", "open")]  # no draft was read again
+    status = dict(con.execute("SELECT customer_id, status FROM ops.period_invoices").fetchall())
+    assert status == {**{c: "draft" for c in drafts}, "cust_2": "open"}
+    assert con.execute("SELECT count(*) FROM ops.invoiced_lines WHERE customer_id = 'cust_2'").fetchone()[0] == 3
+
+    # Past the grace period the drafts are due: read in full, found final.
+    advance_test_clock(client, con, contract, datetime(2026, 11, 1, 1, 30, tzinfo=timezone.utc))
+    found = refresh_period_invoices(client, con, datetime(2026, 11, 1, 1, 30, tzinfo=timezone.utc))
+    assert sorted(pi.customer_id for pi in found) == sorted(set(drafts) - {"cust_2"})
+    assert set(dict(con.execute("SELECT customer_id, status FROM ops.period_invoices").fetchall()).values()) == {"open"}

@@ -1,5 +1,6 @@
-"""Which customers period close reads from Stripe: everyone whose period invoice can still change, except,
-within one run, drafts the run has already read and that do not finalize yet."""
+"""Which customers a refresh of the period invoices reads from Stripe, and how: in full where a new period's
+invoice is to be found or a draft is due, through the lists of invoices that left draft where recorded drafts
+are not due."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -14,30 +15,29 @@ OCT, NOV = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
 STRIPE_NOW = NOV + timedelta(minutes=30)  # inside the October invoices' grace period
 
 
-def test_a_run_does_not_read_again_the_drafts_it_read(tmp_path):
+def test_drafts_that_are_not_due_are_watched_not_read(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     ensure_billing_tables(con)
     ensure_period_tables(con)
-    run_started = datetime.now(UTC) - timedelta(minutes=5)
-    read_in_run, read_before = run_started + timedelta(minutes=1), run_started - timedelta(hours=1)
-    for customer in ("read_now", "read_earlier", "due", "held", "unseen", "final"):
+    for customer in ("waiting", "due", "held", "unseen", "final"):
         con.execute("INSERT INTO ops.stripe_customers VALUES (?, 'cus_' || ?, NULL, 'sub_' || ?, ?, now())",
                     [customer, customer, customer, OCT])
-    drafts = {  # customer: (status, finalizes_at, read at)
-        "read_now": ("draft", NOV + timedelta(hours=1), read_in_run),
-        "read_earlier": ("draft", NOV + timedelta(hours=1), read_before),
-        "due": ("draft", NOV + timedelta(minutes=10), read_in_run),  # Stripe may have finalized it since
-        "held": ("draft", None, read_in_run),  # auto_advance off: only period close itself finalizes it
-        "final": ("open", None, read_in_run),
+    drafts = {  # customer: (status, finalizes_at)
+        "waiting": ("draft", NOV + timedelta(hours=1)),
+        "due": ("draft", NOV + timedelta(minutes=10)),  # Stripe may have finalized it since
+        "held": ("draft", None),  # auto_advance off: only period close or a person finalizes it
+        "final": ("open", None),
     }
-    for customer, (status, finalizes_at, synced_at) in drafts.items():
+    for customer, (status, finalizes_at) in drafts.items():
         con.execute(
             """INSERT INTO ops.period_invoices (customer_id, period_start, period_end, stripe_invoice_id, status,
-                   auto_advance, finalizes_at, finalized, synced_at) VALUES (?, ?, ?, 'in_' || ?, ?, true, ?, ?, ?)""",
-            [customer, OCT, NOV, customer, status, finalizes_at, status != "draft", synced_at],
+                   auto_advance, finalizes_at, finalized, synced_at) VALUES (?, ?, ?, 'in_' || ?, ?, true, ?, ?, now())""",
+            [customer, OCT, NOV, customer, status, finalizes_at, status != "draft"],
         )
-    every_open = {"read_now", "read_earlier", "due", "held", "unseen"}
-    assert set(customers_awaiting_invoices(con, STRIPE_NOW)) == every_open
-    assert set(customers_awaiting_invoices(con, STRIPE_NOW, read_after=run_started)) == {"read_earlier", "due", "unseen"}
-    # At the next period end every customer has a new invoice to find, read in this run or not.
-    assert set(customers_awaiting_invoices(con, NOV + timedelta(days=31), read_after=run_started)) == every_open | {"final"}
+    awaiting = customers_awaiting_invoices(con, STRIPE_NOW)
+    assert awaiting.read == {"due": NOV.timestamp(), "unseen": NOV.timestamp()}
+    assert awaiting.watched == {"waiting": NOV.timestamp(), "held": NOV.timestamp()}
+    # At the next period end every customer has a new invoice to find: all are read in full.
+    later = customers_awaiting_invoices(con, NOV + timedelta(days=31))
+    assert set(later.read) == {"waiting", "due", "held", "unseen", "final"} and not later.watched
+    assert later.read["waiting"] == NOV.timestamp() and later.read["final"] == datetime(2026, 12, 1, tzinfo=UTC).timestamp()

@@ -1,8 +1,6 @@
 """Period close and the post-finalization reconciliation (issue 4)."""
 
 
-from datetime import datetime, timezone
-
 import dagster as dg
 
 from metering_dagster.defs.resources import MeteringResource
@@ -25,13 +23,8 @@ from metering_dagster.periods.reconcile import record_closed_period_results
 def period_close(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
     settings = metering.settings()
     contract = metering.contract()
-    record = context.instance.get_run_record_by_id(context.run_id)
-    started = record.start_time if record is not None else None
     with stripe.connect(settings, contract) as conn, metering.warehouse() as con:
-        result = close_periods(
-            conn.client, con, contract, raw_dir=settings.raw_dir, state_dir=settings.state_dir,
-            run_started=datetime.fromtimestamp(started, tz=timezone.utc) if started else None,
-        )
+        result = close_periods(conn.client, con, contract, raw_dir=settings.raw_dir, state_dir=settings.state_dir)
     # One log event for the report, one for its alerts: an event a line costs ~10 ms of Dagster's
     # event log each, seconds at a thousand customers closing the same day.
     lines = result.lines()

@@ -37,6 +37,14 @@ def manifest_is_current() -> bool:
 
 
 def prepare_manifest(force: bool = False) -> None:
-    """Write target/manifest.json (dbt parse) so the Definitions can load; skipped when current."""
+    """Write target/manifest.json (dbt parse) so the Definitions can load; skipped when current.
+
+    What dagster-dbt's preparer runs (the project has no packages to install), through our resource
+    so that a first run does not pay dagster-dbt's per-invocation overhead (resource.py).
+    """
+    from metering_dagster.defs.transform.resource import PipelineDbtCliResource
+
     if force or not manifest_is_current():
-        dbt_project.preparer.prepare(dbt_project)
+        PipelineDbtCliResource(project_dir=dbt_project).cli(
+            ["parse", "--quiet"], target_path=dbt_project.target_path
+        ).wait()
