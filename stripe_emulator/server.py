@@ -35,10 +35,14 @@ class Response:
 
 
 def _public(value):
-    """Drop internal fields (keys starting with `_`) before an object leaves the emulator."""
+    """Drop internal fields (keys starting with `_`) before an object leaves the emulator.
+
+    A `metadata` map is the user's (string keys and values, any name, `_x` included): returned as stored.
+    """
     # Scalars are copied without a call: a page of 100 invoices holds some 150,000 values.
     if isinstance(value, dict):
-        return {k: _public(v) if isinstance(v, (dict, list)) else v for k, v in value.items() if k[:1] != "_"}
+        return {k: v if k == "metadata" or not isinstance(v, (dict, list)) else _public(v)
+                for k, v in value.items() if k[:1] != "_"}
     if isinstance(value, list):
         return [_public(v) if isinstance(v, (dict, list)) else v for v in value]
     return value

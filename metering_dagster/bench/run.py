@@ -53,11 +53,15 @@ def _touched_since(since: datetime) -> int:
 
 def _timed_run() -> tuple[float, dict]:
     from metering_dagster.billing.delivery import STATS
+    from metering_dagster.defs.transform.project import prepare_manifest
     from metering_dagster.runner import execute_metering_job
 
     since = datetime.now(timezone.utc)
     requests_before = STATS.requests  # the job runs in this process (in-process executor)
     started = time.perf_counter()
+    # A checkout's first run parses the dbt project (the run would do it first thing): timed apart.
+    prepare_manifest()
+    parse_seconds = time.perf_counter() - started
     outcome = execute_metering_job(tags={"metering/trigger": "bench"})
     wall = time.perf_counter() - started
     if not outcome.success:
@@ -69,8 +73,9 @@ def _timed_run() -> tuple[float, dict]:
         "wall_seconds": round(wall, 2),
         "stages": stage_seconds(outcome.step_seconds),
         "steps": {step: round(seconds, 2) for step, seconds in outcome.step_seconds.items()},
+        "dbt_parse_seconds": round(parse_seconds, 2),  # in wall_seconds; 0 once the manifest is current
         # the in-process executor runs steps one after another: the rest is Dagster's own start and bookkeeping
-        "outside_steps_seconds": round(wall - sum(outcome.step_seconds.values()), 2),
+        "outside_steps_seconds": round(wall - parse_seconds - sum(outcome.step_seconds.values()), 2),
         "stripe_requests": STATS.requests - requests_before,
         "stripe_upload_requests": upload.get("requests", upload.get("stripe_requests")),
         "stripe_events_sent": upload.get("events_sent"),

@@ -53,8 +53,9 @@ def test_customer_product_clock_objects(build, client):
     cust = build.customer(clock, metadata={"tenant": "t1"}, email="a@example.com")
     assert_stripe_fields(cust, "customer")
     assert cust.metadata.to_dict() == {"tenant": "t1"} and cust.test_clock == clock.id
-    cust = client.v1.customers.update(cust.id, {"metadata": {"tenant": "", "plan": "pro"}})
-    assert cust.metadata.to_dict() == {"plan": "pro"}
+    cust = client.v1.customers.update(cust.id, {"metadata": {"tenant": "", "plan": "pro", "_team": "ml"}})
+    assert cust.metadata.to_dict() == {"plan": "pro", "_team": "ml"}  # a user's key may start with "_"
+    assert client.v1.customers.retrieve(cust.id).metadata.to_dict() == {"plan": "pro", "_team": "ml"}
     prod = client.v1.products.create({"name": "Widget"})
     assert_stripe_fields(prod, "product")
     assert client.v1.products.update(prod.id, {"name": "W2"}).name == "W2"
