@@ -62,6 +62,26 @@ def test_the_dbt_resource_knows_the_dbt_that_runs(dbt_manifest):
     assert resource._cli_version.major < 2  # dagster-dbt then reads dbt Core's event log
 
 
+def test_dagster_dev_parses_the_dbt_project_only_when_a_dbt_file_changed(dbt_manifest):
+    import os
+    import subprocess
+    import sys
+
+    from metering_dagster.defs.transform.project import DBT_PROJECT_DIR, manifest_is_current
+
+    def load_under_dagster_dev() -> None:
+        subprocess.run([sys.executable, "-c", "import metering_dagster.defs.transform.project"],
+                       env={**os.environ, "DAGSTER_IS_DEV_CLI": "1"}, check=True)
+
+    built = dbt_manifest.stat().st_mtime_ns
+    load_under_dagster_dev()
+    assert dbt_manifest.stat().st_mtime_ns == built  # current: not parsed again
+    (DBT_PROJECT_DIR / "models" / "marts" / "fct_usage_daily.sql").touch()
+    assert not manifest_is_current()
+    load_under_dagster_dev()
+    assert manifest_is_current() and dbt_manifest.stat().st_mtime_ns > built
+
+
 def test_sensor_requests_a_run_for_new_files_only(metering_env):
     from metering_dagster.defs.orchestration.sensors import new_usage_logs_sensor
 

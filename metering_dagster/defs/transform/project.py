@@ -22,8 +22,6 @@ if shutil.which("dbt", path=_VENV_BIN) and shutil.which("dbt") != shutil.which("
 export_environment()
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-# `dagster dev` parses the project on start; `metering` and the tests call prepare_manifest().
-dbt_project.prepare_if_dev()
 
 
 def manifest_is_current() -> bool:
@@ -48,3 +46,10 @@ def prepare_manifest(force: bool = False) -> None:
         PipelineDbtCliResource(project_dir=dbt_project).cli(
             ["parse", "--quiet"], target_path=dbt_project.target_path
         ).wait()
+
+
+# `dagster dev` (which sets DAGSTER_IS_DEV_CLI) parses the project when it starts or reloads and a dbt file
+# changed; `metering` and the tests call prepare_manifest() themselves. dagster-dbt's `prepare_if_dev()`
+# would parse on every start, through its own overhead.
+if os.getenv("DAGSTER_IS_DEV_CLI"):
+    prepare_manifest()
