@@ -16,6 +16,21 @@ def test_definitions_load_and_every_job_resolves(dbt_manifest):
     assert defs.resolve_job_def("metering_job")
 
 
+def test_the_workspace_loads_as_dagster_dev_loads_it(dbt_manifest):
+    """`make dev` loads workspace.yaml: the code location must resolve to one Definitions object."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from metering_dagster.settings import REPO_ROOT
+
+    dagster = Path(sys.executable).parent / "dagster"
+    done = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "All code locations passed validation" in done.stdout + done.stderr
+
+
 def test_asset_order_land_dbt_upload_snapshot_reconcile(dbt_manifest):
     from metering_dagster.definitions import defs
     from metering_dagster.defs.transform.keys import model_key
