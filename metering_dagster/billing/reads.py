@@ -51,8 +51,12 @@ def invoice_lines_of(client: stripe.StripeClient, invoice: Any):
     return list_all(client, f"/v1/invoices/{pick(invoice, 'id')}/lines")
 
 
+# Below this many customers, one list per customer costs less than lists of the account's invoices.
+FEW_CUSTOMERS = 5
+
+
 def invoices_of(client: stripe.StripeClient, stripe_customers: dict[str, str], created_since: int | None = None,
-                per_customer_below: int = 5, status: str | None = None) -> Iterator[tuple[str, dict]]:
+                per_customer_below: int = FEW_CUSTOMERS, status: str | None = None) -> Iterator[tuple[str, dict]]:
     """(our customer id, invoice JSON) for the given customers ({Stripe id: ours}), created since a time,
     in one status if given.
 

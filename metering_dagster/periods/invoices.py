@@ -27,7 +27,7 @@ import duckdb
 import stripe
 
 from metering_dagster.billing.periods import add_months, epoch, period_index
-from metering_dagster.billing.reads import invoice_lines_of, invoices_of
+from metering_dagster.billing.reads import FEW_CUSTOMERS, invoice_lines_of, invoices_of
 from metering_dagster.billing.snapshot import MeterOfPrice, line_quantity
 from metering_dagster.billing.values import metadata_of
 from metering_dagster.periods.tables import ADJUSTMENT_KEY, FINALIZED, ensure_period_tables
@@ -62,8 +62,6 @@ def _metered_lines(client: stripe.StripeClient, invoice: Any, meter_of: MeterOfP
 
 # Statuses an invoice takes when it leaves draft (a void one was open first, and is skipped anyway).
 LEFT_DRAFT = ("open", "paid", "uncollectible")
-# Below this many customers, one list of each customer's invoices is as cheap as the account's status lists.
-FEW_CUSTOMERS = 5
 
 
 @dataclass(frozen=True)
@@ -119,19 +117,23 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
            WHERE stripe_subscription_id IS NOT NULL ORDER BY 1"""
     ).fetchall()
     subscriptions = {c[2] for c in customers}
+
+    def stripe_ids(ours) -> dict[str, str]:
+        return {c[1]: c[0] for c in customers if c[0] in ours}
+
     if now is None:
-        invoices = invoices_of(client, {c[1]: c[0] for c in customers})
+        invoices = invoices_of(client, stripe_ids({c[0] for c in customers}))
     else:
         awaiting = customers_awaiting_invoices(con, now)
         read, watched = dict(awaiting.read), awaiting.watched
-        if len(watched) < FEW_CUSTOMERS:
+        if len(watched) < FEW_CUSTOMERS:  # a list per customer costs no more than the status lists
             read.update(watched)
             watched = {}
-        invoices = chain(
-            invoices_of(client, {c[1]: c[0] for c in customers if c[0] in read}, min(read.values(), default=None)),
-            *(invoices_of(client, {c[1]: c[0] for c in customers if c[0] in watched}, min(watched.values()),
-                          status=status) for status in (LEFT_DRAFT if watched else ())),
-        )
+        lists = [invoices_of(client, stripe_ids(read), min(read.values(), default=None))]
+        if watched:
+            lists += [invoices_of(client, stripe_ids(watched), min(watched.values()), status=status)
+                      for status in LEFT_DRAFT]
+        invoices = chain(*lists)
     found: list[PeriodInvoice] = []
     frozen_lines: list[list] = []
     for customer_id, invoice in invoices:
