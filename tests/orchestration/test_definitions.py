@@ -16,8 +16,11 @@ def test_definitions_load_and_every_job_resolves(dbt_manifest):
     assert defs.resolve_job_def("metering_job")
 
 
-def test_the_workspace_loads_as_dagster_dev_loads_it(dbt_manifest):
-    """`make dev` loads workspace.yaml: the code location must resolve to one Definitions object."""
+def test_the_workspace_loads_as_dagster_dev_loads_it(dbt_manifest, metering_env):
+    """`make dev` loads workspace.yaml: the code location must resolve to one Definitions object.
+
+    Runs in a fresh DAGSTER_HOME (metering_env): a clean clone has no state folder yet.
+    """
     import subprocess
     import sys
     from pathlib import Path
