@@ -92,7 +92,7 @@ def new_line(invoice: dict, *, kind: str, amount: int, currency: str, period: tu
 
 
 def metered_quantity(tx, price: dict, customer: str, start: int, end: int) -> Decimal:
-    meter = tx.get(price["recurring"]["meter"], "billing.meter")
+    meter = tx.lookup(price["recurring"]["meter"], "billing.meter")
     if meter is None:
         return Decimal(0)
     return max(aggregation.aggregate(tx, meter, customer, start, end), Decimal(0))
@@ -100,7 +100,7 @@ def metered_quantity(tx, price: dict, customer: str, start: int, end: int) -> De
 
 def reprice_metered_line(tx, line: dict) -> dict:
     """A draft's metered line follows the meter until the invoice is finalized."""
-    price = tx.get(line["pricing"]["price_details"]["price"], "price")
+    price = tx.lookup(line["pricing"]["price_details"]["price"], "price")
     q = metered_quantity(tx, price, line["_customer"], line["period"]["start"], line["period"]["end"])
     amount = pricing.line_amount(price, price.get("_tiers"), q)
     line.update(_quantity_fields(q), amount=amount, subtotal=amount)

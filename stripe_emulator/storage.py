@@ -76,6 +76,15 @@ class Tx:
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self._read_only: dict[str, tuple[str, dict | None]] = {}  # id -> (type asked, object)
+
+    def lookup(self, obj_id: str, type: str) -> dict | None:
+        """`get`, loaded once per transaction, for reading only (the caller must not change it): a page
+        of drafts reprices hundreds of lines against the same few prices and meters."""
+        cached = self._read_only.get(obj_id)
+        if cached is None or cached[0] != type:
+            cached = self._read_only[obj_id] = (type, self.get(obj_id, type))
+        return cached[1]
 
     # -- objects ---------------------------------------------------------
     def get(self, obj_id: str, type: str | None = None, include_deleted=False) -> dict | None:
@@ -89,6 +98,7 @@ class Tx:
         return bool(row and row[0])
 
     def insert(self, obj: dict) -> dict:
+        self._forget(obj["id"])
         cols = [obj.get(c) if isinstance(obj.get(c), str) else None for c in INDEXED]
         self.conn.execute(
             f"INSERT INTO objects (id, type, {', '.join(INDEXED)}, data) VALUES (?, ?, {', '.join('?' * len(INDEXED))}, ?)",
@@ -97,6 +107,7 @@ class Tx:
         return obj
 
     def save(self, obj: dict) -> dict:
+        self._forget(obj["id"])
         cols = [obj.get(c) if isinstance(obj.get(c), str) else None for c in INDEXED]
         self.conn.execute(
             f"UPDATE objects SET {', '.join(c + ' = ?' for c in INDEXED)}, data = ? WHERE id = ?",
@@ -104,7 +115,11 @@ class Tx:
         )
         return obj
 
+    def _forget(self, obj_id: str) -> None:
+        self._read_only.pop(obj_id, None)
+
     def delete(self, obj_id: str, hard: bool = False):
+        self._forget(obj_id)
         if hard:
             self.conn.execute("DELETE FROM objects WHERE id = ?", (obj_id,))
         else:
