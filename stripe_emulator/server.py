@@ -48,6 +48,24 @@ def _public(value):
     return value
 
 
+class ServingTime:
+    """CPU seconds the emulators of this process spent answering requests (each handler thread's own CPU
+    time): the work Stripe's servers would do. `metering bench` reports it apart from the pipeline's."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.cpu_seconds = 0.0
+        self.requests = 0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self.cpu_seconds += seconds
+            self.requests += 1
+
+
+SERVING = ServingTime()
+
+
 def _error_response(err: StripeError) -> Response:
     headers = dict(err.headers)
     if err.should_retry is not None:
@@ -186,6 +204,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _serve(self, method: str):
+        started = time.thread_time()
+        try:
+            self._answer(method)
+        finally:
+            SERVING.add(time.thread_time() - started)
+
+    def _answer(self, method: str):
         app: App = self.server.app  # type: ignore[attr-defined]
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""

@@ -56,8 +56,11 @@ def _timed_run() -> tuple[float, dict]:
     from metering_dagster.defs.transform.project import prepare_manifest
     from metering_dagster.runner import execute_metering_job
 
+    from stripe_emulator.server import SERVING
+
     since = datetime.now(timezone.utc)
     requests_before = STATS.requests  # the job runs in this process (in-process executor)
+    emulator_before = SERVING.cpu_seconds  # and so does the embedded emulator
     started = time.perf_counter()
     # A checkout's first run parses the dbt project (the run would do it first thing): timed apart.
     prepare_manifest()
@@ -77,6 +80,8 @@ def _timed_run() -> tuple[float, dict]:
         # the in-process executor runs steps one after another: the rest is Dagster's own start and bookkeeping
         "outside_steps_seconds": round(wall - parse_seconds - sum(outcome.step_seconds.values()), 2),
         "stripe_requests": STATS.requests - requests_before,
+        # the emulator's own work answering them, inside the wall time: what Stripe's servers would do
+        "emulator_cpu_seconds": round(SERVING.cpu_seconds - emulator_before, 2),
         "stripe_upload_requests": upload.get("requests", upload.get("stripe_requests")),
         "stripe_events_sent": upload.get("events_sent"),
         "customer_meter_periods_touched": _touched_since(since),

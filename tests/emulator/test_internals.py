@@ -1,6 +1,10 @@
-"""The store's per-transaction read cache (`Tx.lookup`): never older than what the transaction wrote."""
+"""The emulator's own bookkeeping: the store's per-transaction read cache (`Tx.lookup`), never older than
+what the transaction wrote, and the CPU time spent answering."""
 
 from __future__ import annotations
+
+import pytest
+import stripe
 
 from stripe_emulator.storage import Store
 
@@ -20,3 +24,16 @@ def test_a_lookup_sees_the_transactions_own_writes(tmp_path):
         assert tx.lookup("price_1", "price") is None
         assert tx.get("price_1", "price", include_deleted=True)["unit_amount_decimal"] == "3"
     store.close()
+
+
+def test_the_time_spent_answering_is_counted_per_request(client):
+    """`metering bench` reports the emulator's own CPU apart from the pipeline's (stripe_emulator.server.SERVING)."""
+    from stripe_emulator.server import SERVING
+
+    requests, cpu = SERVING.requests, SERVING.cpu_seconds
+    customer = client.v1.customers.create({"name": "counted"})
+    client.v1.customers.retrieve(customer.id)
+    with pytest.raises(stripe.InvalidRequestError):  # an error answer is work too
+        client.v1.customers.retrieve("cus_missing")
+    assert SERVING.requests - requests == 3
+    assert SERVING.cpu_seconds > cpu
