@@ -1,5 +1,6 @@
 """The emulator's own bookkeeping: the store's per-transaction read cache (`Tx.lookup`), never older than
-what the transaction wrote, and the CPU time spent answering."""
+what the transaction wrote; saves that rewrite the filter columns only when they changed; the CPU time
+spent answering."""
 
 from __future__ import annotations
 
@@ -23,6 +24,26 @@ def test_a_lookup_sees_the_transactions_own_writes(tmp_path):
     with store.transaction() as tx:  # a new transaction reads the stored state
         assert tx.lookup("price_1", "price") is None
         assert tx.get("price_1", "price", include_deleted=True)["unit_amount_decimal"] == "3"
+    store.close()
+
+
+def test_a_save_keeps_the_filter_columns_in_step_with_the_document(tmp_path):
+    """A save that changes only the document leaves the indexed columns alone; one that changes them rewrites them."""
+    store = Store(tmp_path / "state.sqlite")
+    with store.transaction() as tx:
+        tx.insert({"id": "in_1", "object": "invoice", "customer": "cus_1", "status": "draft", "total": 0})
+    with store.transaction() as tx:
+        (draft,) = tx.find("invoice", customer="cus_1")
+        tx.save({**draft, "total": 500})  # the document only
+        assert tx.find("invoice", status="draft")[0]["total"] == 500
+        tx.save({**tx.get("in_1"), "status": "open"})  # an indexed field
+        assert tx.find("invoice", status="draft") == []
+    with store.transaction() as tx:
+        page, _ = tx.page("invoice", limit=10, starting_after=None, ending_before=None, status="open")
+        assert [(i["id"], i["total"]) for i in page] == [("in_1", 500)]
+        tx.save({**page[0], "customer": "cus_2"})
+        assert [i["id"] for i in tx.find("invoice", customer="cus_2")] == ["in_1"]
+        assert tx.find("invoice", customer="cus_1") == []
     store.close()
 
 
