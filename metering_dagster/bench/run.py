@@ -55,7 +55,6 @@ def _timed_run() -> tuple[float, dict]:
     from metering_dagster.billing.delivery import STATS
     from metering_dagster.defs.transform.project import prepare_manifest
     from metering_dagster.runner import execute_metering_job
-
     from stripe_emulator.server import SERVING
 
     since = datetime.now(timezone.utc)
