@@ -80,6 +80,30 @@ def test_the_dbt_resource_knows_the_dbt_that_runs(dbt_manifest):
     assert resource._cli_version.major < 2  # dagster-dbt then reads dbt Core's event log
 
 
+def test_the_pipelines_dbt_sends_no_usage_statistics(dbt_manifest, tmp_path):
+    """dbt sends anonymous usage events by default; dbt_project.yml turns them off for every invocation."""
+    import json
+    import os
+    import subprocess
+
+    from metering_dagster.definitions import defs
+    from metering_dagster.defs.transform.project import DBT_PROJECT_DIR
+
+    env = {k: v for k, v in os.environ.items() if k != "DBT_SEND_ANONYMOUS_USAGE_STATS"}
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "partial_parse.msgpack").write_bytes(
+        (dbt_manifest.parent / "partial_parse.msgpack").read_bytes()  # a partial parse: seconds, not a full one
+    )
+    printed = subprocess.run(
+        [defs.resources["dbt"].dbt_executable, "--log-format", "json", "--log-level", "debug", "parse",
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target")],
+        cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    events = [json.loads(line)["info"]["name"] for line in printed.splitlines() if line.startswith("{")]
+    assert "CommandCompleted" in events
+    assert "SendingEvent" not in events
+
+
 def test_dagster_dev_parses_the_dbt_project_only_when_a_dbt_file_changed(dbt_manifest):
     import os
     import subprocess
