@@ -36,7 +36,8 @@ create table if not exists raw.landed_files (
     line_count bigint not null,
     landing_run_id bigint not null,
     landed_at timestamptz not null,
-    lines_blank bigint not null default 0
+    lines_blank bigint not null default 0,
+    file_mtime_ns bigint  -- the file's modification time when landed (NULL: landed before it was recorded)
 );
 create table if not exists raw.usage_lines (
     landing_run_id bigint not null,
@@ -159,6 +160,7 @@ def ensure_source_tables(con: duckdb.DuckDBPyConnection) -> None:
     # Columns added after the first release (issue 5): warehouses created before get them here.
     con.execute("alter table raw.usage_lines add column if not exists landing_problem varchar")
     con.execute("alter table raw.landed_files add column if not exists lines_blank bigint default 0")
+    con.execute("alter table raw.landed_files add column if not exists file_mtime_ns bigint")
     # Issue 4: period close's tables, among them the dbt source stripe_view.invoice_adjustments.
     from metering_dagster.periods.tables import ensure_period_tables
 

@@ -10,7 +10,9 @@ What is read (the rule for files still being written; README "What happens whenâ
   left for a later run (`incomplete`) until it has not changed for
   `METERING_LANDING_SETTLE_SECONDS` (default 60); then it is read as it is.
 - Landed once: the manifest keeps each file's sha256; the same file again is skipped, a file
-  that changed after it was landed is refused and reported (`changed`), never re-read.
+  that changed after it was landed is refused and reported (`changed`), never re-read. A landed
+  file whose size and modification time are still those recorded at landing is skipped without
+  being read again, so a run with nothing new does not re-read all history (see `_unchanged`).
 
 Every line read gets one row in `raw.usage_lines` except blank lines (counted in
 `raw.landed_files.lines_blank`). A line that cannot be an event is landed with a
@@ -62,6 +64,7 @@ class LandedFile:
     lines_landed: int  # rows written to raw.usage_lines without a landing problem
     lines_quarantined: int = 0  # rows written with a landing_problem
     lines_blank: int = 0  # blank lines: read, not landed
+    mtime_ns: int | None = None  # the file's modification time when it was read
 
 
 @dataclass(frozen=True)
@@ -253,18 +256,46 @@ class _Rows:
     landed: tuple[LandedFile, ...] = ()
 
 
-def _read_file(path: Path, raw_dir: Path, manifest: dict[str, str], settle: float):
+# A file modified this close to its landing may be modified again within the same file-system timestamp tick
+# (git's "racily clean" entries): its size and time prove nothing, so it is hashed on every run.
+RACY_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class _Landed:
+    """What the manifest recorded about a landed file."""
+
+    content_sha256: str
+    size_bytes: int
+    mtime_ns: int | None
+    landed_at: datetime
+
+
+def _unchanged(landed: _Landed, stat: os.stat_result) -> bool:
+    """True when the file still has the size and modification time it had when landed, and that time was
+    well before the landing: then it is taken as unchanged without reading and hashing it again."""
+    return (
+        landed.mtime_ns is not None
+        and (stat.st_size, stat.st_mtime_ns) == (landed.size_bytes, landed.mtime_ns)
+        and landed.mtime_ns + RACY_SECONDS * 10**9 < landed.landed_at.timestamp() * 10**9
+    )
+
+
+def _read_file(path: Path, raw_dir: Path, manifest: dict[str, _Landed], settle: float):
     """(lines, LandedFile) for a file to land, else its outcome: skipped name, Changed/Failed/IncompleteFile."""
     source_file = path.relative_to(raw_dir).as_posix()
     try:
         before = path.stat()
+        if source_file in manifest and _unchanged(manifest[source_file], before):
+            return source_file
         content = path.read_bytes()
         after = path.stat()
     except OSError as exc:
         return FailedFile(source_file, f"{type(exc).__name__}: {exc}")
     sha = hashlib.sha256(content).hexdigest()
     if source_file in manifest:
-        return source_file if manifest[source_file] == sha else ChangedFile(source_file, manifest[source_file], sha)
+        landed_sha = manifest[source_file].content_sha256
+        return source_file if landed_sha == sha else ChangedFile(source_file, landed_sha, sha)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(content) != after.st_size:
         return IncompleteFile(source_file, "changed while it was read; waiting for the writer")
     settled = time.time() - after.st_mtime >= settle
@@ -273,10 +304,12 @@ def _read_file(path: Path, raw_dir: Path, manifest: dict[str, str], settle: floa
     except Incomplete as exc:
         return IncompleteFile(source_file, str(exc))
     quarantined = lines.filter(pl.col("landing_problem").is_not_null()).height
-    return lines, LandedFile(source_file, sha, len(content), physical, lines.height - quarantined, quarantined, blank)
+    return lines, LandedFile(
+        source_file, sha, len(content), physical, lines.height - quarantined, quarantined, blank, after.st_mtime_ns
+    )
 
 
-def _read_files(paths: list[Path], raw_dir: Path, manifest: dict[str, str], settle: float):
+def _read_files(paths: list[Path], raw_dir: Path, manifest: dict[str, _Landed], settle: float):
     """_Rows of about CHUNK_ROWS lines (across small files, a big file in parts), each file's LandedFile
     with or after its last rows; or a file's other outcome."""
     parts, done, size = [], [], 0
@@ -348,7 +381,12 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
     raw_dir = Path(raw_dir)
     landed_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     ensure_source_tables(con)
-    manifest = dict(con.execute("select source_file, content_sha256 from raw.landed_files").fetchall())
+    manifest = {
+        row[0]: _Landed(*row[1:])
+        for row in con.execute(
+            "select source_file, content_sha256, size_bytes, file_mtime_ns, landed_at from raw.landed_files"
+        ).fetchall()
+    }
     run_id = con.execute("select coalesce(max(landing_run_id), 0) + 1 from raw.landed_files").fetchone()[0]
     paths = find_raw_files(raw_dir) if raw_dir.is_dir() else []
 
@@ -364,9 +402,10 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
                     for file in read.landed:
                         con.execute(
                             "insert into raw.landed_files by name (select ? as source_file, ? as content_sha256, "
-                            "? as size_bytes, ? as line_count, ? as landing_run_id, ? as landed_at, ? as lines_blank)",
+                            "? as size_bytes, ? as line_count, ? as landing_run_id, ? as landed_at, ? as lines_blank, "
+                            "? as file_mtime_ns)",
                             [file.source_file, file.content_sha256, file.size_bytes, file.lines_read, run_id, landed_at,
-                             file.lines_blank],
+                             file.lines_blank, file.mtime_ns],
                         )
                         landed.append(file)
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from datetime import datetime, timezone
@@ -42,6 +43,37 @@ def test_lands_new_files_in_path_order_once(warehouse):
     assert warehouse.query("select count(*) from raw.usage_lines where event_id = 'e9'") == [(0,)]
     manifest = warehouse.query("select source_file, line_count, landing_run_id from raw.landed_files order by 1")
     assert manifest == [("a/x.jsonl.gz", 1, 1), ("b.jsonl", 3, 1), ("c.jsonl", 1, 2)]
+
+
+def test_a_landed_file_is_read_again_only_when_its_size_or_time_changed(warehouse):
+    """A run with nothing new does not re-read all history; a landed file whose size or time moved is hashed."""
+    now = datetime.now(timezone.utc)
+    an_hour_ago = int(now.timestamp() - 3600) * 10**9
+    old = warehouse.raw_dir / "old.jsonl"
+    warehouse.add_file("old.jsonl", [event("e1", 1, "c", "a")])
+    os.utime(old, ns=(an_hour_ago, an_hour_ago))
+    fresh = warehouse.raw_dir / "fresh.jsonl"
+    warehouse.add_file("fresh.jsonl", [event("f1", 1, "c", "a")])  # written just now: "racily clean"
+    fresh_mtime = fresh.stat().st_mtime_ns
+    assert sorted(f.source_file for f in warehouse.land(now=now).landed) == ["fresh.jsonl", "old.jsonl"]
+    assert warehouse.query("select source_file, file_mtime_ns from raw.landed_files order by 1") == [
+        ("fresh.jsonl", fresh_mtime), ("old.jsonl", an_hour_ago)
+    ]
+
+    # Same length, put back to the recorded time: the old file is not read (the price of not re-reading
+    # history is that this rewrite goes unseen); the fresh one was modified too close to its landing for its
+    # time to prove anything, so it is hashed and its change refused.
+    for path, mtime in ((old, an_hour_ago), (fresh, fresh_mtime)):
+        path.write_text(path.read_text().replace('"e1"', '"e2"').replace('"f1"', '"f2"'))
+        os.utime(path, ns=(mtime, mtime))
+    second = warehouse.land(now=now)
+    assert second.skipped == ("old.jsonl",)
+    assert [c.source_file for c in second.changed] == ["fresh.jsonl"]
+
+    # a new modification time: read, hashed, refused as changed
+    os.utime(old, ns=(an_hour_ago + 10**9, an_hour_ago + 10**9))
+    assert [c.source_file for c in warehouse.land(now=now).changed] == ["fresh.jsonl", "old.jsonl"]
+    assert warehouse.query("select count(*) from raw.usage_lines where event_id in ('e2', 'f2')") == [(0,)]
 
 
 def test_numbers_keep_their_exact_text(warehouse):
