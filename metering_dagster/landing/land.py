@@ -19,7 +19,10 @@ Every line read gets one row in `raw.usage_lines` except blank lines (counted in
 `landing_problem`, which dbt turns into the quarantine reason: `invalid_utf8` (the raw text is
 kept with the bad bytes escaped as `\\xNN`, never replaced), `line_too_long` (over
 `MAX_LINE_BYTES`; the first KiB is kept), `corrupt_gzip` (one row for the unreadable rest of the
-file, after the lines read before the damage), `empty_file` (one row for a file with no line).
+file, after the lines read before the damage), `empty_file` (one row for a file with no line),
+`invalid_file_name` (one row for a file whose name is not valid UTF-8: the warehouse cannot hold
+the name, so the file is recorded under the name with its bad bytes as `\\xNN` and its lines are
+not read; renamed, it lands as a new file).
 So for every file: line_count = lines_blank + its rows in raw.usage_lines (asset check
 `every_line_accounted_for`), and downstream every row is either a valid event or quarantined.
 """
@@ -117,8 +120,15 @@ class LandingResult:
         return sum(f.lines_blank for f in self.landed)
 
 
+class RawFolderMissing(Exception):
+    """The raw folder does not exist: landing stops rather than report that nothing arrived."""
+
+
 def find_raw_files(raw_dir: Path) -> list[Path]:
     """Every *.jsonl / *.jsonl.gz under raw_dir, recursively, in path order."""
+    if not raw_dir.is_dir():
+        what = "is not a folder" if raw_dir.exists() else "does not exist"
+        raise RawFolderMissing(f"the raw folder {raw_dir} {what} (METERING_RAW_DIR); nothing was landed")
     found = {p for pattern in PATTERNS for p in raw_dir.rglob(pattern) if p.is_file()}
     return sorted(found, key=lambda p: p.relative_to(raw_dir).as_posix())
 
@@ -281,9 +291,20 @@ def _unchanged(landed: _Landed, stat: os.stat_result) -> bool:
     )
 
 
+def escaped_file_name(name: str) -> str | None:
+    """`name` with the bytes that are not UTF-8 written `\\xNN`, or None when the name is valid UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # Python keeps undecodable bytes of a file name as lone surrogates
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return None
+
+
 def _read_file(path: Path, raw_dir: Path, manifest: dict[str, _Landed], settle: float):
     """(lines, LandedFile) for a file to land, else its outcome: skipped name, Changed/Failed/IncompleteFile."""
     source_file = path.relative_to(raw_dir).as_posix()
+    bad_name = escaped_file_name(source_file)
+    source_file = bad_name or source_file
     try:
         before = path.stat()
         if source_file in manifest and _unchanged(manifest[source_file], before):
@@ -298,6 +319,10 @@ def _read_file(path: Path, raw_dir: Path, manifest: dict[str, _Landed], settle: 
         return source_file if landed_sha == sha else ChangedFile(source_file, landed_sha, sha)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(content) != after.st_size:
         return IncompleteFile(source_file, "changed while it was read; waiting for the writer")
+    if bad_name is not None:
+        lines = _frame([f"[file name is not valid UTF-8: {bad_name}; rename the file to land its lines]"],
+                       ["invalid_file_name"])
+        return lines, LandedFile(source_file, sha, len(content), 1, 0, 1, 0, after.st_mtime_ns)
     settled = time.time() - after.st_mtime >= settle
     try:
         lines, physical, blank = read_lines(content, path.name.endswith(".gz"), settled)
@@ -388,7 +413,7 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
         ).fetchall()
     }
     run_id = con.execute("select coalesce(max(landing_run_id), 0) + 1 from raw.landed_files").fetchone()[0]
-    paths = find_raw_files(raw_dir) if raw_dir.is_dir() else []
+    paths = find_raw_files(raw_dir)
 
     landed, skipped, changed, failed, incomplete = [], [], [], [], []
     outcomes = {str: skipped, ChangedFile: changed, FailedFile: failed, IncompleteFile: incomplete}
