@@ -17,6 +17,21 @@ def sub_interval(sub: dict) -> tuple[str, int]:
     return sub["_interval"], sub["_interval_count"]
 
 
+def period_end_after(sub: dict, t: int) -> int:
+    """The subscription's first period boundary strictly after t: the one rule for every period end.
+
+    Boundaries follow `billing_cycle_anchor` by Stripe's month arithmetic, on the anchor's own day and time,
+    or, with a `billing_cycle_anchor_config`, on its configured day and time (the 31st stays the 31st
+    after a 30th).
+    """
+    interval, count = sub_interval(sub)
+    config = sub.get("billing_cycle_anchor_config")
+    if config is None:
+        return next_boundary(sub["billing_cycle_anchor"], t, interval, count)
+    return next_boundary(sub["billing_cycle_anchor"], t, interval, count, day_of_month=config["day_of_month"],
+                         at=(config["hour"], config["minute"], config["second"]))
+
+
 def _bill_period(tx, sub: dict, start: int, end: int, next_end: int, grace: int):
     customer = tx.get(sub["customer"], "customer", include_deleted=True)
     inv = invoice_model.new_invoice(customer, created=end, billing_reason="subscription_cycle",
@@ -64,10 +79,9 @@ def line_for_item(tx, inv: dict, ii: dict) -> dict:
 
 def process_subscription(tx, sub: dict, now: int, grace: int) -> dict:
     changed = False
-    interval, count = sub_interval(sub)
     while sub["status"] in ("active", "past_due") and now >= sub["_period_end"]:
         start, end = sub["_period_start"], sub["_period_end"]
-        next_end = next_boundary(sub["billing_cycle_anchor"], end, interval, count)
+        next_end = period_end_after(sub, end)
         _bill_period(tx, sub, start, end, next_end, grace)
         sub["_period_start"], sub["_period_end"] = end, next_end
         for item in sub["items"]["data"]:

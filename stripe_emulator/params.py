@@ -52,10 +52,17 @@ def decode_form(text: str) -> dict:
 
 
 class Params:
-    """Typed access to a request's parameters (form or JSON)."""
+    """Typed access to a request's parameters (form or JSON).
 
-    def __init__(self, data: dict | None):
+    A nested hash (`p.sub("period")`) names its parameters in errors as Stripe does: `period[start]`.
+    """
+
+    def __init__(self, data: dict | None, prefix: str | None = None):
         self.data = data or {}
+        self.prefix = prefix
+
+    def name(self, key) -> str:
+        return f"{self.prefix}[{key}]" if self.prefix else key
 
     def __contains__(self, key):
         return key in self.data
@@ -67,25 +74,34 @@ class Params:
         v = self.data.get(key)
         if v is None or v == "":
             if required:
-                raise missing_param(key)
+                raise missing_param(self.name(key))
             return default
         if not isinstance(v, (str, int)):
-            raise invalid(f"Invalid string: {v!r}", param=key)
+            raise invalid(f"Invalid string: {v!r}", param=self.name(key))
         v = str(v)
         if choices and v not in choices:
-            raise invalid(f"Invalid {key}: must be one of {', '.join(choices)}", param=key)
+            raise invalid(f"Invalid {self.name(key)}: must be one of {', '.join(choices)}", param=self.name(key))
         return v
 
     def int(self, key, required=False, default=None):
         v = self.data.get(key)
         if v is None or v == "":
             if required:
-                raise missing_param(key)
+                raise missing_param(self.name(key))
             return default
         try:
             return int(v)
         except (TypeError, ValueError):
-            raise invalid(f"Invalid integer: {v}", param=key, code="parameter_invalid_integer")
+            raise invalid(f"Invalid integer: {v}", param=self.name(key), code="parameter_invalid_integer")
+
+    def int_between(self, key, low: int, high: int, required=False):
+        """An integer in [low, high], refused in Stripe's words outside it."""
+        v = self.int(key, required=required)
+        if v is not None and v < low:
+            raise invalid(f"This value must be greater than or equal to {low}.", param=self.name(key))
+        if v is not None and v > high:
+            raise invalid(f"This value must be less than or equal to {high}.", param=self.name(key))
+        return v
 
     def bool(self, key, default=None):
         v = self.data.get(key)
@@ -95,28 +111,28 @@ class Params:
             return v
         if v in ("true", "false"):
             return v == "true"
-        raise invalid(f"Invalid boolean: {v}", param=key)
+        raise invalid(f"Invalid boolean: {v}", param=self.name(key))
 
     def decimal(self, key, required=False, default=None):
         v = self.data.get(key)
         if v is None or v == "":
             if required:
-                raise missing_param(key)
+                raise missing_param(self.name(key))
             return default
-        return parse_decimal(v, key)
+        return parse_decimal(v, self.name(key))
 
     def dict(self, key, required=False):
         v = self.data.get(key)
         if v is None or v == "":
             if required:
-                raise missing_param(key)
+                raise missing_param(self.name(key))
             return None
         if not isinstance(v, dict):
-            raise invalid(f"Invalid object: {key}", param=key)
+            raise invalid(f"Invalid object: {self.name(key)}", param=self.name(key))
         return v
 
-    def sub(self, key, required=False) -> "Params":
-        return Params(self.dict(key, required=required))
+    def sub(self, key, required=False) -> Params:
+        return Params(self.dict(key, required=required), prefix=self.name(key))
 
     def list(self, key) -> list:
         v = self.data.get(key)

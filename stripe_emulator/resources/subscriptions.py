@@ -1,16 +1,49 @@
-"""Subscriptions with metered (and licensed) items; periods follow `billing_cycle_anchor` by Stripe's month
-arithmetic. Period closes are in billing_cycle.py."""
+"""Subscriptions with metered (and licensed) items; periods follow `billing_cycle_anchor` (or the day and time
+of a `billing_cycle_anchor_config`) by Stripe's month arithmetic. Period closes are in billing_cycle.py."""
 from __future__ import annotations
 
 from .. import billing_cycle
 from ..errors import invalid
 from ..params import Params, merge_metadata
 from ..storage import new_id
-from ..timeutil import next_boundary
+from ..timeutil import configured_anchor, time_of_day
 from .common import list_object, list_page, require, str_filters, update_fields
 from .invoices import bring_up_to_date
 from .subscription_items import (INTERVAL_MISMATCH, apply_item_changes, check_unique_prices, index_items, new_item,
                                  proration_behavior, recurring_price)
+
+
+ANCHOR_CONFIG_RANGES = (("day_of_month", 1, 31), ("month", 1, 12), ("hour", 0, 23), ("minute", 0, 59),
+                        ("second", 0, 59))
+
+
+def _anchor_config_param(p) -> dict | None:
+    """The `billing_cycle_anchor_config` of a create request as given (None without one), its ranges checked."""
+    if "billing_cycle_anchor_config" not in p:
+        return None
+    if "billing_cycle_anchor" in p:
+        raise invalid("You may only specify one of these parameters: billing_cycle_anchor, "
+                      "billing_cycle_anchor_config.", param="billing_cycle_anchor_config")
+    cp = p.sub("billing_cycle_anchor_config", required=True)
+    return {field: cp.int_between(field, low, high, required=field == "day_of_month")
+            for field, low, high in ANCHOR_CONFIG_RANGES}
+
+
+def _anchor_from_config(config: dict, now: int, interval: str, count: int) -> tuple[dict, int, int]:
+    """(the config as returned, the first period end, billing_cycle_anchor). Hour, minute and second default
+    to those of the creation time (UTC), as Stripe documents; `month` stays null unless given."""
+    if interval not in ("month", "year"):
+        raise invalid("billing_cycle_anchor_config is only valid with monthly and yearly price intervals.",
+                      param="billing_cycle_anchor_config")
+    months = count * (12 if interval == "year" else 1)
+    if config["month"] is not None and months == 1:
+        raise invalid("billing_cycle_anchor_config[month] can only be used with prices that bill every several "
+                      "months or yearly: a monthly price bills every month.", param="billing_cycle_anchor_config[month]")
+    at = tuple(default if config[field] is None else config[field]
+               for field, default in zip(("hour", "minute", "second"), time_of_day(now)))
+    config = {**config, "hour": at[0], "minute": at[1], "second": at[2]}
+    first_end, anchor = configured_anchor(now, months, config["day_of_month"], at, config["month"])
+    return config, first_end, anchor
 
 
 def create(ctx):
@@ -21,6 +54,7 @@ def create(ctx):
         raise invalid("Missing required param: items.", param="items", code="parameter_missing")
     now = ctx.customer_now(customer)
     start = p.int("backdate_start_date", default=now)
+    anchor_config = _anchor_config_param(p)
     anchor = p.int("billing_cycle_anchor", default=start)
     if anchor < start:
         raise invalid("billing_cycle_anchor cannot be before the subscription's start date.",
@@ -43,14 +77,16 @@ def create(ctx):
                           "used by all items.", param=f"items[{i}][price]")
         if (pr["recurring"]["interval"], pr["recurring"]["interval_count"]) != (interval, count):
             raise invalid(INTERVAL_MISMATCH, param=f"items[{i}][price]")
-    end = next_boundary(anchor, start, interval, count)
-    for item in items:
-        item["current_period_end"] = end
+    first_end = start
+    if anchor_config is not None:
+        # computed from the creation time, not from a backdated start (Stripe: no anchoring on a backdated
+        # start date); the first period still begins at the start date
+        anchor_config, first_end, anchor = _anchor_from_config(anchor_config, now, interval, count)
     check_unique_prices(items, set())
     sub = {
         "id": sub_id, "object": "subscription", "application": None, "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
-        "billing_cycle_anchor": anchor, "billing_cycle_anchor_config": None,
+        "billing_cycle_anchor": anchor, "billing_cycle_anchor_config": anchor_config,
         "billing_mode": {"type": "classic", "flexible": None}, "billing_schedules": [], "billing_thresholds": None,
         "cancel_at": None, "cancel_at_period_end": False, "canceled_at": None,
         "cancellation_details": {"comment": None, "feedback": None, "reason": None},
@@ -70,8 +106,12 @@ def create(ctx):
         "schedule": None, "start_date": start, "status": "active", "test_clock": customer.get("test_clock"),
         "transfer_data": None, "trial_end": None,
         "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}}, "trial_start": None,
-        "_period_start": start, "_period_end": end, "_interval": interval, "_interval_count": count,
+        "_period_start": start, "_interval": interval, "_interval_count": count,
     }
+    # a configured first period ends at the next occurrence at or after now, whatever the start date
+    sub["_period_end"] = max(first_end, billing_cycle.period_end_after(sub, start))
+    for item in items:
+        item["current_period_end"] = sub["_period_end"]
     ctx.tx.insert(sub)
     index_items(ctx.tx, items)
     billing_cycle.process_subscription(ctx.tx, sub, now, ctx.settings.grace_period_seconds)
