@@ -175,8 +175,7 @@ def finalize(tx, invoice: dict, now: int) -> dict:
 
 
 def render(tx, invoice: dict, lines: list[dict] | None = None) -> dict:
-    if lines is None:
-        lines = invoice.get("_preview_lines")
+    """The invoice with its first 10 lines embedded; the rest behind `lines.url`, as Stripe pages them."""
     if lines is None:
         lines = lines_of(tx, invoice["id"])
     return {**invoice, "lines": {"object": "list", "data": lines[:10], "has_more": len(lines) > 10,

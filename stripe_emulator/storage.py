@@ -2,7 +2,8 @@
 (`BEGIN IMMEDIATE`), so several threads and several processes can share the file without losing anything.
 
 Objects are JSON documents in `objects`, with a few columns copied out of the document for filtering.
-Meter events have their own table because they are many and aggregated by time.
+Meter events have their own table because they are many and aggregated by time. The lines of the invoice
+previews returned lately are kept apart (`invoice_previews`): previews are not invoices.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import secrets
 import sqlite3
 import string
 import threading
+import zlib
 from contextlib import contextmanager
 
 SCHEMA = """
@@ -52,6 +54,14 @@ CREATE TABLE IF NOT EXISTS meter_event_errors (
     meter TEXT, event_name TEXT, identifier TEXT, code TEXT NOT NULL, message TEXT NOT NULL,
     created INTEGER NOT NULL, reported INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS invoice_previews (
+    id TEXT PRIMARY KEY,
+    customer TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    lines BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invoice_previews_customer ON invoice_previews(customer);
+CREATE INDEX IF NOT EXISTS invoice_previews_created ON invoice_previews(created);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
@@ -190,6 +200,23 @@ class Tx:
         if not forward:
             items.reverse()
         return items, has_more
+
+    # -- invoice previews --------------------------------------------------
+    def keep_preview(self, preview_id: str, customer: str, lines: list[dict], *, created: int,
+                     expire_before: int, keep_per_customer: int) -> None:
+        """Keep a preview's lines as returned; drop previews created before `expire_before` and all but the
+        customer's newest `keep_per_customer`. Compressed: a run previews every customer's invoice."""
+        self.conn.execute("INSERT INTO invoice_previews (id, customer, created, lines) VALUES (?, ?, ?, ?)",
+                          (preview_id, customer, created, zlib.compress(json.dumps(lines).encode(), 1)))
+        self.conn.execute("DELETE FROM invoice_previews WHERE created < ?", (expire_before,))
+        self.conn.execute(
+            """DELETE FROM invoice_previews WHERE customer = ? AND rowid NOT IN
+               (SELECT rowid FROM invoice_previews WHERE customer = ? ORDER BY rowid DESC LIMIT ?)""",
+            (customer, customer, keep_per_customer))
+
+    def preview_lines(self, preview_id: str) -> list[dict] | None:
+        row = self.conn.execute("SELECT lines FROM invoice_previews WHERE id = ?", (preview_id,)).fetchone()
+        return None if row is None else json.loads(zlib.decompress(row[0]))
 
 
 class Store:

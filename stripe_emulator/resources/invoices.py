@@ -1,15 +1,24 @@
 """Invoices (list, retrieve, lines, create, create_preview, update auto_advance, finalize, void, pay) and
 invoice items. Reads first bring billing up to date (period closes, due finalizations), so they take the
-write lock."""
+write lock.
+
+A preview (`upcoming_in_…`) is not an invoice: it is neither listed nor retrievable, but its lines as
+computed when it was returned stay behind its lines URL, paginated like an invoice's, for the customer's
+newest PREVIEWS_KEPT previews and at most PREVIEW_TTL seconds of wall time."""
 from __future__ import annotations
 
 from decimal import Decimal
 
 from .. import billing_cycle, invoice_model, pricing
-from ..errors import invalid
+from ..errors import invalid, missing
 from ..params import Params, merge_metadata
 from ..storage import new_id
-from .common import created_filter, deleted, list_page, require, str_filters, update_fields
+from .common import (created_filter, deleted, list_object, list_page, page_params, paginate_list, require,
+                     str_filters, update_fields)
+
+PREVIEW_PREFIX = "upcoming_"
+PREVIEWS_KEPT = 5
+PREVIEW_TTL = 24 * 3600
 
 
 def bring_up_to_date(ctx):
@@ -39,8 +48,19 @@ def list_(ctx):
 
 
 def lines(ctx):
+    if ctx.path["id"].startswith(PREVIEW_PREFIX):
+        return _preview_lines(ctx, ctx.path["id"])
     inv = _load(ctx)
     return list_page(ctx, "line_item", f"/v1/invoices/{inv['id']}/lines", order="asc", invoice=inv["id"])
+
+
+def _preview_lines(ctx, preview_id: str):
+    """The lines of a preview returned lately, exactly as computed then, in their order."""
+    kept = ctx.tx.preview_lines(preview_id)
+    if kept is None:
+        raise missing("invoice", preview_id)
+    page, has_more = paginate_list(kept, **page_params(ctx))
+    return 200, list_object(f"/v1/invoices/{preview_id}/lines", page, has_more)
 
 
 def create(ctx):
@@ -79,7 +99,7 @@ def create_preview(ctx):
         sub = subs[0] if subs else None
     now = ctx.customer_now(customer)
     inv = invoice_model.new_invoice(customer, created=now, billing_reason="upcoming", subscription=sub,
-                                    invoice_id="upcoming_" + new_id("in"))
+                                    invoice_id=PREVIEW_PREFIX + new_id("in"))
     lines = []
     if sub is not None:
         start, end = sub["_period_start"], sub["_period_end"]
@@ -96,8 +116,9 @@ def create_preview(ctx):
         if sub is None or ii.get("_subscription") in (None, sub["id"]):
             lines.append(billing_cycle.line_for_item(ctx.tx, inv, ii))
     invoice_model.set_totals(inv, lines)
-    inv["_preview_lines"] = lines
-    return 200, invoice_model.render(ctx.tx, inv)
+    ctx.tx.keep_preview(inv["id"], cid, lines, created=ctx.now(), expire_before=ctx.now() - PREVIEW_TTL,
+                        keep_per_customer=PREVIEWS_KEPT)
+    return 200, invoice_model.render(ctx.tx, inv, lines)
 
 
 def update(ctx):

@@ -1,6 +1,6 @@
 """The emulator's own bookkeeping: the store's per-transaction read cache (`Tx.lookup`), never older than
 what the transaction wrote; saves that rewrite the filter columns only when they changed; the CPU time
-spent answering."""
+spent answering; how long the lines of invoice previews are kept."""
 
 from __future__ import annotations
 
@@ -58,3 +58,19 @@ def test_the_time_spent_answering_is_counted_per_request(client):
         client.v1.customers.retrieve("cus_missing")
     assert SERVING.requests - requests == 3
     assert SERVING.cpu_seconds > cpu
+
+
+def test_preview_lines_expire_by_age_and_count(tmp_path):
+    """Kept for the customer's newest previews and for a bounded time: a run previews every customer."""
+    store = Store(tmp_path / "state.sqlite")
+    lines = [{"id": "il_1", "amount": 5}]
+    with store.transaction() as tx:
+        tx.keep_preview("upcoming_old", "cus_1", lines, created=1000, expire_before=0, keep_per_customer=2)
+        tx.keep_preview("upcoming_a", "cus_2", lines, created=5000, expire_before=0, keep_per_customer=2)
+        assert tx.preview_lines("upcoming_old") == lines
+        tx.keep_preview("upcoming_b", "cus_2", lines, created=5001, expire_before=2000, keep_per_customer=2)
+        assert tx.preview_lines("upcoming_old") is None  # older than the expiry
+        tx.keep_preview("upcoming_c", "cus_2", lines, created=5002, expire_before=2000, keep_per_customer=2)
+        assert [tx.preview_lines(i) is not None for i in ("upcoming_a", "upcoming_b", "upcoming_c")] == \
+            [False, True, True]
+    store.close()
