@@ -77,11 +77,11 @@ def create(ctx):
                           "used by all items.", param=f"items[{i}][price]")
         if (pr["recurring"]["interval"], pr["recurring"]["interval_count"]) != (interval, count):
             raise invalid(INTERVAL_MISMATCH, param=f"items[{i}][price]")
-    first_end = start
+    earliest_end = start
     if anchor_config is not None:
         # computed from the creation time, not from a backdated start (Stripe: no anchoring on a backdated
         # start date); the first period still begins at the start date
-        anchor_config, first_end, anchor = _anchor_from_config(anchor_config, now, interval, count)
+        anchor_config, earliest_end, anchor = _anchor_from_config(anchor_config, now, interval, count)
     check_unique_prices(items, set())
     sub = {
         "id": sub_id, "object": "subscription", "application": None, "application_fee_percent": None,
@@ -108,8 +108,8 @@ def create(ctx):
         "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}}, "trial_start": None,
         "_period_start": start, "_interval": interval, "_interval_count": count,
     }
-    # a configured first period ends at the next occurrence at or after now, whatever the start date
-    sub["_period_end"] = max(first_end, billing_cycle.period_end_after(sub, start))
+    # the first boundary after the start; a configured one no earlier than the occurrence at or after now
+    sub["_period_end"] = max(earliest_end, billing_cycle.period_end_after(sub, start))
     for item in items:
         item["current_period_end"] = sub["_period_end"]
     ctx.tx.insert(sub)
