@@ -9,8 +9,12 @@ What is read (the rule for files still being written; README "What happens whenâ
   file that does not look complete (no final newline, a gzip stream cut short, an empty file) is
   left for a later run (`incomplete`) until it has not changed for
   `METERING_LANDING_SETTLE_SECONDS` (default 60); then it is read as it is.
-- Landed once: the manifest keeps each file's sha256; the same file again is skipped, a file
-  that changed after it was landed is refused and reported (`changed`), never re-read. A landed
+- Landed once: the manifest keeps each file's sha256; the same file again is skipped. A landed
+  file that grew, its landed bytes an unchanged prefix ending at a line end (a `.jsonl.gz` at the
+  end of a gzip member), lands only its new lines, their line numbers continuing (`appended`). A
+  file whose landed part changed is refused (`changed`) and never re-read: one
+  `file_changed_after_landing` row per refused content names it in quarantine, and the landing
+  check `no_file_changed_after_landing` fails on every run that finds it changed. A landed
   file whose size and modification time are still those recorded at landing is skipped without
   being read again, so a run with nothing new does not re-read all history (see `_unchanged`).
 
@@ -68,6 +72,11 @@ class LandedFile:
     lines_quarantined: int = 0  # rows written with a landing_problem
     lines_blank: int = 0  # blank lines: read, not landed
     mtime_ns: int | None = None  # the file's modification time when it was read
+    first_line_number: int = 1  # > 1: the new lines of a landed file that grew
+
+    @property
+    def appended(self) -> bool:
+        return self.first_line_number > 1
 
 
 @dataclass(frozen=True)
@@ -209,10 +218,13 @@ def _split_lines(content: bytes) -> pl.DataFrame:
     return pl.concat(blocks, rechunk=False).to_frame() if blocks else pl.Series("raw_line", [], dtype=pl.String).to_frame()
 
 
-def read_lines(content: bytes, gzipped: bool, settled: bool = True) -> tuple[pl.DataFrame, int, int]:
+def read_lines(
+    content: bytes, gzipped: bool, settled: bool = True, whole_file: bool = True
+) -> tuple[pl.DataFrame, int, int]:
     """(line_number, raw_line, landing_problem) of the non-blank lines, lines read, blank lines.
 
-    Raises `Incomplete` for a file that does not look finished yet (see module doc).
+    `whole_file=False` for the bytes appended to a landed file: no byte order mark to drop, and no
+    `empty_file` row. Raises `Incomplete` for a file that does not look finished yet (see module doc).
     """
     problem = None
     if gzipped:
@@ -223,7 +235,8 @@ def read_lines(content: bytes, gzipped: bool, settled: bool = True) -> tuple[pl.
         raise Incomplete("no newline at the end; waiting for the writer")
     if not gzipped and not content and not settled:
         raise Incomplete("empty; waiting for the writer")
-    content = content.removeprefix(b"\xef\xbb\xbf")
+    if whole_file:
+        content = content.removeprefix(b"\xef\xbb\xbf")
     try:
         lines = _split_lines(content)
         if b"\r" in content:
@@ -241,7 +254,7 @@ def read_lines(content: bytes, gzipped: bool, settled: bool = True) -> tuple[pl.
     extra = []
     if problem is not None:
         extra.append((f"[unreadable rest of the gzip file: {problem}]", "corrupt_gzip"))
-    elif physical == 0:
+    elif physical == 0 and whole_file:
         extra.append(("[empty file: no line]", "empty_file"))
     if extra:
         lines = pl.concat([lines, _frame([e[0] for e in extra], [e[1] for e in extra], start=physical + 1)])
@@ -279,6 +292,7 @@ class _Landed:
     size_bytes: int
     mtime_ns: int | None
     landed_at: datetime
+    line_count: int
 
 
 def _unchanged(landed: _Landed, stat: os.stat_result) -> bool:
@@ -314,9 +328,16 @@ def _read_file(path: Path, raw_dir: Path, manifest: dict[str, _Landed], settle: 
     except OSError as exc:
         return FailedFile(source_file, f"{type(exc).__name__}: {exc}")
     sha = hashlib.sha256(content).hexdigest()
-    if source_file in manifest:
-        landed_sha = manifest[source_file].content_sha256
-        return source_file if landed_sha == sha else ChangedFile(source_file, landed_sha, sha)
+    gzipped = path.name.endswith(".gz")
+    landed = manifest.get(source_file)
+    first_line = 1
+    if landed is not None:
+        if landed.content_sha256 == sha:
+            return source_file
+        new_part = None if bad_name else _appended_part(content, landed, gzipped)
+        if new_part is None:
+            return ChangedFile(source_file, landed.content_sha256, sha)
+        first_line = landed.line_count + 1
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(content) != after.st_size:
         return IncompleteFile(source_file, "changed while it was read; waiting for the writer")
     if bad_name is not None:
@@ -325,13 +346,34 @@ def _read_file(path: Path, raw_dir: Path, manifest: dict[str, _Landed], settle: 
         return lines, LandedFile(source_file, sha, len(content), 1, 0, 1, 0, after.st_mtime_ns)
     settled = time.time() - after.st_mtime >= settle
     try:
-        lines, physical, blank = read_lines(content, path.name.endswith(".gz"), settled)
+        if first_line > 1:
+            lines, physical, blank = read_lines(content[landed.size_bytes :], gzipped, settled, whole_file=False)
+            lines = lines.with_columns(pl.col("line_number") + (first_line - 1))
+        else:
+            lines, physical, blank = read_lines(content, gzipped, settled)
     except Incomplete as exc:
         return IncompleteFile(source_file, str(exc))
     quarantined = lines.filter(pl.col("landing_problem").is_not_null()).height
     return lines, LandedFile(
-        source_file, sha, len(content), physical, lines.height - quarantined, quarantined, blank, after.st_mtime_ns
+        source_file, sha, len(content), physical, lines.height - quarantined, quarantined, blank, after.st_mtime_ns,
+        first_line,
     )
+
+
+def _appended_part(content: bytes, landed: _Landed, gzipped: bool) -> bytes | None:
+    """The bytes added after the landed part, when the landed part is an unchanged prefix of `content` that
+    ends where a line ends; None when the file changed in any other way (refused)."""
+    size = landed.size_bytes
+    if len(content) <= size or hashlib.sha256(content[:size]).hexdigest() != landed.content_sha256:
+        return None
+    if gzipped:  # the landed part must be whole gzip members whose text ends with a line
+        try:
+            text = gzip.decompress(content[:size])
+        except (EOFError, OSError, zlib.error):
+            return None
+    else:
+        text = content[:size]
+    return content[size:] if text.endswith(b"\n") else None
 
 
 def _read_files(paths: list[Path], raw_dir: Path, manifest: dict[str, _Landed], settle: float):
@@ -409,7 +451,7 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
     manifest = {
         row[0]: _Landed(*row[1:])
         for row in con.execute(
-            "select source_file, content_sha256, size_bytes, file_mtime_ns, landed_at from raw.landed_files"
+            "select source_file, content_sha256, size_bytes, file_mtime_ns, landed_at, line_count from raw.landed_files"
         ).fetchall()
     }
     run_id = con.execute("select coalesce(max(landing_run_id), 0) + 1 from raw.landed_files").fetchone()[0]
@@ -425,16 +467,12 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
                     if read.batch is not None:
                         _insert_batch(con, read.batch, run_id, landed_at)
                     for file in read.landed:
-                        con.execute(
-                            "insert into raw.landed_files by name (select ? as source_file, ? as content_sha256, "
-                            "? as size_bytes, ? as line_count, ? as landing_run_id, ? as landed_at, ? as lines_blank, "
-                            "? as file_mtime_ns)",
-                            [file.source_file, file.content_sha256, file.size_bytes, file.lines_read, run_id, landed_at,
-                             file.lines_blank, file.mtime_ns],
-                        )
+                        _record_landed(con, file, run_id, landed_at)
                         landed.append(file)
                 else:
                     outcomes[type(read)].append(read)
+            for file in changed:
+                _quarantine_changed(con, file, manifest[file.source_file], run_id, landed_at)
         crashpoint("landing:before_commit")
         con.execute("commit")
     except BaseException:
@@ -443,6 +481,53 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
     crash_after_delay("dbt:running")
     return LandingResult(
         run_id, landed_at, tuple(landed), tuple(skipped), tuple(changed), tuple(failed), tuple(incomplete)
+    )
+
+
+def _record_landed(con: duckdb.DuckDBPyConnection, file: LandedFile, run_id: int, landed_at: datetime) -> None:
+    """The manifest row of a new file; for a file that grew, its row now describes the whole file, the run
+    that landed its last lines, and every line read of it."""
+    if file.appended:
+        con.execute(
+            """update raw.landed_files set content_sha256 = ?, size_bytes = ?, line_count = line_count + ?,
+                   lines_blank = lines_blank + ?, landing_run_id = ?, landed_at = ?, file_mtime_ns = ?
+               where source_file = ?""",
+            [file.content_sha256, file.size_bytes, file.lines_read, file.lines_blank, run_id, landed_at,
+             file.mtime_ns, file.source_file],
+        )
+        return
+    con.execute(
+        "insert into raw.landed_files by name (select ? as source_file, ? as content_sha256, "
+        "? as size_bytes, ? as line_count, ? as landing_run_id, ? as landed_at, ? as lines_blank, "
+        "? as file_mtime_ns)",
+        [file.source_file, file.content_sha256, file.size_bytes, file.lines_read, run_id, landed_at,
+         file.lines_blank, file.mtime_ns],
+    )
+
+
+def _quarantine_changed(con: duckdb.DuckDBPyConnection, file: ChangedFile, landed: _Landed, run_id: int,
+                        landed_at: datetime) -> None:
+    """One `file_changed_after_landing` row per refused content of a file, after its landed lines.
+
+    The manifest keeps describing the landed part (so the file restored to it is simply skipped again)
+    and counts the row as a line read, like the file-level rows of other landing problems.
+    """
+    marker = f"now sha256 {file.current_sha256}"
+    if con.execute(
+        """select count(*) from raw.usage_lines
+           where source_file = ? and landing_problem = 'file_changed_after_landing' and contains(raw_line, ?)""",
+        [file.source_file, marker],
+    ).fetchone()[0]:
+        return
+    text = (f"[file changed after landing: its first {landed.size_bytes} bytes are no longer the ones landed "
+            f"(sha256 {landed.content_sha256}), {marker}; nothing of it is read again. Put the landed content back "
+            "(lines may then be appended), or publish the new lines under a new file name]")
+    row = _frame([text], ["file_changed_after_landing"], start=landed.line_count + 1)
+    _insert_batch(con, _landing_batch(row.with_columns(pl.lit(file.source_file).alias("source_file"))), run_id,
+                  landed_at)
+    con.execute(
+        "update raw.landed_files set line_count = line_count + 1, landing_run_id = ? where source_file = ?",
+        [run_id, file.source_file],
     )
 
 
