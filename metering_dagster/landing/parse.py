@@ -18,10 +18,25 @@ marker object is `NUMBER_KEY`; the dbt macro `json_scalar_text` reads it back.
 
 yyjson is also more lenient than JSON (trailing commas, NaN, Infinity): `strict_json_ok`
 rejects those so that such a line is quarantined as `invalid_json`. It is costly, so it
-runs only on the lines `may_be_lenient` picks out.
+runs only on the lines `may_be_lenient` picks out. A number with a leading zero (`01`, `-00.5`)
+is not JSON either: it is caught on the marked text (`fields_select_sql`), where a number is
+always `{"#num":"` followed by its text.
+
+Before the numbers are marked, `screen_keys` makes the marker unmistakable and refuses keys
+given twice:
+- a user's key that starts with `#` (written `#` or `\\u0023`) gets one more `#` in the parsed
+  payload, so that `{"#num": "abc"}` in a line stays an object and never reads as our number
+  (the contract's field paths cannot start with `#`, so no meter reads such a key);
+- a line with an object holding the same key twice (at any depth; `"a"` and `"\\u0061"` are
+  the same key) is marked with `DUPLICATE_KEY_MARK` and landed as `duplicate_key`: which copy a
+  JSON reader takes differs from reader to reader (DuckDB takes the first), so its amount is
+  not known.
 """
 
 from __future__ import annotations
+
+import json
+import re
 
 import polars as pl
 
@@ -38,14 +53,67 @@ _SENTINEL = "\x010"
 _MARK = "\x02"
 
 
+# Put before a line that holds a key twice: a raw control character, so the line is never valid JSON.
+DUPLICATE_KEY_MARK = "\x03"
+# A key of a line without backslashes (no string then holds a quote): its text and colon.
+_KEY = r'"[^"\\]*":'
+# Lines whose keys `_KEY` may miss: a backslash (escapes), space before a colon, a string that starts with a colon.
+_KEYS_UNCLEAR = r'"\s+:|[{\[,:]\s*":'
+_STRING_AND_COLON = re.compile(r'"(?:[^"\\]|\\.)*"(\s*:)?')
+
+
+def _escape_hash_key(match: re.Match) -> str:
+    text = match.group(0)
+    if match.group(1) and text.startswith(('"#', '"\\u0023')):
+        return '"#' + text[1:]
+    return text
+
+
+def _holds_a_key_twice(line: str) -> bool:
+    found = False
+
+    def check(pairs: list) -> None:
+        nonlocal found
+        found = found or len({key for key, _ in pairs}) < len(pairs)
+
+    try:  # numbers stay text: nothing to convert, no limit on digits
+        json.loads(line, object_pairs_hook=check, parse_int=str, parse_float=str, parse_constant=str)
+    except (ValueError, RecursionError):  # not JSON (quarantined as such) or nested too deep to check
+        return False
+    return found
+
+
+def screen_keys(lines: pl.Series) -> pl.Series:
+    """Lines with a key given twice marked (`DUPLICATE_KEY_MARK`), user keys starting with `#` escaped.
+
+    Vectorized screens pick the few lines that need a look in Python: those whose key texts repeat
+    (same key in two objects, or twice in one) or cannot be read by the screen, and those with a `#`.
+    """
+    keys = lines.str.extract_all(_KEY)
+    suspect = (
+        (keys.list.n_unique() < keys.list.len())
+        | lines.str.contains("\\", literal=True)
+        | lines.str.contains(_KEYS_UNCLEAR)
+    ).fill_null(False)
+    hashed = (lines.str.contains("#", literal=True) | lines.str.contains("\\u0023", literal=True)).fill_null(False)
+    for rows, fix in (
+        (hashed.arg_true(), lambda line: _STRING_AND_COLON.sub(_escape_hash_key, line)),
+        (suspect.arg_true(), lambda line: DUPLICATE_KEY_MARK + line if _holds_a_key_twice(line) else line),
+    ):
+        if len(rows):
+            lines = lines.scatter(rows, [None if line is None else fix(line) for line in lines.gather(rows)])
+    return lines
+
+
 def exact_json(lines: pl.Expr) -> pl.Expr:
-    """Rewrite number tokens outside strings as {"#num": "<exact text>"} (valid JSON in, valid JSON out).
+    """Rewrite number tokens outside strings as {"#num": "<exact text>"} (valid JSON in, valid JSON out),
+    after `screen_keys`.
 
     A line that is not JSON (a stray `-`, a string never closed) may come out rewritten
     differently from a token-by-token scan, but always still invalid (tests/pipeline/test_landing.py).
     """
     marked = (
-        pl.concat_str([lines, pl.lit(_SENTINEL)])
+        pl.concat_str([lines.map_batches(screen_keys, return_dtype=pl.String), pl.lit(_SENTINEL)])
         .str.replace_all(_BEFORE_AND_NUMBER, f"${{0}}{_MARK}")
         .str.strip_suffix(_SENTINEL + _MARK)
     )
@@ -106,7 +174,9 @@ with lines as (
         raw_line,
         landing_problem,
         case
-            when strict_ok and json_valid(exact_json) then json_type(exact_json) = 'OBJECT'
+            -- a number with a leading zero (01, -00.5) is not JSON
+            when strict_ok and json_valid(exact_json) and not regexp_matches(exact_json, '\\{{"#num":"-?0[0-9]')
+                then json_type(exact_json) = 'OBJECT'
             else false
         end as is_json_object,
         exact_json
@@ -129,6 +199,10 @@ select
     is_json_object,
     payload,
     {", ".join(columns)},
-    landing_problem
+    coalesce(
+        landing_problem,
+        case when starts_with(exact_json, '{DUPLICATE_KEY_MARK}') and not starts_with(raw_line, '{DUPLICATE_KEY_MARK}')
+            then 'duplicate_key' end
+    ) as landing_problem
 from parsed
 """

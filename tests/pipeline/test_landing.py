@@ -200,8 +200,9 @@ def test_field_columns_for_every_json_type(warehouse):
         "select event_id_type, event_id, timestamp_type, timestamp_text, customer_id_type, customer_id, "
         "action_type, action, environment_type, environment from raw.usage_lines order by line_number"
     ) == [
-        ("string", 'a"bé', "number", None, "boolean", "true", "array", None, "null", None),
-        ("object", None, "number", "-1.5E+3", "number", "7", "boolean", "false", None, None),
+        # a user's {"#num": ...} is an object, never taken for landing's number marker
+        ("string", 'a"bé', "object", None, "boolean", "true", "array", None, "null", None),
+        ("object", None, "number", "-1.5E+3", "object", None, "boolean", "false", None, None),
     ]
 
 
