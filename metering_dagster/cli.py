@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from metering_dagster.settings import Settings, load_settings
 
-EXIT_OK, EXIT_FAILED, EXIT_WITHHELD, EXIT_BAD_CONTRACT = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_WITHHELD, EXIT_BAD_CONTRACT, EXIT_ATTENTION = 0, 1, 2, 3, 4
 
 
 def _prepare_environment(settings: Settings) -> None:
@@ -77,9 +77,16 @@ def run_once(settings: Settings, quiet: bool = False) -> int:
     if not quiet:
         print_run_summary(outcome, settings)
         print_period_close(outcome)
+    return exit_code(outcome)
+
+
+def exit_code(outcome) -> int:
+    """A crash wins over a withheld upload, which wins over a completed run that needs attention."""
+    if outcome.crashed_steps or (not outcome.success and not outcome.withheld):
+        return EXIT_FAILED
     if outcome.withheld:
         return EXIT_WITHHELD
-    return EXIT_OK if outcome.success else EXIT_FAILED
+    return EXIT_ATTENTION if outcome.attention else EXIT_OK
 
 
 def print_period_close(outcome) -> None:

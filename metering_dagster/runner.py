@@ -30,6 +30,20 @@ class RunOutcome:
         """A blocking quality check failed, so the Stripe upload did not run."""
         return any(c["blocking"] for c in self.failed_checks) and "stripe_usage_report" not in self.materialized
 
+    @property
+    def crashed_steps(self) -> list[str]:
+        """Steps that failed for another reason than a blocking check withholding what follows it."""
+        return [s for s in self.failed_steps if not _is_blocking_check_failure(s)]
+
+    @property
+    def attention(self) -> list[dict[str, Any]]:
+        """Failed checks of severity ERROR that block nothing: the run went through, but something is wrong."""
+        return [c for c in self.failed_checks if not c["blocking"] and c.get("severity") == "ERROR"]
+
+
+def _is_blocking_check_failure(step: str) -> bool:
+    return "blocking check" in step.lower() or "blocking asset check" in step.lower()
+
 
 def metering_job():
     """Module-level so Dagster can reconstruct the job in the run's process."""
@@ -130,6 +144,7 @@ def outcome_of(result) -> RunOutcome:
                 "check": evaluation.check_name,
                 "asset": evaluation.asset_key.to_user_string(),
                 "blocking": evaluation.check_name in BLOCKING_CHECK_NAMES or bool(getattr(evaluation, "blocking", False)),
+                "severity": getattr(getattr(evaluation, "severity", None), "value", "ERROR"),
                 "description": evaluation.description or "",
                 "metadata": {k: v.value for k, v in evaluation.metadata.items()},
             }

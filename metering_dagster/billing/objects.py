@@ -29,7 +29,10 @@ from typing import Any
 import duckdb
 import stripe
 
-from metering_dagster.billing.periods import add_months, epoch, from_epoch, period_index
+from metering_dagster.billing.periods import (add_months, epoch, from_epoch, month_boundary, period_containing,
+                                              period_index)
+from metering_dagster.billing.problems import CustomerProblems
+from metering_dagster.billing.reads import pick
 from metering_dagster.billing.values import decimal_str, metadata_of
 from metering_dagster.contract.model import Contract, Customer, Meter
 from metering_dagster.billing.tables import ensure_billing_tables
@@ -52,6 +55,7 @@ class SyncResult:
     stripe_meter_ids: dict[str, str] = field(default_factory=dict)
     stripe_price_ids: dict[str, str] = field(default_factory=dict)  # meter -> current price id
     trusted_customers: int = 0  # mapping recorded and recently verified: no request made
+    problems: list[str] = field(default_factory=list)  # customers whose Stripe objects could not be read
 
     @property
     def total_created(self) -> int:
@@ -66,6 +70,7 @@ class SyncResult:
             "customers": len(self.stripe_customer_ids),
             "customers_trusted": self.trusted_customers,
             "meters": len(self.stripe_meter_ids),
+            "customers_unreadable": len(self.problems),
         }
 
     def summary(self) -> str:
@@ -295,47 +300,48 @@ def _trusted_customers(con, contract: Contract, clock_id: str | None, result: Sy
 
 
 def _sync_customers(client: stripe.StripeClient, con, contract: Contract, clock: Any, result: SyncResult,
-                    trusted: set[str]) -> None:
+                    trusted: set[str], problems: CustomerProblems) -> None:
     known = dict(con.execute("SELECT customer_id, stripe_customer_id FROM ops.stripe_customers").fetchall())
     listed: dict[str, Any] | None = None
     clock_id = clock.id if clock is not None else None
     for cp in contract.customers:
         if cp.id in trusted:
             continue
-        cus = _retrieve_or_none(client.v1.customers, known.get(cp.id))
-        if cus is not None and (getattr(cus, "deleted", False) or _clock_of(cus) != clock_id):
-            cus = None
-        if cus is None:
-            if listed is None:
-                params: dict[str, Any] = {"limit": 100}
+        with problems.guard(cp.id):
+            cus = _retrieve_or_none(client.v1.customers, known.get(cp.id))
+            if cus is not None and (getattr(cus, "deleted", False) or _clock_of(cus) != clock_id):
+                cus = None
+            if cus is None:
+                if listed is None:
+                    params: dict[str, Any] = {"limit": 100}
+                    if clock_id:
+                        params["test_clock"] = clock_id
+                    listed = {}
+                    for c in client.v1.customers.list(params).auto_paging_iter():
+                        mid = metadata_of(c).get("metering_customer_id")
+                        if mid and _clock_of(c) == clock_id:
+                            listed.setdefault(mid, c)
+                cus = listed.get(cp.id)
+            if cus is None:
+                params = {"name": cp.id, "metadata": {"metering_customer_id": cp.id}}
                 if clock_id:
                     params["test_clock"] = clock_id
-                listed = {}
-                for c in client.v1.customers.list(params).auto_paging_iter():
-                    mid = metadata_of(c).get("metering_customer_id")
-                    if mid and _clock_of(c) == clock_id:
-                        listed.setdefault(mid, c)
-            cus = listed.get(cp.id)
-        if cus is None:
-            params = {"name": cp.id, "metadata": {"metering_customer_id": cp.id}}
-            if clock_id:
-                params["test_clock"] = clock_id
-            # Naming the object it replaces keeps a retry idempotent while a deleted customer gets a new one
-            # (the same key would replay the deleted customer for 24 hours).
-            replaces = f"-replacing-{known[cp.id]}" if known.get(cp.id) else ""
-            cus = client.v1.customers.create(
-                params, {"idempotency_key": f"metering-customer-{cp.id}-{clock_id or 'live'}{replaces}"}
+                # Naming the object it replaces keeps a retry idempotent while a deleted customer gets a new one
+                # (the same key would replay the deleted customer for 24 hours).
+                replaces = f"-replacing-{known[cp.id]}" if known.get(cp.id) else ""
+                cus = client.v1.customers.create(
+                    params, {"idempotency_key": f"metering-customer-{cp.id}-{clock_id or 'live'}{replaces}"}
+                )
+                result.created["customers"] += 1
+            con.execute(
+                """INSERT INTO ops.stripe_customers (customer_id, stripe_customer_id, stripe_test_clock_id,
+                       billing_anchor, synced_at) VALUES (?, ?, ?, to_timestamp(?), now())
+                   ON CONFLICT (customer_id) DO UPDATE SET stripe_customer_id = excluded.stripe_customer_id,
+                       stripe_test_clock_id = excluded.stripe_test_clock_id, billing_anchor = excluded.billing_anchor,
+                       synced_at = excluded.synced_at""",
+                [cp.id, cus.id, clock_id, epoch(cp.billing_anchor)],
             )
-            result.created["customers"] += 1
-        con.execute(
-            """INSERT INTO ops.stripe_customers (customer_id, stripe_customer_id, stripe_test_clock_id,
-                   billing_anchor, synced_at) VALUES (?, ?, ?, to_timestamp(?), now())
-               ON CONFLICT (customer_id) DO UPDATE SET stripe_customer_id = excluded.stripe_customer_id,
-                   stripe_test_clock_id = excluded.stripe_test_clock_id, billing_anchor = excluded.billing_anchor,
-                   synced_at = excluded.synced_at""",
-            [cp.id, cus.id, clock_id, epoch(cp.billing_anchor)],
-        )
-        result.stripe_customer_ids[cp.id] = cus.id
+            result.stripe_customer_ids[cp.id] = cus.id
 
 
 def _clock_of(obj: Any) -> str | None:
@@ -344,19 +350,30 @@ def _clock_of(obj: Any) -> str | None:
 
 
 def _anchor_params(cp: Customer, now: datetime) -> dict[str, Any]:
-    """Start the subscription at the customer's anchor (Stripe wants a billing_cycle_anchor not in the past)."""
+    """Subscription periods equal to the contract's, whatever the day the subscription is created.
+
+    A future anchor is the first period end itself. Otherwise the subscription starts at the beginning of the
+    contract period under way (backdated) and its anchor is given by day of month and time: created on
+    September 30 for an anchor on the 31st, a `billing_cycle_anchor` of September 30 would make Stripe bill on
+    the 30th for ever, where `billing_cycle_anchor_config` keeps the 31st (the last day of shorter months).
+    """
     anchor = cp.billing_anchor
     if anchor > now:
         return {"billing_cycle_anchor": epoch(anchor), "proration_behavior": "none"}
-    if anchor == now:
-        return {}
-    # anchor in the past: backdate the start to it, next cycle at the next anchor-aligned boundary
-    nxt = add_months(anchor, period_index(anchor, now) + 1)
-    return {"backdate_start_date": epoch(anchor), "billing_cycle_anchor": epoch(nxt), "proration_behavior": "none"}
+    start = add_months(anchor, period_index(anchor, now))
+    params: dict[str, Any] = {
+        "billing_cycle_anchor_config": {
+            "day_of_month": anchor.day, "hour": anchor.hour, "minute": anchor.minute, "second": anchor.second,
+        },
+        "proration_behavior": "none",
+    }
+    if start < now:
+        params["backdate_start_date"] = epoch(start)
+    return params
 
 
 def _sync_subscriptions(client: stripe.StripeClient, con, contract: Contract, clock: Any, result: SyncResult,
-                        trusted: set[str]) -> None:
+                        trusted: set[str], problems: CustomerProblems) -> None:
     now = from_epoch(int(clock.frozen_time)) if clock is not None else _now()
     price_meter = dict(con.execute("SELECT stripe_price_id, meter FROM ops.stripe_prices").fetchall())
     meter_key_by_id = {v: k for k, v in result.stripe_meter_ids.items()}
@@ -366,37 +383,105 @@ def _sync_subscriptions(client: stripe.StripeClient, con, contract: Contract, cl
         ).fetchall()
     )
     for cp in contract.customers:
-        if cp.id in trusted:
+        if cp.id in trusted or cp.id in problems:
             continue
-        cus_id = result.stripe_customer_ids[cp.id]
-        sub = _retrieve_or_none(client.v1.subscriptions, known.get(cp.id))
-        if sub is not None and (sub.status in ("canceled", "incomplete_expired") or sub.customer != cus_id):
-            sub = None
-        if sub is None:
-            for s in client.v1.subscriptions.list({"customer": cus_id, "status": "all", "limit": 100}).auto_paging_iter():
-                if s.status not in ("canceled", "incomplete_expired") and metadata_of(s).get(
-                    "metering_customer_id"
-                ) == cp.id:
-                    sub = s
-                    break
-        if sub is None:
-            params = {
-                "customer": cus_id,
-                "items": [{"price": result.stripe_price_ids[m.key]} for m in contract.meters],
-                "collection_method": "send_invoice",
-                "days_until_due": 30,
-                "metadata": {"metering_customer_id": cp.id},
-                **_anchor_params(cp, now),
-            }
-            sub = client.v1.subscriptions.create(
-                params, {"idempotency_key": f"metering-subscription-{cus_id}"
-                         + (f"-replacing-{known[cp.id]}" if known.get(cp.id) else "")}
-            )
-            result.created["subscriptions"] += 1
-        con.execute(
-            "UPDATE ops.stripe_customers SET stripe_subscription_id = ? WHERE customer_id = ?", [sub.id, cp.id]
+        with problems.guard(cp.id):
+            sub = _sync_subscription(client, con, contract, cp, known.get(cp.id), now, result)
+            _sync_items(client, con, contract, cp, sub, price_meter, meter_key_by_id, result)
+            record_subscription_period(con, cp, sub, now)
+
+
+def _sync_subscription(client: stripe.StripeClient, con, contract: Contract, cp: Customer, known_id: str | None,
+                       now: datetime, result: SyncResult) -> Any:
+    """The customer's subscription: the recorded one, else one found by its metadata, else a new one."""
+    cus_id = result.stripe_customer_ids[cp.id]
+    sub = _retrieve_or_none(client.v1.subscriptions, known_id)
+    if sub is not None and (sub.status in ("canceled", "incomplete_expired") or sub.customer != cus_id):
+        sub = None
+    if sub is None:
+        for s in client.v1.subscriptions.list({"customer": cus_id, "status": "all", "limit": 100}).auto_paging_iter():
+            if s.status not in ("canceled", "incomplete_expired") and metadata_of(s).get("metering_customer_id") == cp.id:
+                sub = s
+                break
+    if sub is None:
+        params = {
+            "customer": cus_id,
+            "items": [{"price": result.stripe_price_ids[m.key]} for m in contract.meters],
+            "collection_method": "send_invoice",
+            "days_until_due": 30,
+            "metadata": {"metering_customer_id": cp.id},
+            **_anchor_params(cp, now),
+        }
+        sub = client.v1.subscriptions.create(
+            params, {"idempotency_key": f"metering-subscription-{cus_id}" + (f"-replacing-{known_id}" if known_id else "")}
         )
-        _sync_items(client, con, contract, cp, sub, price_meter, meter_key_by_id, result)
+        result.created["subscriptions"] += 1
+    con.execute("UPDATE ops.stripe_customers SET stripe_subscription_id = ? WHERE customer_id = ?", [sub.id, cp.id])
+    return sub
+
+
+# -- Stripe's billing periods against the contract's ------------------------------------------------
+
+# How far ahead a subscription's billing rule is compared with the contract: every month length and a leap February.
+PERIODS_AHEAD = 48
+
+
+def _stripe_billing_day(sub: Any) -> tuple[datetime, int]:
+    """Stripe's rule for a subscription's period ends: its anchor, and the day of month every later end falls on."""
+    anchor = from_epoch(int(pick(sub, "billing_cycle_anchor")))
+    day = pick(sub, "billing_cycle_anchor_config", "day_of_month")
+    return anchor, int(day) if day is not None else anchor.day
+
+
+def _stripe_current_period(sub: Any) -> tuple[datetime, datetime] | None:
+    items = pick(sub, "items", "data", default=[])
+    start, end = (pick(items[0], "current_period_start"), pick(items[0], "current_period_end")) if items else (None, None)
+    return None if start is None or end is None else (from_epoch(int(start)), from_epoch(int(end)))
+
+
+def subscription_period_problem(cp: Customer, sub: Any) -> str | None:
+    """Where a subscription's periods differ, or will differ, from the contract's, both periods named; else None.
+
+    Its current period is compared with the contract's, then the periods Stripe's rule (anchor and day of month)
+    gives for the next four years: a subscription anchored on September 30 for a contract anchored on the 31st
+    agrees until October 30, where Stripe ends a period that the contract ends on October 31.
+    """
+    contract_anchor = cp.billing_anchor
+
+    def differs(start: datetime, end: datetime) -> str | None:
+        if end <= contract_anchor:  # before the contract's first period: nothing to bill
+            return None
+        ours = period_containing(contract_anchor, max(start, contract_anchor))
+        if (start, end) == ours:
+            return None
+        return f"Stripe bills [{start.isoformat()}, {end.isoformat()}) where the contract bills " \
+               f"[{ours[0].isoformat()}, {ours[1].isoformat()})"
+
+    current = _stripe_current_period(sub)
+    if current is not None and (problem := differs(*current)):
+        return f"{problem} (the current period)"
+    anchor, day = _stripe_billing_day(sub)
+    # Stripe may return an anchor beyond the first period end (a configured day that the creation month lacks)
+    for k in range(-2, PERIODS_AHEAD):
+        start, end = month_boundary(anchor, k, day), month_boundary(anchor, k + 1, day)
+        if current is not None and start < current[1]:
+            continue
+        if problem := differs(start, end):
+            rule = "billing_cycle_anchor_config day_of_month" if pick(sub, "billing_cycle_anchor_config") else "day"
+            return (f"{problem}: the subscription's billing_cycle_anchor {anchor.isoformat()} ({rule} {day}) does "
+                    f"not follow the contract's billing_anchor {contract_anchor.isoformat()}")
+    return None
+
+
+def record_subscription_period(con, cp: Customer, sub: Any, now: datetime) -> None:
+    current = _stripe_current_period(sub)
+    con.execute(
+        """INSERT OR REPLACE INTO ops.stripe_subscription_periods VALUES (?, ?, to_timestamp(?), to_timestamp(?),
+               to_timestamp(?), ?, ?, now())""",
+        [cp.id, pick(sub, "id"), int(pick(sub, "billing_cycle_anchor")),
+         None if current is None else epoch(current[0]), None if current is None else epoch(current[1]),
+         _stripe_billing_day(sub)[1], subscription_period_problem(cp, sub)],
+    )
 
 
 def _item_meter(item: Any, price_meter: dict[str, str], meter_key_by_id: dict[str, str]) -> str | None:
@@ -461,14 +546,17 @@ def sync_stripe_objects(client: stripe.StripeClient, contract: Contract, con: du
     _sync_meters(client, con, contract, result)
     _sync_prices(client, con, contract, result)
     trusted = _trusted_customers(con, contract, clock.id if clock is not None else None, result)
-    _sync_customers(client, con, contract, clock, result, trusted)
-    _sync_subscriptions(client, con, contract, clock, result, trusted)
+    problems = CustomerProblems("object sync")
+    _sync_customers(client, con, contract, clock, result, trusted, problems)
+    _sync_subscriptions(client, con, contract, clock, result, trusted, problems)
     result.trusted_customers = len(trusted)
     # which periods Stripe has finalized since: the ledger must not send to those (periods/invoices.py)
     from metering_dagster.periods.invoices import refresh_period_invoices
 
     now = from_epoch(int(clock.frozen_time)) if clock is not None else _now()
-    refresh_period_invoices(client, con, now)
+    refresh_period_invoices(client, con, now, problems)
+    problems.record(con)
+    result.problems = problems.lines()
     return result
 
 

@@ -39,3 +39,14 @@ def epoch(at: datetime) -> int:
 
 def from_epoch(seconds: int) -> datetime:
     return datetime.fromtimestamp(int(seconds), tz=timezone.utc)
+
+
+def month_boundary(origin: datetime, months: int, day_of_month: int) -> datetime:
+    """`origin` moved by whole months onto `day_of_month` (clamped to the month's last day), its time kept.
+
+    Stripe's rule for a subscription's period ends: the day of its `billing_cycle_anchor_config`, else the
+    day of its `billing_cycle_anchor`, in every later month.
+    """
+    total = origin.year * 12 + (origin.month - 1) + months
+    year, month0 = divmod(total, 12)
+    return origin.replace(year=year, month=month0 + 1, day=min(day_of_month, calendar.monthrange(year, month0 + 1)[1]))

@@ -8,11 +8,14 @@ reads (`list_all`) go through the same client, its retries and its API version, 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import stripe
+
+from metering_dagster.billing.problems import CustomerProblems
 
 
 def list_all(client: stripe.StripeClient, path: str, params: dict[str, Any] | None = None) -> Iterator[dict]:
@@ -56,9 +59,10 @@ FEW_CUSTOMERS = 5
 
 
 def invoices_of(client: stripe.StripeClient, stripe_customers: dict[str, str], created_since: int | None = None,
-                per_customer_below: int = FEW_CUSTOMERS, status: str | None = None) -> Iterator[tuple[str, dict]]:
+                per_customer_below: int = FEW_CUSTOMERS, status: str | None = None,
+                problems: CustomerProblems | None = None) -> Iterator[tuple[str, dict]]:
     """(our customer id, invoice JSON) for the given customers ({Stripe id: ours}), created since a time,
-    in one status if given.
+    in one status if given. With `problems`, a customer whose own list fails is recorded there and skipped.
 
     A few customers: one list each. More: one list of the account's invoices created since then,
     100 a page, kept to our customers: a page costs what one customer's list costs.
@@ -68,8 +72,10 @@ def invoices_of(client: stripe.StripeClient, stripe_customers: dict[str, str], c
         created["status"] = status
     if len(stripe_customers) < per_customer_below:
         for stripe_customer, customer_id in stripe_customers.items():
-            for invoice in list_all(client, "/v1/invoices", {"customer": stripe_customer, **created}):
-                yield customer_id, invoice
+            # a customer's list that fails is that customer's problem: what it yielded is not used
+            with problems.guard(customer_id) if problems is not None else contextlib.nullcontext():
+                for invoice in list_all(client, "/v1/invoices", {"customer": stripe_customer, **created}):
+                    yield customer_id, invoice
         return
     for invoice in list_all(client, "/v1/invoices", created):
         customer_id = stripe_customers.get(invoice.get("customer"))

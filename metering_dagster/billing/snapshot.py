@@ -28,7 +28,7 @@ see `values.decimal_from_json_number` for why `Decimal(repr(aggregated_value))` 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -39,6 +39,7 @@ import stripe
 from metering_dagster.billing.ledger import USAGE_TABLE
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.periods import add_months, epoch, period_index
+from metering_dagster.billing.problems import CustomerProblems, recorded_problems
 from metering_dagster.billing.reads import in_parallel, invoice_lines_of, invoices_of, pick
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
@@ -57,6 +58,7 @@ class SnapshotResult:
     customers_read: int = 0  # read from Stripe in this snapshot
     customers_carried: int = 0  # nothing changed for them since their last snapshot: rows kept
     snapshot_at: datetime | None = None
+    problems: list[str] = field(default_factory=list)  # customers whose reads failed: their earlier rows are kept
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class SnapshotResult:
             "customers_read": self.customers_read,
             "customers_carried": self.customers_carried,
             "snapshot_at": self.snapshot_at.isoformat() if self.snapshot_at else "-",
+            "customers_unreadable": len(self.problems),
         }
 
     def summary(self) -> str:
@@ -75,6 +78,7 @@ class SnapshotResult:
             f"Stripe snapshot: {self.usage_summaries} usage summaries, {self.invoice_lines} invoice lines "
             f"from {self.invoices} invoices and {self.previews} previews of {self.customers_read} customers"
             f" ({self.customers_carried} unchanged since their last snapshot)"
+            + "".join(f"\n  could not read {line}" for line in self.problems)
         )
 
 
@@ -93,7 +97,7 @@ def _summary_total(client: stripe.StripeClient, key: tuple) -> tuple:
 
 
 def _summaries(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, customers: set[str],
-               covered: set[tuple[str, str, int]], workers: int) -> list[tuple]:
+               covered: set[tuple[str, str, int]], workers: int, problems: CustomerProblems) -> list[tuple]:
     """Meter event summaries of the customers' periods that no invoice or preview line already gives."""
     keys = con.execute(
         f"""SELECT u.customer_id, u.meter, epoch(u.period_start)::BIGINT, epoch(u.period_end)::BIGINT,
@@ -105,7 +109,13 @@ def _summaries(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, cust
     ).fetchall()
     # A negative total is billed as 0 on an invoice line: only the summary shows it exactly.
     wanted = [k[:6] for k in keys if k[0] in customers and (k[6] or (k[0], k[1], k[2]) not in covered)]
-    return in_parallel(lambda key: _summary_total(client, key), wanted, workers)
+
+    def read(key: tuple) -> tuple | None:
+        with problems.guard(key[0]):
+            return _summary_total(client, key)
+        return None
+
+    return [row for row in in_parallel(read, wanted, workers) if row is not None]
 
 
 def _line_price_id(line: Any) -> str | None:
@@ -165,6 +175,7 @@ def _line_rows(customer_id: str, invoice: Any, status: str, lines, meter_of: Met
 
 
 def _preview_rows(client: stripe.StripeClient, meter_of: MeterOfPrice, customer: tuple[str, str]) -> list[tuple]:
+    """Every line of the subscription's upcoming invoice, however many pages they take."""
     customer_id, subscription = customer
     try:
         preview = client.v1.invoices.create_preview({"subscription": subscription})
@@ -172,7 +183,7 @@ def _preview_rows(client: stripe.StripeClient, meter_of: MeterOfPrice, customer:
         if getattr(err, "code", None) != "invoice_upcoming_none":
             raise
         return []
-    return _line_rows(customer_id, preview, "preview", preview.lines.auto_paging_iter(), meter_of)
+    return _line_rows(customer_id, preview, "preview", invoice_lines_of(client, preview), meter_of)
 
 
 def customers_to_read(con: duckdb.DuckDBPyConnection, stripe_now: datetime) -> set[str]:
@@ -190,6 +201,7 @@ def customers_to_read(con: duckdb.DuckDBPyConnection, stripe_now: datetime) -> s
            UNION SELECT a.customer_id FROM ops.stripe_adjustments a JOIN ops.stripe_snapshot_state s USING (customer_id)
            WHERE coalesce(a.sent_at, a.created_at) >= s.snapshot_at"""
     ).fetchall()}
+    changed |= {r[0] for r in recorded_problems(con)}
     try:
         changed |= {r[0] for r in con.execute(
             "SELECT DISTINCT customer_id FROM marts.rpt_reconciliation WHERE status <> 'match'").fetchall()}
@@ -257,23 +269,37 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
     since = None if full else _invoices_since(con, [c for c in customers if c[0] in wanted], stripe_now)
     fetched: set[str] = set()
     lines: list[tuple] = []
-    for customer_id, invoice in invoices_of(client, {c[1]: c[0] for c in customers if c[0] in wanted}, since):
-        result.invoices += 1
-        fetched.add(invoice["id"])
-        lines += _line_rows(customer_id, invoice, invoice["status"], invoice_lines_of(client, invoice), meter_of)
+    problems = CustomerProblems("stripe snapshot")
+    for customer_id, invoice in invoices_of(client, {c[1]: c[0] for c in customers if c[0] in wanted}, since,
+                                            problems=problems):
+        with problems.guard(customer_id):
+            lines += _line_rows(customer_id, invoice, invoice["status"], invoice_lines_of(client, invoice), meter_of)
+            result.invoices += 1
+            fetched.add(invoice["id"])
     # The upcoming invoice only matters where there is usage in the period under way.
     current = _customers_with_current_usage(con, stripe_now)
     previewed = [(c[0], c[2]) for c in customers if c[0] in wanted and c[0] in current and c[2]]
-    for rows in in_parallel(lambda c: _preview_rows(client, meter_of, c), previewed, workers):
-        result.previews += 1
-        lines += rows
+
+    def preview(customer: tuple[str, str]) -> list[tuple] | None:
+        with problems.guard(customer[0]):
+            return _preview_rows(client, meter_of, customer)
+        return None
+
+    for rows in in_parallel(preview, previewed, workers):
+        if rows is not None:
+            result.previews += 1
+            lines += rows
     covered = {(r[0], r[1], r[2]) for r in lines if r[1] is not None and r[2] is not None}
     if since is not None:  # lines of final invoices kept from earlier snapshots cover their periods too
         covered |= {(c, m, int(ps)) for c, m, ps, invoice in con.execute(
             """SELECT customer_id, meter, epoch(period_start)::BIGINT, stripe_invoice_id FROM stripe_view.invoice_lines
                WHERE invoice_status IN ('open', 'paid', 'uncollectible') AND meter IS NOT NULL
                  AND period_start IS NOT NULL""").fetchall() if invoice not in fetched}
-    summaries = _summaries(client, con, wanted, covered, workers)
+    summaries = _summaries(client, con, wanted, covered, workers, problems)
+    # A customer whose reads failed keeps its earlier rows and is read again next run; the others go on.
+    wanted -= set(problems.by_customer)
+    lines = [row for row in lines if row[0] in wanted]
+    summaries = [row for row in summaries if row[0] in wanted]
     result.unmapped_lines = sum(1 for r in lines if r[1] is None)
     at = int(result.snapshot_at.timestamp())
     con.execute("BEGIN TRANSACTION")
@@ -323,6 +349,8 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    problems.record(con)
+    result.problems = problems.lines()
     result.customers_read = len(wanted)
     result.customers_carried = len(customers) - len(wanted)
     result.usage_summaries = len(summaries)

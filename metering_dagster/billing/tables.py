@@ -40,6 +40,16 @@ DDL = [
         stripe_subscription_id VARCHAR,
         billing_anchor TIMESTAMPTZ NOT NULL,
         synced_at TIMESTAMPTZ NOT NULL)""",
+    # each subscription's billing periods as Stripe last showed them, and where they leave the contract's
+    """CREATE TABLE IF NOT EXISTS ops.stripe_subscription_periods (
+        customer_id VARCHAR PRIMARY KEY,
+        stripe_subscription_id VARCHAR NOT NULL,
+        billing_cycle_anchor TIMESTAMPTZ NOT NULL,
+        current_period_start TIMESTAMPTZ,
+        current_period_end TIMESTAMPTZ,
+        billing_day_of_month INTEGER NOT NULL,
+        problem VARCHAR,
+        checked_at TIMESTAMPTZ NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS ops.stripe_subscription_items (
         customer_id VARCHAR NOT NULL,
         meter VARCHAR NOT NULL,

@@ -27,6 +27,7 @@ import duckdb
 import stripe
 
 from metering_dagster.billing.periods import from_epoch
+from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.values import decimal_str, metadata_of
 from metering_dagster.contract.model import Contract
 from metering_dagster.periods.tables import ADJUSTMENT_KEY, ensure_period_tables
@@ -205,7 +206,8 @@ def _item_params(row: tuple, contract: Contract, subscription: str | None, strip
 
 
 def send_adjustments(
-    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, result: AdjustmentResult
+    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, result: AdjustmentResult,
+    problems: CustomerProblems,
 ) -> None:
     """Create the invoice item of every pending adjustment, unless Stripe already holds it."""
     rows = con.execute(
@@ -219,10 +221,13 @@ def send_adjustments(
     for row in rows:
         identifier, stripe_customer, subscription = row[0], row[12], row[13]
         if stripe_customer not in existing:
-            existing[stripe_customer] = {
-                metadata_of(ii).get(ADJUSTMENT_KEY): ii.id
-                for ii in client.v1.invoice_items.list({"customer": stripe_customer, "limit": 100}).auto_paging_iter()
-            }
+            with problems.guard(row[1]):
+                existing[stripe_customer] = {
+                    metadata_of(ii).get(ADJUSTMENT_KEY): ii.id
+                    for ii in client.v1.invoice_items.list({"customer": stripe_customer, "limit": 100}).auto_paging_iter()
+                }
+        if stripe_customer not in existing:  # its invoice items could not be read: stays pending
+            continue
         item_id = existing[stripe_customer].get(identifier)
         try:
             if item_id is None:
@@ -246,19 +251,36 @@ def send_adjustments(
 
 
 def adjust_finalized_periods(
-    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, csv_dir: Path
+    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, csv_dir: Path,
+    problems: CustomerProblems,
 ) -> AdjustmentResult:
     result = AdjustmentResult()
     result.planned = write_adjustments(con, contract, csv_dir)
     result.no_charge = sum(1 for a in result.planned if a.amount_cents == 0)
-    send_adjustments(client, con, contract, result)
+    send_adjustments(client, con, contract, result, problems)
     return result
 
 
-def snapshot_adjustments(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection) -> int:
+def _adjustment_rows(client: stripe.StripeClient, customer_id: str, stripe_customer: str) -> list[list]:
+    rows = []
+    for item in client.v1.invoice_items.list({"customer": stripe_customer, "limit": 100}).auto_paging_iter():
+        meta = metadata_of(item)
+        if ADJUSTMENT_KEY not in meta:
+            continue
+        after = meta.get("metering_quantity_after")
+        rows.append(
+            [customer_id, meta.get("metering_meter"), int(meta["metering_period_start"]), meta[ADJUSTMENT_KEY],
+             int(meta.get("metering_adjustment_seq") or 0), item.id, getattr(item, "invoice", None),
+             int(item.amount), Decimal(after) if after else None]
+        )
+    return rows
+
+
+def snapshot_adjustments(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, problems: CustomerProblems) -> int:
     """Replace `stripe_view.invoice_adjustments` with our adjustment invoice items as Stripe holds them.
 
-    Only customers we ever sent an adjustment to can have one: the others cost no request.
+    Only customers we ever sent an adjustment to can have one: the others cost no request. A customer whose
+    items cannot be read keeps its earlier rows.
     """
     rows = []
     customers = con.execute(
@@ -266,20 +288,16 @@ def snapshot_adjustments(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
            WHERE customer_id IN (SELECT customer_id FROM ops.stripe_adjustments WHERE stripe_invoice_item_id IS NOT NULL)
            ORDER BY 1"""
     ).fetchall()
+    unread = []
     for customer_id, stripe_customer in customers:
-        for item in client.v1.invoice_items.list({"customer": stripe_customer, "limit": 100}).auto_paging_iter():
-            meta = metadata_of(item)
-            if ADJUSTMENT_KEY not in meta:
-                continue
-            after = meta.get("metering_quantity_after")
-            rows.append(
-                [customer_id, meta.get("metering_meter"), int(meta["metering_period_start"]), meta[ADJUSTMENT_KEY],
-                 int(meta.get("metering_adjustment_seq") or 0), item.id, getattr(item, "invoice", None),
-                 int(item.amount), Decimal(after) if after else None]
-            )
+        with problems.guard(customer_id):
+            rows += _adjustment_rows(client, customer_id, stripe_customer)
+            continue
+        unread.append(customer_id)
+    rows = [r for r in rows if r[0] not in unread]
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM stripe_view.invoice_adjustments")
+        con.execute("DELETE FROM stripe_view.invoice_adjustments WHERE NOT list_contains(?, customer_id)", [unread])
         if rows:
             insert_rows(
                 con,

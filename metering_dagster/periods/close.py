@@ -25,6 +25,7 @@ import stripe
 from metering_dagster.billing import ledger
 from metering_dagster.billing.clock import current_clock_time
 from metering_dagster.billing.periods import from_epoch
+from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.contract.model import Contract
 from metering_dagster.periods.adjustments import AdjustmentResult, adjust_finalized_periods, snapshot_adjustments
 from metering_dagster.periods.invoices import PeriodInvoice, record_draft_update, refresh_period_invoices
@@ -45,6 +46,7 @@ class PeriodCloseResult:
     held: list[str] = field(default_factory=list)  # alerts: invoices held (new or still held)
     released: list[str] = field(default_factory=list)
     adjustments: AdjustmentResult = field(default_factory=AdjustmentResult)
+    problems: list[str] = field(default_factory=list)  # customers whose Stripe reads failed: the others closed
 
     def lines(self) -> list[str]:
         out = [f"period close at Stripe time {self.stripe_now.isoformat() if self.stripe_now else '-'}:"
@@ -54,6 +56,7 @@ class PeriodCloseResult:
         out += [f"ALERT: {text}" for text in self.held]
         out += self.released
         out.append(self.adjustments.summary())
+        out += [f"ALERT: could not read Stripe for {line}" for line in self.problems]
         return out
 
     def metadata(self) -> dict[str, Any]:
@@ -110,7 +113,8 @@ def _set_hold(con, pi: PeriodInvoice, *, reason: str | None, released: bool) -> 
         )
 
 
-def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime, grace: int) -> bool:
+def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime, grace: int,
+            problems: CustomerProblems) -> bool:
     """Holds, releases, the grace report. True when an invoice was finalized here."""
     watermarks = read_watermarks(raw_dir)
     feeds = customer_sources(con)
@@ -124,42 +128,51 @@ def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime
     ).fetchall()
     for row in drafts:
         pi = PeriodInvoice(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
-        period = f"{pi.customer_id} period {from_epoch(pi.period_start):%Y-%m-%d}"
-        grace_end = from_epoch(pi.period_end + grace)
-        reasons = incomplete_sources(pi.customer_id, from_epoch(pi.period_end), watermarks, feeds)
-        held_at, released_at = holds.get((pi.customer_id, pi.period_start), (None, None))
-        if reasons:
-            if pi.auto_advance:
-                record_draft_update(con, client.v1.invoices.update(
-                    pi.stripe_invoice_id, {"auto_advance": False, "metadata": {HOLD_METADATA_KEY: "; ".join(reasons)[:500]}}
-                ))
-            _set_hold(con, pi, reason="; ".join(reasons), released=False)
-            result.held.append(f"invoice {pi.stripe_invoice_id} of {period} held (auto_advance=false): {'; '.join(reasons)}")
-            continue
-        if held_at is not None and released_at is None:
-            if now >= grace_end:
-                client.v1.invoices.finalize_invoice(pi.stripe_invoice_id, {"auto_advance": True})
-                how = "finalized now (its grace period ended while it was held)"
-                changed = True
-            else:
-                record_draft_update(con, client.v1.invoices.update(
-                    pi.stripe_invoice_id, {"auto_advance": True, "metadata": {HOLD_METADATA_KEY: ""}}))
-                how = f"auto_advance restored, it finalizes at {grace_end.isoformat()}"
-            _set_hold(con, pi, reason=None, released=True)
-            result.released.append(f"invoice {pi.stripe_invoice_id} of {period} released, every source complete: {how}")
-            continue
-        if now < grace_end:
-            left = pending.get((pi.customer_id, pi.period_start), 0)
-            if left:
-                result.late_in_grace.append(
-                    f"{period}: {left} meter events still pending, grace period ends {grace_end.isoformat()}"
-                )
-            else:
-                result.closed_in_grace.append(
-                    f"{period}: final upload done at Stripe time {now.isoformat()}, inside the grace period "
-                    f"(ends {grace_end.isoformat()}, {int((grace_end - now).total_seconds()) // 60} min left)"
-                )
+        with problems.guard(pi.customer_id):
+            changed |= _close_draft(client, con, result, pi, watermarks, feeds, pending, holds, now, grace)
     return changed
+
+
+def _close_draft(client, con, result: PeriodCloseResult, pi: PeriodInvoice, watermarks, feeds, pending, holds,
+                 now: datetime, grace: int) -> bool:
+    """One draft's hold, release or grace report. True when it was finalized here."""
+    period = f"{pi.customer_id} period {from_epoch(pi.period_start):%Y-%m-%d}"
+    grace_end = from_epoch(pi.period_end + grace)
+    reasons = incomplete_sources(pi.customer_id, from_epoch(pi.period_end), watermarks, feeds)
+    held_at, released_at = holds.get((pi.customer_id, pi.period_start), (None, None))
+    if reasons:
+        if pi.auto_advance:
+            record_draft_update(con, client.v1.invoices.update(
+                pi.stripe_invoice_id, {"auto_advance": False, "metadata": {HOLD_METADATA_KEY: "; ".join(reasons)[:500]}}
+            ))
+        _set_hold(con, pi, reason="; ".join(reasons), released=False)
+        result.held.append(f"invoice {pi.stripe_invoice_id} of {period} held (auto_advance=false): {'; '.join(reasons)}")
+        return False
+    if held_at is not None and released_at is None:
+        finalized = False
+        if now >= grace_end:
+            client.v1.invoices.finalize_invoice(pi.stripe_invoice_id, {"auto_advance": True})
+            how = "finalized now (its grace period ended while it was held)"
+            finalized = True
+        else:
+            record_draft_update(con, client.v1.invoices.update(
+                pi.stripe_invoice_id, {"auto_advance": True, "metadata": {HOLD_METADATA_KEY: ""}}))
+            how = f"auto_advance restored, it finalizes at {grace_end.isoformat()}"
+        _set_hold(con, pi, reason=None, released=True)
+        result.released.append(f"invoice {pi.stripe_invoice_id} of {period} released, every source complete: {how}")
+        return finalized
+    if now < grace_end:
+        left = pending.get((pi.customer_id, pi.period_start), 0)
+        if left:
+            result.late_in_grace.append(
+                f"{period}: {left} meter events still pending, grace period ends {grace_end.isoformat()}"
+            )
+        else:
+            result.closed_in_grace.append(
+                f"{period}: final upload done at Stripe time {now.isoformat()}, inside the grace period "
+                f"(ends {grace_end.isoformat()}, {int((grace_end - now).total_seconds()) // 60} min left)"
+            )
+    return False
 
 
 def close_periods(
@@ -167,12 +180,15 @@ def close_periods(
 ) -> PeriodCloseResult:
     ensure_period_tables(con)
     result = PeriodCloseResult(stripe_now=current_clock_time(client, con, contract))
-    refresh_period_invoices(client, con, result.stripe_now)
+    problems = CustomerProblems("period close")
+    refresh_period_invoices(client, con, result.stripe_now, problems)
     _record_uploaded_through(con, ledger.pending_periods(con))
-    if _drafts(client, con, result, raw_dir, result.stripe_now, contract.grace_period_seconds):
-        refresh_period_invoices(client, con, result.stripe_now)
+    if _drafts(client, con, result, raw_dir, result.stripe_now, contract.grace_period_seconds, problems):
+        refresh_period_invoices(client, con, result.stripe_now, problems)
     result.superseded = ledger.supersede_finalized(con)
     result.finalized = con.execute("SELECT count(*) FROM ops.period_invoices WHERE finalized").fetchone()[0]
-    result.adjustments = adjust_finalized_periods(client, con, contract, state_dir / "adjustments")
-    snapshot_adjustments(client, con)
+    result.adjustments = adjust_finalized_periods(client, con, contract, state_dir / "adjustments", problems)
+    snapshot_adjustments(client, con, problems)
+    problems.record(con)
+    result.problems = problems.lines()
     return result

@@ -27,6 +27,7 @@ import duckdb
 import stripe
 
 from metering_dagster.billing.periods import add_months, epoch, period_index
+from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.reads import FEW_CUSTOMERS, invoice_lines_of, invoices_of
 from metering_dagster.billing.snapshot import MeterOfPrice, line_quantity
 from metering_dagster.billing.values import metadata_of
@@ -58,6 +59,19 @@ def _metered_lines(client: stripe.StripeClient, invoice: Any, meter_of: MeterOfP
         if meter is not None and line.get("period") is not None:
             out.append((meter, line))
     return out
+
+
+def _period_invoice(client: stripe.StripeClient, customer_id: str, invoice: dict,
+                    meter_of: MeterOfPrice) -> tuple[PeriodInvoice | None, list[tuple[str, Any]]]:
+    """The period invoice and its metered lines; None for an invoice without metered lines."""
+    lines = _metered_lines(client, invoice, meter_of)
+    if not lines:
+        return None, lines
+    period = lines[0][1]["period"]
+    return PeriodInvoice(
+        customer_id, invoice["id"], int(period["start"]), int(period["end"]), invoice["status"],
+        bool(invoice.get("auto_advance")), invoice.get("automatically_finalizes_at"),
+    ), lines
 
 
 # Statuses an invoice takes when it leaves draft (a void one was open first, and is skipped anyway).
@@ -100,11 +114,13 @@ def customers_awaiting_invoices(con: duckdb.DuckDBPyConnection, now: datetime) -
 
 
 def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection,
-                            now: datetime | None = None) -> list[PeriodInvoice]:
+                            now: datetime | None = None, problems: CustomerProblems | None = None) -> list[PeriodInvoice]:
     """Bring `ops.period_invoices` and `ops.invoiced_lines` up to what Stripe holds at `now` (module doc).
 
-    Without `now`, every invoice of every customer is read.
+    Without `now`, every invoice of every customer is read. A customer whose invoices cannot be read is
+    recorded in `problems` and keeps its earlier rows (read again next time, as it still awaits them).
     """
+    problems = problems if problems is not None else CustomerProblems("period invoices")
     ensure_period_tables(con)
     meter_of = MeterOfPrice(client, con)
     frozen = {
@@ -122,40 +138,39 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
         return {c[1]: c[0] for c in customers if c[0] in ours}
 
     if now is None:
-        invoices = invoices_of(client, stripe_ids({c[0] for c in customers}))
+        invoices = invoices_of(client, stripe_ids({c[0] for c in customers}), problems=problems)
     else:
         awaiting = customers_awaiting_invoices(con, now)
         read, watched = dict(awaiting.read), awaiting.watched
         if len(watched) < FEW_CUSTOMERS:  # a list per customer costs no more than the status lists
             read.update(watched)
             watched = {}
-        lists = [invoices_of(client, stripe_ids(read), min(read.values(), default=None))]
+        lists = [invoices_of(client, stripe_ids(read), min(read.values(), default=None), problems=problems)]
         if watched:
-            lists += [invoices_of(client, stripe_ids(watched), min(watched.values()), status=status)
+            lists += [invoices_of(client, stripe_ids(watched), min(watched.values()), status=status, problems=problems)
                       for status in LEFT_DRAFT]
         invoices = chain(*lists)
     found: list[PeriodInvoice] = []
     frozen_lines: list[list] = []
     for customer_id, invoice in invoices:
-        if (invoice.get("billing_reason") != "subscription_cycle" or invoice["status"] == "void"
-                or invoice.get("subscription") not in subscriptions):
-            continue
-        if invoice["id"] in known_final:  # final invoices do not change: read once
-            continue
-        lines = _metered_lines(client, invoice, meter_of)
-        if not lines:
-            continue
-        period = lines[0][1]["period"]
-        pi = PeriodInvoice(
-            customer_id, invoice["id"], int(period["start"]), int(period["end"]), invoice["status"],
-            bool(invoice.get("auto_advance")), invoice.get("automatically_finalizes_at"),
-        )
-        found.append(pi)
-        if pi.finalized and (customer_id, pi.period_start) not in frozen:
-            frozen_lines += [
-                [customer_id, meter, pi.period_start, pi.period_end, invoice["id"], line_quantity(line), int(line["amount"])]
-                for meter, line in lines
-            ]
+        with problems.guard(customer_id):
+            if (invoice.get("billing_reason") != "subscription_cycle" or invoice["status"] == "void"
+                    or invoice.get("subscription") not in subscriptions):
+                continue
+            if invoice["id"] in known_final:  # final invoices do not change: read once
+                continue
+            pi, lines = _period_invoice(client, customer_id, invoice, meter_of)
+            if pi is None:
+                continue
+            found.append(pi)
+            if pi.finalized and (customer_id, pi.period_start) not in frozen:
+                frozen_lines += [
+                    [customer_id, meter, pi.period_start, pi.period_end, invoice["id"], line_quantity(line),
+                     int(line["amount"])]
+                    for meter, line in lines
+                ]
+    found = [pi for pi in found if pi.customer_id not in problems]
+    frozen_lines = [row for row in frozen_lines if row[0] not in problems]
     _upsert(con, found)
     insert_rows(
         con, "INSERT OR IGNORE INTO ops.invoiced_lines",

@@ -29,6 +29,9 @@ class ChaosProxy:
         self.seen_keys: set[str] = set()
         # path prefix -> [kind, how many more times (None: until removed)]; kind "500" | "429" | "drop" | "400-no-retry"
         self.force: dict[str, list] = {}
+        # text anywhere in the request line or body (e.g. one customer's id) -> kind, for every such request;
+        # kinds as above and "404" (Stripe's resource_missing), "garbage" (a 200 that is not the object asked for)
+        self.force_containing: dict[str, str] = {}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,6 +73,10 @@ class ChaosProxy:
             "retries": c.get("retries", 0),
         }
 
+    def requests_to(self, path: str) -> int:
+        with self.lock:
+            return self.counts[f"path {path}"]
+
     def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
         h.send_response(status)
         for k, v in headers.items():
@@ -86,6 +93,7 @@ class ChaosProxy:
         path = urlsplit(h.path).path
         with self.lock:
             self.counts["requests"] += 1
+            self.counts[f"path {path}"] += 1
             if key and key in self.seen_keys:
                 self.counts["retries"] += 1
             if key:
@@ -99,6 +107,9 @@ class ChaosProxy:
                         if rule[1] <= 0:
                             del self.force[prefix]
                     break
+            if forced is None:
+                request_text = h.path + " " + body.decode("utf-8", "replace")
+                forced = next((kind for text, kind in self.force_containing.items() if text in request_text), None)
             limited = forced is None and self.rng.random() < self.rate_limited_rate
         if forced == "429" or limited:
             with self.lock:
@@ -113,6 +124,13 @@ class ChaosProxy:
             err = {"error": {"type": "api_error", "message": "Injected 500."}}
             return self._send(h, 500, json.dumps(err).encode(), {"Content-Type": "application/json",
                                                                   "Stripe-Should-Retry": "true"})
+        if forced == "404":
+            err = {"error": {"type": "invalid_request_error", "code": "resource_missing",
+                             "message": "No such invoice (injected by the chaos proxy)."}}
+            return self._send(h, 404, json.dumps(err).encode(), {"Content-Type": "application/json"})
+        if forced == "garbage":
+            return self._send(h, 200, json.dumps({"object": "list", "data": [{"id": None}], "has_more": True,
+                                                  "url": h.path}).encode(), {"Content-Type": "application/json"})
         if forced == "400-no-retry":
             err = {"error": {"type": "invalid_request_error", "message": "Injected refusal."}}
             return self._send(h, 400, json.dumps(err).encode(), {"Content-Type": "application/json",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from metering_dagster.billing.problems import recorded_problems
 from metering_dagster.defs.periods.assets import closed_period_reconciliation, period_close
 from metering_dagster.defs.resources import MeteringResource
 
@@ -58,4 +59,24 @@ def closed_periods_reconciled(metering: MeteringResource) -> dg.AssetCheckResult
         ok=f"{total} finalized customer periods reconciled, no difference",
         failed="{n} finalized customer periods differ: {customers}",
         extra={"customer_periods": total, "differences": len(rows), "customers_with_differences": ", ".join(sorted({r[0] for r in rows})) or "-"},
+    )
+
+
+@dg.asset_check(
+    asset=period_close,
+    name="stripe_customers_readable",
+    description=(
+        "Every customer's Stripe objects, invoices and previews could be read in the last object sync, snapshot and"
+        " period close; a customer whose reads failed is named with the step and Stripe's error (the others were"
+        " billed, closed and reconciled)."
+    ),
+)
+def stripe_customers_readable(metering: MeteringResource) -> dg.AssetCheckResult:
+    with metering.warehouse() as con:
+        rows = recorded_problems(con)
+    return _rows_result(
+        rows, ("customer_id", "step", "problem"), severity=dg.AssetCheckSeverity.ERROR,
+        ok="every customer's Stripe reads succeeded",
+        failed="Stripe could not be read for {customers} ({n} problems): their reconciliation is out of date",
+        extra={"problems": len(rows)},
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.defs.resources import MeteringResource
+from metering_dagster.defs.stripe.assets import stripe_billing_objects
 from metering_dagster.defs.transform.keys import model_key
 
 SETTLED = ("match", "not_yet_invoiced")
@@ -51,4 +53,39 @@ def stripe_matches_shadow_invoice(metering: MeteringResource) -> dg.AssetCheckRe
     )
 
 
-defs = dg.Definitions(asset_checks=[stripe_matches_shadow_invoice])
+@dg.asset_check(
+    asset=stripe_billing_objects,
+    name="stripe_periods_match_contract",
+    description=(
+        "Every subscription's billing periods (its current period and the ones its billing anchor gives) are the"
+        " contract's: a drifted anchor would move usage into other periods and surface as adjustments."
+    ),
+)
+def stripe_periods_match_contract(metering: MeteringResource) -> dg.AssetCheckResult:
+    with metering.warehouse() as con:
+        ensure_billing_tables(con)
+        rows = con.execute(
+            """SELECT customer_id, stripe_subscription_id, problem FROM ops.stripe_subscription_periods
+               WHERE problem IS NOT NULL ORDER BY 1"""
+        ).fetchall()
+        total = con.execute("SELECT count(*) FROM ops.stripe_subscription_periods").fetchone()[0]
+    customers = [r[0] for r in rows]
+    return dg.AssetCheckResult(
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{total} subscriptions bill the contract's periods" if not rows
+            else f"{len(rows)} subscriptions bill other periods than the contract: "
+            + "; ".join(f"{c} ({sub}): {problem}" for c, sub, problem in rows[:5])
+            + (f"; and {len(rows) - 5} more" if len(rows) > 5 else "")
+        ),
+        metadata={
+            "subscriptions": total,
+            "customers_with_differences": ", ".join(customers) or "-",
+            "details": dg.MetadataValue.json(
+                [{"customer_id": c, "subscription": sub, "problem": p} for c, sub, p in rows[:100]]),
+        },
+    )
+
+
+defs = dg.Definitions(asset_checks=[stripe_matches_shadow_invoice, stripe_periods_match_contract])
