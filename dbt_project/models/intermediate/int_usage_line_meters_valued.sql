@@ -1,7 +1,9 @@
 {{ config(materialized='incremental') }}
 
 -- One row per landed line x meter it feeds (action matches and every filter passes), with the
--- value read as an exact decimal and what is wrong with it, if anything (-> invalid_value).
+-- value read as an exact decimal and what is wrong with it, if anything (-> invalid_value, or
+-- value_out_of_range for a magnitude of 10^max_value_integer_digits or more: bounded values keep every
+-- sum of them inside DECIMAL(38,12); see DECISIONLOG "Bounds").
 
 with lines as (
     select landing_run_id, source_file, line_number, action, payload
@@ -76,12 +78,39 @@ number_parts as (
 ),
 
 checked as (
+    -- the places of the first and last significant digits, from the digits and the exponent
+    -- ('0.0001e18' has 15 integer places, '100e-2' none after the point)
     select
         *,
         length(rtrim(ltrim(int_digits || frac_digits, '0'), '0')) as significant_digits,
-        length(rtrim(frac_digits, '0')) - exponent as decimal_places,
-        length(ltrim(int_digits, '0')) + exponent as integer_places
+        length(rtrim(int_digits || frac_digits, '0')) - length(int_digits) - exponent as decimal_places,
+        length(int_digits) + exponent
+            - (length(int_digits || frac_digits) - length(ltrim(int_digits || frac_digits, '0'))) as integer_places
     from number_parts
+),
+
+problems as (
+    select
+        *,
+        case
+            when aggregation = 'count' then null
+            when aggregation = 'unique_count' then
+                case
+                    when value_type is null then 'value is missing'
+                    when value_type not in ('string', 'number', 'boolean') then 'value is not a scalar'
+                end
+            when value_type is null then 'value is missing'
+            when not is_decimal then 'value is not a number or decimal string'
+            when significant_digits > 15 then 'value has more than 15 significant digits'
+            when decimal_places > 12 then 'value has more than 12 decimal places'
+            when integer_places > {{ var('max_value_integer_digits') }}
+                then 'value is 10^{{ var("max_value_integer_digits") }} or more in magnitude'
+            when aggregation <> 'sum' and value_text like '-%' and significant_digits > 0
+                then 'value is negative (only sum meters take negative values)'
+        end as value_problem,
+        aggregation not in ('count', 'unique_count') and is_decimal and significant_digits <= 15
+            and decimal_places <= 12 and integer_places > {{ var('max_value_integer_digits') }} as is_out_of_range
+    from checked
 ),
 
 valued as (
@@ -93,28 +122,20 @@ valued as (
         aggregation,
         value_type,
         value_text,
+        value_problem,
         case
-            when aggregation = 'count' then null
-            when aggregation = 'unique_count' then
-                case
-                    when value_type is null then 'value is missing'
-                    when value_type not in ('string', 'number', 'boolean') then 'value is not a scalar'
-                end
-            when value_type is null then 'value is missing'
-            when not is_decimal then 'value is not a number or decimal string'
-            when significant_digits > 15 then 'value has more than 15 significant digits'
-            when decimal_places > 12 or integer_places > 26 then 'value is outside DECIMAL(38,12)'
-            when aggregation <> 'sum' and value_text like '-%' and significant_digits > 0
-                then 'value is negative (only sum meters take negative values)'
-        end as value_problem,
+            when is_out_of_range then 'value_out_of_range'
+            when value_problem is not null then 'invalid_value'
+        end as value_reason,
         case
             when aggregation = 'count' then 1
-            when is_decimal and significant_digits <= 15 and decimal_places <= 12 and integer_places <= 26
+            when is_decimal and significant_digits <= 15 and decimal_places <= 12
+                and integer_places <= {{ var('max_value_integer_digits') }}
                 then try_cast(value_text as decimal(38, 12))
         end::decimal(38, 12) as value,
         -- unique_count compares the JSON scalar as written: its type and its text
         case when aggregation = 'unique_count' then value_type || ':' || value_text end as value_key
-    from checked
+    from problems
 )
 
 select * from valued

@@ -19,6 +19,11 @@ customers as (
     select * from {{ ref('stg_contract__customers') }}
 ),
 
+-- customers that were in the contract once: their lines are told apart from unknown ids
+contracted as (
+    select * from {{ ref('int_customers_contracted') }}
+),
+
 metered_actions as (
     select distinct action from {{ ref('stg_contract__meters') }}
 ),
@@ -27,7 +32,8 @@ value_problems as (
     select
         source_file,
         line_number,
-        string_agg('meter ' || meter || ': ' || value_problem, '; ' order by meter) as value_problem
+        string_agg('meter ' || meter || ': ' || value_problem, '; ' order by meter) as value_problem,
+        min(value_reason) as value_reason  -- invalid_value before value_out_of_range
     from {{ ref('int_usage_line_meters_valued') }}
     where value_problem is not null
     {% if is_incremental() %}
@@ -83,14 +89,18 @@ checked as (
             when coalesce(timed.environment_type, 'null') <> 'null'
                 and (timed.environment_type <> 'string' or timed.environment <> settings.environment)
                 then 'wrong_environment'
+            when customers.customer_id is null and contracted.customer_id is not null then 'customer_not_in_contract'
             when customers.customer_id is null then 'unknown_customer'
+            when timed.event_ts < customers.billing_anchor then 'before_first_period'
             when metered_actions.action is null then 'unmetered_action'
-            when value_problems.value_problem is not null then 'invalid_value'
+            when value_problems.value_problem is not null then value_problems.value_reason
         end as quarantine_reason,
-        value_problems.value_problem
+        value_problems.value_problem,
+        customers.billing_anchor
     from timed
     cross join settings
     left join customers on timed.customer_id = customers.customer_id
+    left join contracted on timed.customer_id = contracted.customer_id
     left join metered_actions on timed.action = metered_actions.action
     left join value_problems
         on timed.source_file = value_problems.source_file
@@ -98,9 +108,13 @@ checked as (
 )
 
 select
-    * exclude (value_problem),
+    * exclude (value_problem, billing_anchor),
     case quarantine_reason
         when 'invalid_value' then value_problem
+        when 'value_out_of_range' then value_problem
+        when 'before_first_period' then 'before the first billing period, which starts at the anchor '
+            || strftime({{ utc_naive('billing_anchor') }}, '%Y-%m-%dT%H:%M:%SZ')
+        when 'customer_not_in_contract' then 'the customer was in the contract and is no longer: its usage is not billed'
         when 'timestamp_in_future' then 'more than {{ var("future_tolerance_seconds") }} s after landing'
     end as quarantine_detail
 from checked

@@ -11,5 +11,6 @@ select
     currency,
     amount_decimal,
     price_model,
-    price_fingerprint
+    price_fingerprint,
+    amount_problem  -- amount_out_of_range: too large to price (amount_cents NULL); held from the upload
 from {{ ref('int_invoice_lines_priced') }}
