@@ -8,8 +8,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .model import (
     AGGREGATIONS,
     PRICE_MODELS,
@@ -22,28 +20,22 @@ from .model import (
     Price,
     Tier,
 )
+from .read import decode, parse, shown
 
-METER_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
-CURRENCY_RE = re.compile(r"^[a-z]{3}$")
-DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$")
+METER_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
+FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*\Z")
+CURRENCY_RE = re.compile(r"^[a-z]{3}\Z")
+DURATION_RE = re.compile(r"^([0-9]+)\s*([smhd])\Z")
 DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-DECIMAL_RE = re.compile(r"^\d+(\.\d+)?$")
+RFC3339_RE = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])\Z"
+)
+# What Stripe metadata, HTTP headers (our Idempotency-Keys carry it) and file names can all carry:
+# printable ASCII, no space at either end.
+CUSTOMER_ID_RE = re.compile(r"^[!-~]([ -~]*[!-~])?\Z")
+FIELD_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}\Z")
+DECIMAL_RE = re.compile(r"^[0-9]+(\.[0-9]+)?\Z")
 MAX_DECIMAL_PLACES = 12  # the warehouse stores amounts as DECIMAL(38,12)
-
-
-class _ExactLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """SafeLoader without float and timestamp resolution: `0.05` and dates stay strings.
-
-    libyaml's parser where PyYAML has it: a contract of 5,000 customers parses in 0.2 s instead of 1 s,
-    and every step of a run reads the contract."""
-
-
-_ExactLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 class _Errors:
@@ -55,7 +47,7 @@ class _Errors:
         self.items.append(f"{self.file}: {field}: {message}")
 
 
-_LOADED: dict[Path, tuple[str, Contract]] = {}  # path -> (text, contract): a run's steps share one parse
+_LOADED: dict[Path, tuple[bytes, Contract]] = {}  # path -> (bytes, contract): a run's steps share one parse
 
 
 def load_contract(path: str | Path) -> Contract:
@@ -63,21 +55,18 @@ def load_contract(path: str | Path) -> Contract:
     path = Path(path)
     errors = _Errors(path.name)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ContractError([f"{path.name}: cannot read: {exc.strerror or exc}"]) from exc
     cached = _LOADED.get(path.resolve())
-    if cached is not None and cached[0] == text:  # same text, same contract (it is immutable)
+    if cached is not None and cached[0] == data:  # same bytes, same contract (it is immutable)
         return cached[1]
-    try:
-        doc = yaml.load(text, Loader=_ExactLoader)
-    except yaml.YAMLError as exc:
-        raise ContractError([f"{path.name}: not valid YAML: {exc}"]) from exc
+    doc = parse(decode(data, path.name), path.name)
     contract = _contract(doc, path, errors)
     if errors.items:
         raise ContractError(errors.items)
     _LOADED.clear()
-    _LOADED[path.resolve()] = (text, contract)
+    _LOADED[path.resolve()] = (data, contract)
     return contract
 
 
@@ -88,10 +77,10 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
     _unknown_keys(doc, {"environment", "currency", "grace_period", "test_clock_start", "meters", "customers"}, "", e)
     environment = doc.get("environment")
     if environment not in ("test", "live"):
-        e.add("environment", f"must be test or live, got {environment!r}")
+        e.add("environment", f"must be test or live, got {shown(environment)}")
     currency = doc.get("currency")
     if not isinstance(currency, str) or not CURRENCY_RE.match(currency.lower()):
-        e.add("currency", f"must be a three-letter ISO currency code, got {currency!r}")
+        e.add("currency", f"must be a three-letter ISO currency code, got {shown(currency)}")
         currency = None
     else:
         currency = currency.lower()
@@ -114,7 +103,7 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
             meters.append(meter)
             continue
         if meter.key in seen:
-            e.add(f"meters[{i}].key", f"duplicate meter key {meter.key!r}")
+            e.add(f"meters[{i}].key", f"duplicate meter key {shown(meter.key)}")
         seen.add(meter.key)
         meters.append(meter)
 
@@ -128,7 +117,7 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
         customer = _customer(raw, f"customers[{i}]", e)
         cid = raw.get("id") if isinstance(raw, dict) else None
         if isinstance(cid, str) and cid in seen:
-            e.add(f"customers[{i}].id", f"duplicate customer id {cid!r}")
+            e.add(f"customers[{i}].id", f"duplicate customer id {shown(cid)}")
         if isinstance(cid, str):  # a non-string id is reported by _customer (found by the fuzz test)
             seen.add(cid)
         if customer is not None:
@@ -154,25 +143,25 @@ def _meter(raw: Any, at: str, currency: str, e: _Errors) -> Meter | None:
     _unknown_keys(raw, {"key", "display_name", "action", "value", "aggregation", "filter", "unit", "price"}, at, e)
     key = raw.get("key")
     if not isinstance(key, str) or not METER_KEY_RE.match(key) or len(key) > 100:
-        e.add(f"{at}.key", f"must match [a-z][a-z0-9_]* (at most 100 chars), got {key!r}")
+        e.add(f"{at}.key", f"must match [a-z][a-z0-9_]* (at most 100 chars), got {shown(key)}")
     display_name = raw.get("display_name", key)
-    if not isinstance(display_name, str) or not display_name:
-        e.add(f"{at}.display_name", "must be a non-empty string")
+    if not isinstance(display_name, str) or not display_name or not display_name.isprintable():
+        e.add(f"{at}.display_name", f"must be a non-empty string without control characters, got {shown(display_name)}")
     action = raw.get("action")
     if not isinstance(action, str) or not 1 <= len(action) <= 100:
-        e.add(f"{at}.action", f"must be a string of 1-100 chars, got {action!r}")
+        e.add(f"{at}.action", f"must be a string of 1-100 chars, got {shown(action)}")
     aggregation = raw.get("aggregation")
     if aggregation not in AGGREGATIONS:
-        e.add(f"{at}.aggregation", f"must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
+        e.add(f"{at}.aggregation", f"must be one of {', '.join(AGGREGATIONS)}, got {shown(aggregation)}")
     value_path = raw.get("value")
     if aggregation == "count":
         if value_path is not None:
             e.add(f"{at}.value", "must be omitted for aggregation count (count takes no value)")
     elif not isinstance(value_path, str) or not FIELD_PATH_RE.match(value_path):
-        e.add(f"{at}.value", f"must be a dotted field path like metadata.tokens, got {value_path!r}")
+        e.add(f"{at}.value", f"must be a dotted field path like metadata.tokens, got {shown(value_path)}")
     unit = raw.get("unit")
-    if unit is not None and not isinstance(unit, str):
-        e.add(f"{at}.unit", "must be a string")
+    if unit is not None and (not isinstance(unit, str) or not unit.isprintable()):
+        e.add(f"{at}.unit", f"must be a string without control characters, got {shown(unit)}")
     filters = _filters(raw.get("filter"), f"{at}.filter", e)
     price = _price(raw.get("price"), f"{at}.price", currency, e)
     if price is None:
@@ -198,10 +187,10 @@ def _filters(raw: Any, at: str, e: _Errors) -> tuple[MeterFilter, ...]:
     out = []
     for field_path, values in raw.items():
         if not isinstance(field_path, str) or not FIELD_PATH_RE.match(field_path):
-            e.add(f"{at}.{field_path}", "must be a dotted field path")
+            e.add(f"{at}.{_field(field_path)}", "must be a dotted field path")
             continue
         if not isinstance(values, list) or not values:
-            e.add(f"{at}.{field_path}", "must be a non-empty list of allowed values")
+            e.add(f"{at}.{_field(field_path)}", "must be a non-empty list of allowed values")
             continue
         allowed = []
         for j, v in enumerate(values):
@@ -210,7 +199,7 @@ def _filters(raw: Any, at: str, e: _Errors) -> tuple[MeterFilter, ...]:
             elif isinstance(v, (str, int)):
                 allowed.append(str(v))
             else:
-                e.add(f"{at}.{field_path}[{j}]", f"must be a string, integer or boolean, got {v!r}")
+                e.add(f"{at}.{_field(field_path)}[{j}]", f"must be a string, integer or boolean, got {shown(v)}")
         out.append(MeterFilter(field_path=field_path, allowed_values=tuple(allowed)))
     return tuple(out)
 
@@ -229,12 +218,12 @@ def _price(raw: Any, at: str, currency: str, e: _Errors) -> Price | None:
         return None
     model = raw.get("model")
     if model not in PRICE_MODELS:
-        e.add(f"{at}.model", f"must be one of {', '.join(PRICE_MODELS)}, got {model!r}")
+        e.add(f"{at}.model", f"must be one of {', '.join(PRICE_MODELS)}, got {shown(model)}")
         return None
     allowed = PRICE_KEYS[model] | {"model"}
     for k in raw:
         if k not in allowed:
-            e.add(f"{at}.{k}", f"not used by price model {model}")
+            e.add(f"{at}.{_field(k)}", f"not used by price model {model}")
     if model == "per_unit":
         unit = _amount(raw.get("unit_amount_decimal"), f"{at}.unit_amount_decimal", e)
         return Price(model=model, currency=currency, unit_amount_decimal=unit)
@@ -248,11 +237,11 @@ def _price(raw: Any, at: str, currency: str, e: _Errors) -> Price | None:
         if isinstance(size, str) and size.isdigit():
             size = int(size)
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            e.add(f"{at}.package.size", f"must be a positive integer, got {size!r}")
+            e.add(f"{at}.package.size", f"must be a positive integer, got {shown(size)}")
             size = 1
         rounding = pkg.get("round", "up")
         if rounding not in ("up", "down"):
-            e.add(f"{at}.package.round", f"must be up or down, got {rounding!r}")
+            e.add(f"{at}.package.round", f"must be up or down, got {shown(rounding)}")
         unit = _amount(pkg.get("unit_amount_decimal"), f"{at}.package.unit_amount_decimal", e)
         return Price(model=model, currency=currency, package=Package(size, unit, rounding))
     tiers_raw = raw.get("tiers")
@@ -277,9 +266,9 @@ def _price(raw: Any, at: str, currency: str, e: _Errors) -> Price | None:
         else:
             up_to = _amount(up_to_raw, f"{tat}.up_to", e)
             if last:
-                e.add(f"{tat}.up_to", f"the last tier must have up_to: inf, got {up_to_raw!r}")
+                e.add(f"{tat}.up_to", f"the last tier must have up_to: inf, got {shown(up_to_raw)}")
             elif previous is not None and up_to <= previous:
-                e.add(f"{tat}.up_to", f"must be greater than the previous tier's up_to ({previous}), got {up_to_raw!r}")
+                e.add(f"{tat}.up_to", f"must be greater than the previous tier's up_to ({previous}), got {shown(up_to_raw)}")
             elif up_to == 0:
                 e.add(f"{tat}.up_to", "must be greater than 0")
         if "unit_amount_decimal" not in t and "flat_amount_decimal" not in t:
@@ -297,21 +286,21 @@ def _amount(raw: Any, at: str, e: _Errors) -> Decimal:
         e.add(at, "is required (a decimal string such as \"0.05\")")
         return Decimal(0)
     if isinstance(raw, bool) or isinstance(raw, float):
-        e.add(at, f"must be a decimal string or integer, not {type(raw).__name__} {raw!r} (quote it)")
+        e.add(at, f"must be a decimal string or integer, not {type(raw).__name__} {shown(raw)} (quote it)")
         return Decimal(0)
     text = str(raw).strip()
     if not DECIMAL_RE.match(text):
-        e.add(at, f"must be a non-negative decimal such as \"0.05\", got {raw!r}")
+        e.add(at, f"must be a non-negative decimal such as \"0.05\", got {shown(raw)}")
         return Decimal(0)
     try:
         value = Decimal(text)
     except InvalidOperation:  # pragma: no cover - the regex already rules this out
-        e.add(at, f"not a decimal: {raw!r}")
+        e.add(at, f"not a decimal: {shown(raw)}")
         return Decimal(0)
     if value and -value.normalize().as_tuple().exponent > MAX_DECIMAL_PLACES:
-        e.add(at, f"at most {MAX_DECIMAL_PLACES} decimal places, got {raw!r}")
+        e.add(at, f"at most {MAX_DECIMAL_PLACES} decimal places, got {shown(raw)}")
     if value >= Decimal(10) ** 26:
-        e.add(at, f"too large: {raw!r}")
+        e.add(at, f"too large: {shown(raw)}")
     return value
 
 
@@ -322,11 +311,14 @@ def _customer(raw: Any, at: str, e: _Errors) -> Customer | None:
     _unknown_keys(raw, {"id", "billing_anchor", "interval"}, at, e)
     cid = raw.get("id")
     if not isinstance(cid, str) or not 1 <= len(cid) <= 100:
-        e.add(f"{at}.id", f"must be a string of 1-100 chars, got {cid!r}")
+        e.add(f"{at}.id", f"must be a string of 1-100 chars, got {shown(cid)}")
+    elif not CUSTOMER_ID_RE.match(cid):
+        e.add(f"{at}.id", f"must be printable ASCII without a space at either end (it is sent to Stripe in HTTP "
+                          f"headers), got {shown(cid)}")
     anchor = _timestamp(raw.get("billing_anchor"), f"{at}.billing_anchor", e)
     interval = raw.get("interval", "month")
     if interval != "month":
-        e.add(f"{at}.interval", f"must be month, got {interval!r}")
+        e.add(f"{at}.interval", f"must be month, got {shown(interval)}")
     if anchor is None:
         return None
     return Customer(id=cid, billing_anchor=anchor, interval=interval)
@@ -334,12 +326,12 @@ def _customer(raw: Any, at: str, e: _Errors) -> Customer | None:
 
 def _timestamp(raw: Any, at: str, e: _Errors) -> datetime | None:
     if not isinstance(raw, str) or not RFC3339_RE.match(raw):
-        e.add(at, f"must be an RFC 3339 timestamp with an offset, like \"2026-10-01T00:00:00Z\", got {raw!r}")
+        e.add(at, f"must be an RFC 3339 timestamp with an offset, like \"2026-10-01T00:00:00Z\", got {shown(raw)}")
         return None
     try:
         return datetime.fromisoformat(raw.upper().replace("Z", "+00:00")).astimezone(timezone.utc)
     except ValueError:
-        e.add(at, f"not a valid timestamp: {raw!r}")
+        e.add(at, f"not a valid timestamp: {shown(raw)}")
         return None
 
 
@@ -348,7 +340,7 @@ def _duration(raw: Any, at: str, e: _Errors) -> int:
         return raw
     m = DURATION_RE.match(str(raw).strip()) if isinstance(raw, str) else None
     if not m:
-        e.add(at, f"must be a duration like 30m, 1h or 2d, got {raw!r}")
+        e.add(at, f"must be a duration like 30m, 1h or 2d, got {shown(raw)}")
         return 0
     return int(m.group(1)) * DURATION_SECONDS[m.group(2)]
 
@@ -356,4 +348,9 @@ def _duration(raw: Any, at: str, e: _Errors) -> int:
 def _unknown_keys(raw: dict, known: set[str], at: str, e: _Errors) -> None:
     for k in raw:
         if k not in known:
-            e.add(f"{at}.{k}" if at else str(k), "unknown field")
+            e.add(f"{at}.{_field(k)}" if at else _field(k), "unknown field")
+
+
+def _field(name: Any) -> str:
+    """A key of the file as part of a field path in an error: as written if plain, else escaped and cut."""
+    return name if isinstance(name, str) and FIELD_NAME_RE.match(name) else shown(name)
