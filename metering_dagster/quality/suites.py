@@ -4,6 +4,10 @@ The suites run on the rows that the upload will send (the rows of fct_usage_by_p
 differ from the outbox) and on the shadow invoice lines of those customer-periods
 (fct_invoice_lines_expected). Rows are fetched as Python objects, so
 DECIMAL quantities reach pandas as Decimal, never as float.
+
+What one customer's data gets wrong for a known reason is a hold (`holds.py`): the suite names it and
+validates the other customers' rows, so only the held customers are withheld from the upload. A failed
+expectation on the rows left blocks everyone (`blocks_everyone`): its cause is not known to be one customer's.
 """
 
 from __future__ import annotations
@@ -14,11 +18,18 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import duckdb
 
 from metering_dagster.contract import Contract
+from metering_dagster.quality.holds import (
+    STRIPE_MAX_DIGITS,
+    TO_SEND_SQL,
+    Hold,
+    invoice_holds,
+    significant_digits,
+    usage_holds,
+)
 
 # GE prints progress bars and usage statistics by default; a pipeline log wants neither.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -46,13 +57,20 @@ def _import_quietly() -> None:
 @dataclass(frozen=True)
 class SuiteOutcome:
     suite: str
-    success: bool
+    success: bool  # every expectation passed and nothing is held
     rows: int
     failures: list[dict] = field(default_factory=list)  # one per failed expectation
+    held: tuple[Hold, ...] = ()  # what is withheld from the upload, by customer, with the reason
+
+    @property
+    def blocks_everyone(self) -> bool:
+        """An expectation failed on rows that no hold explains: nothing is uploaded."""
+        return bool(self.failures)
 
     @property
     def failing_customers(self) -> list[str]:
-        return sorted({c for f in self.failures for c in f["customers"] if c is not None})
+        failed = {c for f in self.failures for c in f["customers"] if c is not None}
+        return sorted(failed | {h.customer_id for h in self.held})
 
     def describe(self) -> str:
         if self.success:
@@ -61,17 +79,14 @@ class SuiteOutcome:
             f"{f['expectation']}({f['column']}): {f['unexpected_count']} rows, customers {', '.join(map(str, f['customers'][:10])) or '-'}"
             for f in self.failures
         ]
+        if self.held:
+            held = sorted({h.customer_id for h in self.held})
+            parts.append(
+                f"held from the upload, the other customers uploaded: {', '.join(held[:10])}"
+                f"{f' and {len(held) - 10} more' if len(held) > 10 else ''} ("
+                + "; ".join(h.describe() for h in self.held[:5]) + ")"
+            )
         return f"{self.suite} failed: " + "; ".join(parts)
-
-
-STRIPE_MAX_DIGITS = 15
-
-
-def significant_digits(value) -> int:
-    if value is None:
-        return 0
-    digits = Decimal(value).normalize().as_tuple().digits
-    return max(len(digits), 1)
 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str):
@@ -82,8 +97,12 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str):
     return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
 
 
-def _validate(name: str, frame, expectations: list) -> SuiteOutcome:
+def _validate(name: str, frame, expectations: list, held: list[Hold]) -> SuiteOutcome:
+    """The expectations on the rows of the customers not held; the outcome counts every row."""
     import great_expectations as gx
+
+    rows = len(frame)
+    frame = frame[~frame["customer_id"].isin({h.customer_id for h in held})].reset_index(drop=True)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
@@ -110,40 +129,21 @@ def _validate(name: str, frame, expectations: list) -> SuiteOutcome:
                 "examples": [str(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]],
             }
         )
-    return SuiteOutcome(suite=name, success=bool(result.success), rows=len(frame), failures=failures)
-
-
-# The customer × meter × periods whose quantity differs from what the outbox last recorded: the
-# rows the upload will send. Rows already sent were validated when they were new, so the gate's
-# cost follows what changed, not the whole history.
-_TO_SEND = """
-    select u.*
-    from marts.fct_usage_by_period as u
-    left join (
-        select customer_id, meter, period_start, arg_max(quantity_after, seq) as quantity
-        from ops.stripe_ledger group by all
-    ) as sent using (customer_id, meter, period_start)
-    where sent.quantity is distinct from u.quantity
-"""
-
-
-def _ensure_outbox(con: duckdb.DuckDBPyConnection) -> None:
-    from metering_dagster.billing.tables import ensure_billing_tables
-
-    ensure_billing_tables(con)  # before the first upload the outbox does not exist yet
+    return SuiteOutcome(suite=name, success=bool(result.success) and not held, rows=rows, failures=failures,
+                        held=tuple(held))
 
 
 def validate_usage_upload(con: duckdb.DuckDBPyConnection, contract: Contract) -> SuiteOutcome:
     """What the Stripe upload will send: one row per customer, meter and period that changed."""
     import great_expectations as gx
 
-    _ensure_outbox(con)
+    held = usage_holds(con, contract)
     frame = _frame(
         con,
         f"""
         select u.customer_id, u.meter, u.period_start, u.period_end, u.quantity, u.event_count,
                m.aggregation
-        from ({_TO_SEND}) as u
+        from ({TO_SEND_SQL}) as u
         left join contract.meters as m on m.meter = u.meter
         """,
     )
@@ -165,21 +165,21 @@ def validate_usage_upload(con: duckdb.DuckDBPyConnection, contract: Contract) ->
         ex.ExpectColumnValuesToBeBetween(column="event_count", min_value=0),
         ex.ExpectColumnValuesToBeBetween(column="quantity_significant_digits", max_value=STRIPE_MAX_DIGITS),
     ]
-    return _validate("usage_upload", frame, expectations)
+    return _validate("usage_upload", frame, expectations, held)
 
 
 def validate_shadow_invoice(con: duckdb.DuckDBPyConnection, contract: Contract) -> SuiteOutcome:
     """Our own invoice lines of the periods that change: whole non-negative cents in the contract's currency."""
     import great_expectations as gx
 
-    _ensure_outbox(con)
+    held = invoice_holds(con)
     frame = _frame(
         con,
         f"""
         select e.customer_id, e.meter, e.period_start, e.quantity, e.amount_cents, e.currency
         from marts.fct_invoice_lines_expected as e
         where exists (
-            select 1 from ({_TO_SEND}) as t where t.customer_id = e.customer_id and t.period_start = e.period_start
+            select 1 from ({TO_SEND_SQL}) as t where t.customer_id = e.customer_id and t.period_start = e.period_start
         )
         """,
     )
@@ -190,4 +190,4 @@ def validate_shadow_invoice(con: duckdb.DuckDBPyConnection, contract: Contract) 
         ex.ExpectColumnValuesToBeInSet(column="currency", value_set=[contract.currency]),
         ex.ExpectCompoundColumnsToBeUnique(column_list=["customer_id", "meter", "period_start"]),
     ]
-    return _validate("shadow_invoice", frame, expectations)
+    return _validate("shadow_invoice", frame, expectations, held)

@@ -4,6 +4,7 @@ overflow in SQL."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -100,3 +101,63 @@ def test_an_event_before_the_first_billing_period_is_quarantined(warehouse, dbt)
     assert "2026-10-01T00:00:00Z" in reasons["sept"][1]
     assert warehouse.query("select period_start::date::varchar, quantity from marts.fct_usage_by_period") == [
         ("2026-10-01", Decimal(7))]
+
+
+def test_a_total_too_precise_for_stripe_holds_only_its_customer(warehouse, dbt):
+    """1,000,000 + 0.000000000001 tokens has 19 significant digits: the gate withheld every customer's upload."""
+    from metering_dagster.contract import load_contract
+    from metering_dagster.quality.holds import withheld_customers
+    from metering_dagster.quality.suites import (
+        validate_shadow_invoice,
+        validate_usage_upload,
+    )
+    from metering_dagster.warehouse import connect
+
+    build(warehouse, dbt, [event("big", T, "c_big", "infer", tokens=1000000),
+                           event("tiny", T, "c_big", "infer", tokens="0.000000000001"),
+                           event("fine", T, "c_ok", "infer", tokens=1000)])
+    contract = load_contract(warehouse.state_dir / "metering.yml")
+    with connect(warehouse.path) as con:
+        usage = validate_usage_upload(con, contract)
+        assert not usage.blocks_everyone and not usage.success
+        assert usage.failing_customers == ["c_big"]
+        [held] = usage.held
+        assert (held.customer_id, held.meter, held.reason) == ("c_big", "tokens", "quantity_too_precise")
+        assert "1000000.000000000001" in held.detail and "19 significant digits" in held.detail
+        assert "c_big" in usage.describe() and "quantity_too_precise" in usage.describe()
+        assert validate_shadow_invoice(con, contract).success
+        assert withheld_customers(con, contract) == {"c_big"}
+
+
+def test_metering_run_uploads_the_others_and_names_the_customer_held(metering_env, dbt_manifest):
+    """End to end: one customer's total too precise for Stripe no longer withholds every customer's upload."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from tests.conftest import DEMO_DIR, REPO_ROOT
+
+    shutil.copytree(DEMO_DIR / "raw", metering_env["raw"], dirs_exist_ok=True)
+    (metering_env["raw"] / "precise.jsonl").write_text("".join(
+        json.dumps(event(f"precise-{i}", "2026-10-05T10:00:00Z", "cus_acme", "model_inference",
+                         metadata={"model": "gpt-4o", "input_tokens": value})) + "\n"
+        for i, value in enumerate(["999999999999", "0.0001234"])))
+
+    def metering(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "metering_dagster.cli", *args], env=dict(os.environ),
+                              capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, check=False)
+
+    assert metering("clock", "advance", "--to", "2026-11-01T00:30:00Z").returncode == 0
+    run = metering("run")
+    assert run.returncode not in (1, 2), run.stdout + run.stderr  # 2 was: the upload withheld for everyone
+    assert "usage_upload_suite" in run.stdout and "cus_acme" in run.stdout and "quantity_too_precise" in run.stdout
+    assert "withheld_customers=1" in run.stdout.replace(" ", "")
+    con = duckdb.connect(str(metering_env["state"] / "warehouse.duckdb"), read_only=True)
+    try:
+        uploaded = {r[0] for r in con.execute("select distinct customer_id from ops.stripe_ledger").fetchall()}
+    finally:
+        con.close()
+    assert uploaded == {"cus_globex", "cus_initech", "cus_umbrella"}

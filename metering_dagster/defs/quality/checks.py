@@ -1,4 +1,6 @@
-"""Blocking quality gates: a failed suite withholds the Stripe upload of what it covers."""
+"""Blocking quality gates: a suite that fails for a reason it cannot pin on customers withholds the whole
+upload (severity ERROR: the upload does not run); one that holds customers names them and fails with severity
+WARN, so that the upload runs and withholds only them (metering_dagster/quality/holds.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,15 @@ from metering_dagster.quality.suites import SuiteOutcome, validate_shadow_invoic
 def _result(outcome: SuiteOutcome) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=outcome.success,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.blocks_everyone else dg.AssetCheckSeverity.WARN,
         description=outcome.describe(),
         metadata={
             "suite": outcome.suite,
             "rows": outcome.rows,
             "failing_customers": ", ".join(outcome.failing_customers) or "-",
+            "blocks_everyone": outcome.blocks_everyone,
             "failures": dg.MetadataValue.json(outcome.failures),
+            "held": dg.MetadataValue.json([h.as_dict() for h in outcome.held]),
         },
     )
 

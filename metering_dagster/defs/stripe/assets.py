@@ -12,6 +12,7 @@ from metering_dagster.defs.stripe.resources import StripeResource
 from metering_dagster.defs.transform.assets import metering_dbt_models
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.locks import UPLOAD_POOL
+from metering_dagster.quality.holds import withheld_customers
 
 # A run tagged with this reads every customer back from Stripe, not only those that changed.
 FULL_SNAPSHOT_TAG = "metering/full_snapshot"
@@ -43,7 +44,8 @@ def stripe_billing_objects(metering: MeteringResource, stripe: StripeResource) -
 def stripe_usage_report(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
     contract = metering.contract()
     with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
-        result = report_usage(conn.client, con, contract)
+        # what the quality gate held (named in its checks) stays here; every other customer is uploaded
+        result = report_usage(conn.client, con, contract, withheld_customers=withheld_customers(con, contract))
     context.log.info(result.summary())
     return dg.MaterializeResult(metadata=result.metadata())
 
