@@ -5,7 +5,8 @@ in September (30 days). The Stripe test clock stops inside each grace period, af
 month, with a run at each stop, usage landing as it happens. Every closed period's final invoice must bill
 the contract's period (October 31 stays October's for the customer anchored on the 31st) and equal our
 shadow invoice to the cent, with no adjustment and no failed run. Expected periods are written out here by
-hand, and amounts computed here from the events, independently of the pipeline.
+hand, and amounts computed here from the events, independently of the pipeline. The story is set in 2025: events
+dated after the wall clock are quarantined (timestamp_in_future), whatever Stripe's test clock says.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ CONTRACT = """\
 environment: test
 currency: usd
 grace_period: 72h
-test_clock_start: "2026-09-10T00:00:00Z"
+test_clock_start: "2025-09-10T00:00:00Z"
 meters:
   - key: tokens
     display_name: Tokens
@@ -41,10 +42,10 @@ meters:
     unit: call
     price: {model: per_unit, unit_amount_decimal: "2"}
 customers:
-  - {id: cus_d31, billing_anchor: "2026-01-31T10:30:15Z", interval: month}
-  - {id: cus_d30, billing_anchor: "2026-05-30T23:45:00Z", interval: month}
-  - {id: cus_d29, billing_anchor: "2026-03-29T05:07:09Z", interval: month}
-  - {id: cus_feb28, billing_anchor: "2026-02-28T12:00:00Z", interval: month}
+  - {id: cus_d31, billing_anchor: "2025-01-31T10:30:15Z", interval: month}
+  - {id: cus_d30, billing_anchor: "2025-05-30T23:45:00Z", interval: month}
+  - {id: cus_d29, billing_anchor: "2025-03-29T05:07:09Z", interval: month}
+  - {id: cus_feb28, billing_anchor: "2025-02-28T12:00:00Z", interval: month}
 """
 
 
@@ -54,16 +55,16 @@ def t(text: str) -> datetime:
 
 # The contract's periods, as a finance lead reads them off the anchors (the day clamped in shorter months).
 PERIODS = {
-    "cus_d31": ["2026-08-31T10:30:15Z", "2026-09-30T10:30:15Z", "2026-10-31T10:30:15Z", "2026-11-30T10:30:15Z"],
-    "cus_d30": ["2026-08-30T23:45:00Z", "2026-09-30T23:45:00Z", "2026-10-30T23:45:00Z", "2026-11-30T23:45:00Z"],
-    "cus_d29": ["2026-08-29T05:07:09Z", "2026-09-29T05:07:09Z", "2026-10-29T05:07:09Z", "2026-11-29T05:07:09Z"],
-    "cus_feb28": ["2026-08-28T12:00:00Z", "2026-09-28T12:00:00Z", "2026-10-28T12:00:00Z", "2026-11-28T12:00:00Z"],
+    "cus_d31": ["2025-08-31T10:30:15Z", "2025-09-30T10:30:15Z", "2025-10-31T10:30:15Z", "2025-11-30T10:30:15Z"],
+    "cus_d30": ["2025-08-30T23:45:00Z", "2025-09-30T23:45:00Z", "2025-10-30T23:45:00Z", "2025-11-30T23:45:00Z"],
+    "cus_d29": ["2025-08-29T05:07:09Z", "2025-09-29T05:07:09Z", "2025-10-29T05:07:09Z", "2025-11-29T05:07:09Z"],
+    "cus_feb28": ["2025-08-28T12:00:00Z", "2025-09-28T12:00:00Z", "2025-10-28T12:00:00Z", "2025-11-28T12:00:00Z"],
 }
-CLOCK_START = t("2026-09-10T00:00:00Z")
+CLOCK_START = t("2025-09-10T00:00:00Z")
 # A run at each stop: the subscriptions are created at the first; then one stop a month, after every period
 # end of that month and inside each grace period (72 h); the last once every grace period is over.
-STOPS = [t("2026-09-15T12:00:00Z"), t("2026-09-30T23:55:00Z"), t("2026-10-31T10:45:00Z"),
-         t("2026-11-30T23:55:00Z"), t("2026-12-04T00:00:00Z")]
+STOPS = [t("2025-09-15T12:00:00Z"), t("2025-09-30T23:55:00Z"), t("2025-10-31T10:45:00Z"),
+         t("2025-11-30T23:55:00Z"), t("2025-12-04T00:00:00Z")]
 
 
 def usage() -> list[tuple[str, str, datetime, int]]:
@@ -162,5 +163,5 @@ def test_month_end_anchors_bill_the_contracts_periods_for_three_months(tmp_path,
     results = query(state / "warehouse.duckdb", "select result, count(*) from ops.period_reconciliation group by 1")
     assert results == [("match", 12)], results
     statuses = query(state / "analytics.duckdb",
-                     "select status, count(*) from marts.rpt_reconciliation where period_start >= '2026-08-28' and period_start < '2026-11-28' group by 1")
+                     "select status, count(*) from marts.rpt_reconciliation where period_start >= '2025-08-28' and period_start < '2025-11-28' group by 1")
     assert statuses == [("match", 24)], statuses
