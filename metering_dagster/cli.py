@@ -18,7 +18,7 @@ import shutil
 import sys
 from datetime import datetime, timezone
 
-from metering_dagster.settings import Settings, load_settings
+from metering_dagster.settings import Settings, SettingsError, load_settings, lock_wait_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_WITHHELD, EXIT_BAD_CONTRACT, EXIT_ATTENTION = 0, 1, 2, 3, 4
 
@@ -46,7 +46,7 @@ def _holding_state(settings: Settings):
     from metering_dagster.locks import run_lock
     from metering_dagster.runner import say
 
-    wait = float(os.environ.get("METERING_LOCK_WAIT_SECONDS") or 600)
+    wait = lock_wait_seconds(600)
     with run_lock(settings.state_dir, wait_seconds=wait, say=say):
         yield
 
@@ -206,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     query.add_argument("sql", help='e.g. "select * from marts.rpt_reconciliation"')
     args = parser.parse_args(argv)
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as error:  # a bad METERING_* value: named, no traceback
+        for problem in error.problems:
+            print(f"metering: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     from metering_dagster.locks import RunLockBusy
 
     try:

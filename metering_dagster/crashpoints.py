@@ -13,15 +13,13 @@ import os
 import signal
 import threading
 
+from metering_dagster.settings import crashpoint_spec
+
 _hits: dict[str, int] = {}
 
 
 def _target() -> tuple[str, int] | None:
-    spec = os.environ.get("METERING_CRASHPOINT")
-    if not spec:
-        return None
-    name, _, count = spec.partition("@")
-    return name, int(count or 1)
+    return crashpoint_spec()
 
 
 def _die() -> None:

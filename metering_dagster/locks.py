@@ -29,6 +29,8 @@ from pathlib import Path
 
 import duckdb
 
+from metering_dagster.settings import lock_wait_seconds
+
 log = logging.getLogger(__name__)
 
 UPLOAD_POOL = "stripe_upload"
@@ -58,7 +60,7 @@ def run_lock(state_dir: Path, *, wait_seconds: float | None = None,
              say: Callable[[str], None] = lambda m: None) -> Iterator[None]:
     """Hold the state folder for one run (see module doc)."""
     if wait_seconds is None:
-        wait_seconds = float(os.environ.get("METERING_LOCK_WAIT_SECONDS") or 0)
+        wait_seconds = lock_wait_seconds(0)
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -1,13 +1,21 @@
-"""Where things live: the one place that reads the environment.
+"""Where things live and how the pipeline is tuned: the one place that reads the environment.
 
 Every path has a default that points at the demo shipped under `data/`, so a
 fresh clone runs without configuration. Secrets are not read here: the Stripe
-key goes through `dg.EnvVar` in the Stripe resource.
+key is read only where the Stripe client is built (billing/client.py).
+
+Each tuning variable (`METERING_DUCKDB_THREADS` ...) is parsed by one function below; a value
+that cannot be used raises `SettingsError` naming the variable, the form expected and the value
+given (escaped, cut short). `load_settings` checks them all, so a command stops at its start
+with every bad value listed rather than fail somewhere in a run with a traceback.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +46,125 @@ class Settings:
         return self.state_dir / "stripe_emulator.sqlite"
 
 
+class SettingsError(ValueError):
+    """Environment variables with values that cannot be used: each named, with the form expected."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def _value(name: str) -> str | None:
+    """The variable's value without surrounding whitespace; None when unset or empty (the default applies)."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _refuse(name: str, expected: str) -> SettingsError:
+    value = os.environ.get(name, "")
+    shown = ascii(value) if len(value) <= 40 else ascii(value[:40])[:-1] + "…'"
+    return SettingsError([f"{name} must be {expected}, got {shown}"])
+
+
+def _number(name: str, default: float, *, whole: bool, minimum: float, maximum: float | None = None) -> float:
+    text = _value(name)
+    if text is None:
+        return default
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
+        kind = "a whole number" if whole else "a number"
+        bounds = f"from {minimum:g} to {maximum:g}" if maximum is not None else f"of at least {minimum:g}"
+        raise _refuse(name, f"{kind} {bounds}")
+    return value
+
+
+def duckdb_threads() -> int:
+    return int(_number("METERING_DUCKDB_THREADS", 2, whole=True, minimum=1, maximum=1024))
+
+
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|[KMGT]|B)", re.IGNORECASE)
+
+
+def duckdb_memory_limit() -> str:
+    """A size DuckDB reads, e.g. 1GB, 512MB, 2GiB (dbt's profile reads the same variable)."""
+    text = _value("METERING_DUCKDB_MEMORY_LIMIT")
+    if text is None:
+        return "1GB"
+    if not _MEMORY.fullmatch(text) or not float(re.match(r"[0-9.]+", text).group()) > 0:
+        raise _refuse("METERING_DUCKDB_MEMORY_LIMIT", "a size such as 1GB, 512MB or 2GiB")
+    return text
+
+
+def stripe_verify_hours() -> float:
+    return _number("METERING_STRIPE_VERIFY_HOURS", 24, whole=False, minimum=0)
+
+
+def stripe_concurrency() -> int:
+    return int(_number("METERING_STRIPE_CONCURRENCY", 4, whole=True, minimum=1, maximum=64))
+
+
+def lock_wait_seconds(default: float) -> float:
+    return _number("METERING_LOCK_WAIT_SECONDS", default, whole=False, minimum=0)
+
+
+def warehouse_wait_seconds() -> float:
+    return _number("METERING_WAREHOUSE_WAIT_SECONDS", 60, whole=False, minimum=0)
+
+
+def landing_settle_seconds(default: float) -> float:
+    return _number("METERING_LANDING_SETTLE_SECONDS", default, whole=False, minimum=0)
+
+
+def dead_letter_max_age_seconds(default: int) -> int:
+    return int(_number("METERING_DEAD_LETTER_MAX_AGE_SECONDS", default, whole=True, minimum=1))
+
+
+def metering_env() -> str | None:
+    """METERING_ENV: `production` allows a live key (billing/client.py); any other word is not production."""
+    text = _value("METERING_ENV")
+    if text is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", text):
+        raise _refuse("METERING_ENV", "a word such as production or staging")
+    return text
+
+
+def crashpoint_spec() -> tuple[str, int] | None:
+    """METERING_CRASHPOINT (tests only): `name` or `name@N`, N a whole number of at least 1."""
+    text = _value("METERING_CRASHPOINT")
+    if text is None:
+        return None
+    match = re.fullmatch(r"([a-z_]+:[a-z_]+)(?:@([1-9][0-9]{0,8}))?", text)
+    if not match:
+        raise _refuse("METERING_CRASHPOINT", "a point such as upload:after_send or upload:after_send@2")
+    return match.group(1), int(match.group(2) or 1)
+
+
+# Every tuning variable's parser (the defaults given here do not matter): `check_tuning` runs them all.
+TUNING: tuple[Callable[[], object], ...] = (
+    duckdb_threads, duckdb_memory_limit, stripe_verify_hours, stripe_concurrency, lambda: lock_wait_seconds(0),
+    warehouse_wait_seconds, lambda: landing_settle_seconds(0), lambda: dead_letter_max_age_seconds(1),
+    metering_env, crashpoint_spec,
+)
+
+
+def check_tuning() -> None:
+    """Raise one SettingsError listing every tuning variable whose value cannot be used."""
+    problems = []
+    for parse in TUNING:
+        try:
+            parse()
+        except SettingsError as error:
+            problems += error.problems
+    if problems:
+        raise SettingsError(problems)
+
+
 def load_settings() -> Settings:
-    """Read METERING_STATE_DIR, METERING_RAW_DIR and METERING_CONTRACT (with demo defaults)."""
+    """Read METERING_STATE_DIR, METERING_RAW_DIR and METERING_CONTRACT (with demo defaults), after checking
+    every tuning variable (`SettingsError`)."""
+    check_tuning()
     state_dir = Path(os.environ.get("METERING_STATE_DIR") or REPO_ROOT / "state").resolve()
     raw_dir = Path(os.environ.get("METERING_RAW_DIR") or DEMO_DIR / "raw").resolve()
     contract = Path(os.environ.get("METERING_CONTRACT") or DEMO_DIR / "metering.yml").resolve()

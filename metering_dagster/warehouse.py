@@ -8,7 +8,6 @@ Writers fill them (landing, contract, billing); dbt only reads them.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -18,6 +17,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from metering_dagster.settings import (
+    duckdb_memory_limit,
+    duckdb_threads,
+    warehouse_wait_seconds,
+)
+
 SCHEMAS = ("raw", "contract", "stripe_view", "ops")
 
 # Settings for the 2-core machine the product targets: both cores, and a memory ceiling that
@@ -25,8 +30,8 @@ SCHEMAS = ("raw", "contract", "stripe_view", "ops")
 # `warehouse.duckdb.tmp/` in the state folder (not set explicitly: dbt-duckdb sets settings on every
 # cursor, and DuckDB refuses to move a temp directory in use). dbt's profile reads the same
 # variables. TIMESTAMPTZ values are UTC.
-THREADS = int(os.environ.get("METERING_DUCKDB_THREADS") or 2)
-MEMORY_LIMIT = os.environ.get("METERING_DUCKDB_MEMORY_LIMIT") or "1GB"
+THREADS = duckdb_threads()
+MEMORY_LIMIT = duckdb_memory_limit()
 
 SOURCE_TABLES_DDL = """
 create table if not exists raw.landed_files (
@@ -137,7 +142,7 @@ def connect(path: str | Path, read_only: bool = False, wait_seconds: float | Non
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     if wait_seconds is None:
-        wait_seconds = float(os.environ.get("METERING_WAREHOUSE_WAIT_SECONDS") or 60)
+        wait_seconds = warehouse_wait_seconds()
     deadline = time.monotonic() + wait_seconds
     while True:
         try:

@@ -232,6 +232,6 @@ def open_stripe(settings: Settings, contract: Contract, environ: Mapping[str, st
             server.stop()
             raise
         return StripeConnection(client=client, mode="emulator", environment=contract.environment, server=server)
-    check_key(key, contract.environment, env.get("METERING_ENV"))
+    check_key(key, contract.environment, (env.get("METERING_ENV") or "").strip() or None)
     client = _client(key, env.get("STRIPE_API_BASE"))
     return StripeConnection(client=client, mode="stripe", environment=contract.environment, _secrets=[key])

@@ -50,6 +50,7 @@ import polars as pl
 
 from ..warehouse import ArrowStream, ensure_source_tables
 from ..crashpoints import crash_after_delay, crashpoint
+from ..settings import landing_settle_seconds
 from .parse import exact_json, fields_select_sql, may_be_lenient, strict_json_ok
 
 PATTERNS = ("*.jsonl", "*.jsonl.gz")
@@ -59,7 +60,7 @@ DEFAULT_SETTLE_SECONDS = 60.0
 
 
 def settle_seconds() -> float:
-    return float(os.environ.get("METERING_LANDING_SETTLE_SECONDS") or DEFAULT_SETTLE_SECONDS)
+    return landing_settle_seconds(DEFAULT_SETTLE_SECONDS)
 
 
 @dataclass(frozen=True)
