@@ -9,6 +9,8 @@ from the lines landed up to that time only: the numbers that were invoiced then.
 from __future__ import annotations
 
 import csv
+import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -75,6 +77,31 @@ def _pricing(con, meter: str, model: str, quantity: Decimal) -> list[str]:
     return out
 
 
+MAX_NAME_CHARS = 120
+
+
+def csv_file_name(customer: str, period_start: str, as_of: datetime | None = None) -> str:
+    """The CSV's file name, safe whatever the customer id: every byte other than a letter, a digit, `_` or
+    `-` written `%XX` (so no `/`, `..` or NUL survives, and two ids never share a name); a long id is cut
+    and a hash of it appended."""
+    def escaped(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]", lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")),
+                      text)
+
+    name = escaped(customer)
+    if len(name) > MAX_NAME_CHARS:
+        name = f"{name[:MAX_NAME_CHARS - 17]}-{hashlib.sha256(customer.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+    suffix = f"_as_of_{as_of:%Y%m%dT%H%M%S}" if as_of else ""
+    return f"{name}_{escaped(period_start[:10])}{suffix}.csv"
+
+
+def _inside(folder: Path, name: str) -> Path:
+    path = (folder / name).resolve()
+    if not path.is_relative_to(folder.resolve()):  # the name is escaped: a bug, never a user's id
+        raise ValueError(f"explain: {name!r} is not a file name inside {folder}")
+    return path
+
+
 def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: str, out_dir: Path,
                  as_of: datetime | None = None) -> Explanation:
     lines = con.execute(
@@ -126,9 +153,8 @@ def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: st
         ).fetchone()
     csv_path = None
     if lines:
-        suffix = f"_as_of_{as_of:%Y%m%dT%H%M%S}" if as_of else ""
-        csv_path = out_dir / f"{customer}_{period_start[:10]}{suffix}.csv"
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        csv_path = _inside(out_dir, csv_file_name(customer, period_start, as_of))
         rows = con.execute(
             """SELECT meter, event_id, event_ts, value, source_file, line_number, landing_run_id FROM marts.fct_metered_events
                WHERE customer_id = ? AND period_start = ?::TIMESTAMPTZ ORDER BY meter, event_ts, event_id""",
