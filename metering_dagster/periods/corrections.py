@@ -1,8 +1,9 @@
 """`metering corrections preview`: the money each customer would gain or lose from what has arrived.
 
-What has arrived under the raw folder is landed into a scratch copy of the warehouse and rebuilt by
-dbt; each customer × period × meter whose amount would change is listed with where the difference
-would be billed: on the period's own invoice while Stripe has not finalized it, else as an adjustment
+What has arrived under the raw folder, and the contract as it is now, are written into a scratch copy of the
+warehouse and rebuilt by dbt (from all landed lines when the contract's customers, anchors or meters changed,
+as the next run will: a customer added to the contract brings the usage that arrived before it); each
+customer × period × meter whose amount would change is listed with where the difference would be billed: on the period's own invoice while Stripe has not finalized it, else as an adjustment
 on the next invoice (Stripe's invoices are read, nothing is written to Stripe). New negative `sum` events are counted as corrections; re-sent event ids that
 are duplicates (their first copy was valid) are listed, since they will not count.
 """
@@ -27,6 +28,7 @@ class Change:
     amount_before: int
     amount_after: int
     billed_on: str
+    amount_problem: str | None = None  # amount_out_of_range: the line is too large to price (amount_after 0)
 
     @property
     def difference(self) -> int:
@@ -43,13 +45,14 @@ class Preview:
 
 def preview_corrections(settings: Settings) -> Preview:
     from metering_dagster.billing.client import open_stripe
-    from metering_dagster.billing.objects import stripe_objects_exist
-    from metering_dagster.contract import load_contract
-    from metering_dagster.landing import land_new_files
     from metering_dagster.billing.clock import current_clock_time
+    from metering_dagster.billing.objects import stripe_objects_exist
+    from metering_dagster.contract import load_contract, write_contract_tables
+    from metering_dagster.landing import land_new_files
     from metering_dagster.periods.invoices import refresh_period_invoices
     from metering_dagster.periods.scratch import dbt_run, scratch_copy
     from metering_dagster.periods.tables import ensure_period_tables
+    from metering_dagster.transform.rebuild import contract_changed_since_build
 
     contract = load_contract(settings.contract_path)
     with scratch_copy(settings) as folder:
@@ -62,18 +65,21 @@ def preview_corrections(settings: Settings) -> Preview:
             before_run = con.execute("SELECT coalesce(max(landing_run_id), 0) FROM raw.usage_lines").fetchone()[0]
             land_new_files(con, settings.raw_dir)
             con.execute("CREATE OR REPLACE TABLE ops.preview_before AS SELECT * FROM marts.fct_invoice_lines_expected")
+            write_contract_tables(con, contract)
+            rebuild = contract_changed_since_build(con, contract)
         finally:
             con.close()
-        dbt_run(folder, full_refresh=False)
+        dbt_run(folder, full_refresh=rebuild)
         con = duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True)
         try:
             rows = con.execute(
                 """SELECT a.customer_id, a.period_start::DATE::VARCHAR, a.meter, b.quantity, a.quantity,
-                          coalesce(b.amount_cents, 0), a.amount_cents, coalesce(p.finalized, false)
+                          coalesce(b.amount_cents, 0), coalesce(a.amount_cents, 0), coalesce(p.finalized, false),
+                          a.amount_problem
                    FROM marts.fct_invoice_lines_expected a
                    LEFT JOIN ops.preview_before b USING (customer_id, meter, period_start)
                    LEFT JOIN ops.period_invoices p USING (customer_id, period_start)
-                   WHERE b.quantity IS DISTINCT FROM a.quantity OR coalesce(b.amount_cents, 0) <> a.amount_cents
+                   WHERE b.quantity IS DISTINCT FROM a.quantity OR b.amount_cents IS DISTINCT FROM a.amount_cents
                    ORDER BY 1, 2, 3"""
             ).fetchall()
             new_events, corrections = con.execute(
@@ -89,8 +95,8 @@ def preview_corrections(settings: Settings) -> Preview:
             con.close()
     changes = [
         Change(c, p, m, qb, qa, int(ab), int(aa),
-               "the next invoice, as an adjustment (period finalized)" if final else "this period's invoice")
-        for c, p, m, qb, qa, ab, aa, final in rows
+               "the next invoice, as an adjustment (period finalized)" if final else "this period's invoice", problem)
+        for c, p, m, qb, qa, ab, aa, final, problem in rows
     ]
     return Preview(changes, new_events, corrections, duplicates)
 
@@ -113,6 +119,7 @@ def print_preview(preview: Preview) -> None:
             f"  {ch.period_start}  {ch.meter:<20} quantity {_q(ch.quantity_before)} -> {_q(ch.quantity_after)}"
             f"  amount {ch.amount_before / 100:.2f} -> {ch.amount_after / 100:.2f}  ({ch.difference / 100:+.2f})"
             f"  -> {ch.billed_on}"
+            + (f"  (not priced: {ch.amount_problem}, held from the upload)" if ch.amount_problem else "")
         )
     for event_id, kept, dup, conflict in preview.duplicates:
         print(f"duplicate, will not count: event {event_id} at {dup} (first copy kept at {kept}"

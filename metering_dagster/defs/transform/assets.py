@@ -9,11 +9,21 @@ after the snapshot. One dbt asset cannot both feed and follow the Stripe assets.
 from pathlib import Path
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
+from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.transform.project import dbt_project
 from metering_dagster.quality.suites import import_in_background
 from metering_dagster.settings import load_settings
+from metering_dagster.transform.rebuild import (
+    contract_changed_since_build,
+    record_build,
+)
 
 RECONCILIATION_SELECTOR = "tag:reconciliation"
 
@@ -51,11 +61,24 @@ def dbt_target_path(asset_name: str) -> Path:
     dagster_dbt_translator=translator,
     name="metering_dbt_models",
 )
-def metering_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def metering_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, metering: MeteringResource):
     import_in_background()  # the quality checks that follow need it; dbt runs in a process of its own
+    contract = metering.contract()
+    with metering.warehouse() as con:
+        rebuild = contract_changed_since_build(con, contract)
+    if rebuild:
+        context.log.info(
+            "the contract's customers, anchors or meters changed since the models were built (or this is the first"
+            " build): every landed line is validated again and every model rebuilt (dbt --full-refresh)"
+        )
     yield from dbt.cli(
-        [*dbt_build_args(), *PIPELINE_ONLY_ARGS], context=context, target_path=dbt_target_path("metering_dbt_models")
+        [*dbt_build_args(full_refresh=rebuild), *PIPELINE_ONLY_ARGS],
+        context=context,
+        target_path=dbt_target_path("metering_dbt_models"),
     ).stream()
+    if rebuild:
+        with metering.warehouse() as con:
+            record_build(con, contract)
 
 
 @dbt_assets(
