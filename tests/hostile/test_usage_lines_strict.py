@@ -4,10 +4,13 @@ quarantined with its reason, never counted with a value it does not hold."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.pipeline.conftest import Warehouse, dbt  # noqa: F401  (the session's dbt project)
 
@@ -106,3 +109,47 @@ def test_impossible_utc_offsets_are_quarantined(built):
         assert outcome(built, event_id) == "invalid_timestamp", event_id
     assert outcome(built, "offset-ok-east") == "metered 1.000000000000"
     assert outcome(built, "offset-ok-west") == "metered 1.000000000000"
+
+
+# --- the duplicate-key screen, fuzzed: objects as lists of (key, value) pairs, keys repeated at will --------------
+
+class Pairs(list):
+    """A JSON object written pair by pair, so that a key may come twice."""
+
+
+KEYS = st.text(alphabet=st.sampled_from(list('ab:" \\{},[]#\u00e9\u2028\t')), max_size=4)
+JSON_PAIRS = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 5), KEYS),
+    lambda inner: st.lists(inner, max_size=3) | st.lists(st.tuples(KEYS, inner), max_size=4).map(Pairs),
+    max_leaves=10,
+)
+
+
+def _write(value, data) -> str:
+    colon = data.draw(st.sampled_from([":", " :", ": ", "\t:\n"]))
+    comma = data.draw(st.sampled_from([",", ", ", " ,\r\n"]))
+    ascii_only = data.draw(st.booleans())
+    if isinstance(value, Pairs):
+        return "{" + comma.join(json.dumps(k, ensure_ascii=ascii_only) + colon + _write(v, data) for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + comma.join(_write(v, data) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
+def _has_a_key_twice(value) -> bool:
+    if isinstance(value, Pairs):
+        keys = [k for k, _ in value]
+        return len(set(keys)) < len(keys) or any(_has_a_key_twice(v) for _, v in value)
+    return isinstance(value, list) and any(_has_a_key_twice(v) for v in value)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(KEYS, JSON_PAIRS), max_size=4).map(Pairs), st.data())
+def test_the_duplicate_key_screen_misses_no_key_given_twice(document, data):
+    import polars as pl
+
+    from metering_dagster.landing.parse import DUPLICATE_KEY_MARK, screen_keys
+
+    text = _write(document, data)
+    marked = screen_keys(pl.Series([text])).item()
+    assert marked.startswith(DUPLICATE_KEY_MARK) == _has_a_key_twice(document), text
