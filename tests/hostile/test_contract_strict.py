@@ -206,3 +206,9 @@ def test_generated_contracts_validate_exactly_or_list_every_error(tmp_path, gene
         return
     assert not must_refuse, (must_refuse, text)
     assert [m.price.unit_amount_decimal for m in contract.meters] == [Decimal(p) for p in prices], text
+
+
+def test_a_meter_key_with_a_final_newline_is_refused(tmp_path):
+    """`$` in a pattern matches before a final newline: `tokens\\n` passed as a meter key (Stripe's event_name)."""
+    errors = refused(tmp_path, GOOD.replace("key: tokens", 'key: "tokens\\n"'))
+    assert errors[0].startswith("metering.yml: meters[0].key: must match [a-z][a-z0-9_]*"), errors
