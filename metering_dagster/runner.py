@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,58 @@ def recover_dead_runs(instance) -> list[str]:
     return recovered
 
 
+def _process_table() -> dict[int, tuple[int, list[str]]]:
+    """pid -> (parent pid, argv) of every process we can read (Linux /proc); empty elsewhere."""
+    table = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        table[int(entry.name)] = (ppid, [a.decode(errors="replace") for a in argv if a])
+    return table
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw.split(b"\0") if b"=" in item)
+
+
+def end_orphaned_dbt(state_dir: Path, *, grace_seconds: float = 5.0) -> list[int]:
+    """End the dbt processes that a killed run left behind on this state folder; returns their pids.
+
+    A run killed with SIGKILL cannot stop its dbt child, which goes on, holding the warehouse open. Called
+    with the run lock held: a dbt process of this state folder whose parent is gone (re-parented to init or a
+    subreaper, i.e. not a child of a live metering or Dagster process) belongs to a dead run. dbt processes of
+    a live parent (a run started from the UI) are never touched.
+    """
+    import signal
+
+    table = _process_table()
+    live_parents = {pid for pid, (_, argv) in table.items() if any("metering" in a or "dagster" in a for a in argv)}
+    state = str(Path(state_dir).resolve())
+    orphans = []
+    for pid, (ppid, argv) in table.items():
+        if pid == os.getpid() or ppid in live_parents or not any(Path(a).name == "dbt" for a in argv[:2]):
+            continue
+        env_state = _environ_of(pid).get("METERING_STATE_DIR")
+        if env_state and str(Path(env_state).resolve()) == state:
+            orphans.append(pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_seconds
+        while sig == signal.SIGTERM and time.monotonic() < deadline and any(pid_alive(p) for p in orphans):
+            time.sleep(0.1)
+    return orphans
+
+
 def _ensure_upload_pool(instance) -> None:
     storage = instance.event_log_storage
     if storage.supports_global_concurrency_limits and storage.get_concurrency_info(UPLOAD_POOL).slot_count != 1:
@@ -116,6 +169,8 @@ def _ensure_upload_pool(instance) -> None:
 
 
 def _execute(dg, tags: dict[str, str] | None) -> RunOutcome:
+    for pid in end_orphaned_dbt(load_settings().state_dir):
+        say(f"ended dbt process {pid}, left running by a killed run (it held the warehouse)")
     with dg.DagsterInstance.get() as instance:
         for run_id in recover_dead_runs(instance):
             say(f"run {run_id[:8]} had been killed; marked failed, its upload slot freed, this run finishes its work")

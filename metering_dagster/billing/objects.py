@@ -19,7 +19,6 @@ re-read objects it created. A new, changed or stale customer is verified as desc
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from metering_dagster.billing.periods import (add_months, epoch, from_epoch, mon
 from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.reads import pick
 from metering_dagster.billing.values import decimal_str, metadata_of
+from metering_dagster.settings import stripe_verify_hours
 from metering_dagster.contract.model import Contract, Customer, Meter
 from metering_dagster.billing.tables import ensure_billing_tables
 
@@ -279,7 +279,7 @@ def _record_price(con, price_id: str, meter: str, fingerprint: str, *, current: 
 
 def _trusted_customers(con, contract: Contract, clock_id: str | None, result: SyncResult) -> set[str]:
     """Customers whose recorded mapping matches the contract and was verified recently (module doc)."""
-    hours = float(os.environ.get("METERING_STRIPE_VERIFY_HOURS") or 24)
+    hours = stripe_verify_hours()
     rows = con.execute(
         """SELECT c.customer_id, c.stripe_customer_id, c.stripe_test_clock_id, epoch(c.billing_anchor)::BIGINT,
                   list(i.meter || '=' || i.stripe_price_id ORDER BY i.meter)

@@ -27,7 +27,6 @@ see `values.decimal_from_json_number` for why `Decimal(repr(aggregated_value))` 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -43,6 +42,7 @@ from metering_dagster.billing.problems import CustomerProblems, recorded_problem
 from metering_dagster.billing.reads import in_parallel, invoice_lines_of, invoices_of, pick
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
+from metering_dagster.settings import stripe_concurrency, stripe_verify_hours
 from metering_dagster.contract.model import Contract
 from metering_dagster.periods.tables import ADJUSTMENT_KEY
 from metering_dagster.warehouse import insert_rows
@@ -188,7 +188,7 @@ def _preview_rows(client: stripe.StripeClient, meter_of: MeterOfPrice, customer:
 
 def customers_to_read(con: duckdb.DuckDBPyConnection, stripe_now: datetime) -> set[str]:
     """Customers whose Stripe view may have changed since their last snapshot (module doc)."""
-    hours = float(os.environ.get("METERING_STRIPE_VERIFY_HOURS") or 24)
+    hours = stripe_verify_hours()
     rows = con.execute(
         """SELECT c.customer_id, c.billing_anchor, s.snapshot_at, s.stripe_now
            FROM ops.stripe_customers c LEFT JOIN ops.stripe_snapshot_state s USING (customer_id)"""
@@ -256,7 +256,7 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
     ensure_period_tables(con)
     if not stripe_objects_exist(con, contract):
         sync_stripe_objects(client, contract, con)
-    workers = int(os.environ.get("METERING_STRIPE_CONCURRENCY") or 4)
+    workers = stripe_concurrency()
     started = datetime.now(timezone.utc)  # what was sent before this instant is in what we read
     result = SnapshotResult(snapshot_at=started.replace(microsecond=0))
     stripe_now = current_clock_time(client, con, contract)
