@@ -11,8 +11,17 @@ delivered. Every request is retried by `delivery.RetryPolicy` (exponential backo
 jitter, honouring `Retry-After` and `stripe-should-retry`); a batch that still fails after that
 budget, or that Stripe refuses for good, is parked in the dead-letter table (`deadletter.py`)
 with its error, and once Stripe looked down for one batch the rest of this upload is parked
-untried. Parked rows stay pending in the ledger under the same identifier; the regular upload
-skips them and the dead-letter retry (`retry_dead_letters`) re-sends them.
+untried. Parked rows stay pending in the ledger under the same identifier; each upload first
+re-sends them (as does the `dead_letter_retry` schedule, `retry_dead_letters`), then plans and
+sends what is new.
+
+An answer of the stream is not a delivery: Stripe validates the events afterwards and reports those
+it refuses (`error_reports.py`). So an upload reads Stripe's error reports before planning (rows
+refused since the last run go back to pending and are planned again), and right after sending.
+Customers whose events Stripe refuses (their Stripe customer is gone) are held: nothing is sent for
+them until the object sync maps them to a Stripe customer that exists. Before the first rows for a
+meter, a new ledger (a lost or rebuilt warehouse) reads what an earlier ledger left in Stripe
+(`baseline.py`), so nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -21,14 +30,16 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 import stripe
 
-from metering_dagster.billing import deadletter, ledger
+from metering_dagster.billing import deadletter, error_reports, ledger
+from metering_dagster.billing.baseline import prepare_baselines
 from metering_dagster.billing.delivery import STATS
+from metering_dagster.billing.error_reports import parse_time
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.values import decimal_str
 from metering_dagster.contract.model import Contract
@@ -46,21 +57,27 @@ SESSION_RENEW_MARGIN_SECONDS = 60
 @dataclass
 class UploadResult:
     events_written: int = 0  # new ledger rows this run
-    events_sent: int = 0  # accepted by Stripe this run (duplicates included)
+    events_sent: int = 0  # accepted by Stripe's stream this run (duplicates included)
     duplicates: int = 0  # answered "identifier already used": delivered by an earlier attempt
     requests: int = 0  # meter event stream requests made
     deferred: int = 0  # left pending: timestamp outside Stripe's window at Stripe's time
     failed: int = 0  # rows that failed in this run (all of them parked in the dead-letter table)
     dead_lettered: int = 0  # rows parked in the dead-letter table by this run
+    dead_letters_retried: int = 0  # open dead letters this run sent again
     dead_letters_open: int = 0  # open rows in the dead-letter table after this run
     delivery: dict[str, Any] = field(default_factory=dict)  # requests tried, faults met, retries (delivery.STATS)
     withheld_customers: int = 0  # customers skipped because a blocking check withheld them
-    pending_left: int = 0  # rows still pending after this run (deferred + failed + withheld)
+    pending_left: int = 0  # rows still pending after this run (deferred + failed + withheld + rejected)
+    error_reports_read: int = 0  # Stripe's meter event error reports applied this run
+    rejected: list[error_reports.Rejection] = field(default_factory=list)  # rows Stripe refused, read this run
+    held_customers: list[str] = field(default_factory=list)  # customers whose events Stripe refuses
+    awaiting_confirmation: int = 0  # sent rows Stripe may still reject (error_reports.CONFIRM_AFTER_SECONDS)
+    baselines: int = 0  # keys started from what Stripe already held (baseline.py)
     errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and not self.rejected and not self.held_customers
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -71,10 +88,16 @@ class UploadResult:
             "deferred": self.deferred,
             "failed": self.failed,
             "dead_lettered": self.dead_lettered,
+            "dead_letters_retried": self.dead_letters_retried,
             "dead_letters_open": self.dead_letters_open,
             **{k: v for k, v in self.delivery.items() if not isinstance(v, dict)},
             "withheld_customers": self.withheld_customers,
             "pending_left": self.pending_left,
+            "error_reports_read": self.error_reports_read,
+            "rejected_by_stripe": len(self.rejected),
+            "held_customers": ", ".join(self.held_customers) or "-",
+            "awaiting_confirmation": self.awaiting_confirmation,
+            "baselines": self.baselines,
             "first_error": self.errors[0] if self.errors else "-",
         }
 
@@ -85,21 +108,20 @@ class UploadResult:
         )
         if self.withheld_customers:
             text += f"; {self.withheld_customers} customers withheld"
+        if self.baselines:
+            text += f"; {self.baselines} customer-meter-periods started from what Stripe already held"
         if self.deferred:
             text += f"; {self.deferred} deferred until Stripe's clock allows them"
         if self.failed:
             text += f"; {self.failed} failed, parked in the dead-letter table: {self.errors[0]}"
         if self.dead_letters_open:
             text += f"; {self.dead_letters_open} open in the dead-letter table"
+        if self.rejected:
+            first = self.rejected[0]
+            text += f"; {len(self.rejected)} refused by Stripe (first {first.customer_id}/{first.meter}: {first.message})"
+        if self.held_customers:
+            text += f"; Stripe refuses the events of {', '.join(self.held_customers)}: held"
         return text
-
-
-def _parse_time(value: Any) -> float:
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
 class _Session:
@@ -116,7 +138,7 @@ class _Session:
             session = self.client.v2.billing.meter_event_session.create()
             self.token = session.authentication_token
             try:
-                self.expires_at = _parse_time(session.expires_at)
+                self.expires_at = parse_time(session.expires_at)
             except (TypeError, ValueError, AttributeError):
                 self.expires_at = time.time() + 15 * 60
         return self.token
@@ -141,7 +163,7 @@ def _window_problem(ts: int, now: int) -> str | None:
 
 
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _error_text(err: stripe.StripeError) -> str:
@@ -153,11 +175,11 @@ def _error_text(err: stripe.StripeError) -> str:
 
 
 def _is_duplicate(text: str) -> bool:
-    return bool(re.search(r"duplicate|already (been )?(used|sent|exists|recorded|processed)", text, re.I))
+    return bool(re.search(r"duplicate|already (been )?(used|sent|exists|recorded|processed)", text, re.IGNORECASE))
 
 
 def _is_time_rejection(text: str) -> bool:
-    return bool(re.search(r"timestamp", text, re.I))
+    return bool(re.search(r"timestamp", text, re.IGNORECASE))
 
 
 def _event(row: ledger.PendingEvent) -> dict[str, Any]:
@@ -165,7 +187,7 @@ def _event(row: ledger.PendingEvent) -> dict[str, Any]:
         "event_name": row.meter,
         "identifier": row.identifier,
         "payload": {"stripe_customer_id": row.stripe_customer_id, "value": decimal_str(row.value)},
-        "timestamp": datetime.fromtimestamp(row.event_timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "timestamp": datetime.fromtimestamp(row.event_timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
     }
 
 
@@ -233,8 +255,9 @@ def send_pending(
     withheld_customers: frozenset[str] = frozenset(),
     result: UploadResult | None = None,
     dead_letters: bool = False,
+    stripe_now: dict[str | None, int] | None = None,
 ) -> UploadResult:
-    """Send every pending ledger row (except withheld customers') on the meter event stream.
+    """Send every pending ledger row (except withheld and held customers') on the meter event stream.
 
     `dead_letters=False` (the regular upload): rows parked in the dead-letter table are left alone.
     `dead_letters=True` (the dead-letter retry): only those rows are sent.
@@ -242,11 +265,17 @@ def send_pending(
     result = result or UploadResult()
     stats_before = STATS.as_dict()
     parked = deadletter.open_identifiers(con)
+    held = frozenset(h.customer_id for h in error_reports.held_customers(con))
     rows = [
-        r for r in ledger.pending_events(con, withheld_customers=withheld_customers)
+        r for r in ledger.pending_events(con, withheld_customers=withheld_customers, held_customers=held)
         if (r.identifier in parked) == dead_letters
     ]
-    now = _stripe_now(client, {r.stripe_test_clock_id for r in rows})
+    if dead_letters:
+        result.dead_letters_retried += len(rows)
+    if not rows:
+        _count_left(con, result, stats_before)
+        return result
+    now = stripe_now or _stripe_now(client, {r.stripe_test_clock_id for r in rows})
     sendable = []
     for row in rows:
         problem = (
@@ -269,19 +298,52 @@ def send_pending(
             if rest:
                 _park(con, rest, f"not tried: Stripe unavailable ({stop})", result, dead_letters)
             break
+    _count_left(con, result, stats_before)
+    return result
+
+
+def _tally(con: duckdb.DuckDBPyConnection, result: UploadResult) -> None:
+    """What is left: open dead letters, pending rows, rows Stripe may still reject."""
     deadletter.resolve_delivered(con)
     result.dead_letters_open = len(deadletter.open_identifiers(con))
-    result.pending_left = con.execute("SELECT count(*) FROM ops.stripe_ledger WHERE status = 'pending'").fetchone()[0]
+    result.pending_left, result.awaiting_confirmation = con.execute(
+        """SELECT count(*) FILTER (WHERE status = 'pending'),
+                  count(*) FILTER (WHERE status = 'sent' AND kind = 'event' AND confirmed_at IS NULL)
+           FROM ops.stripe_ledger"""
+    ).fetchone()
+
+
+def _count_left(con: duckdb.DuckDBPyConnection, result: UploadResult, stats_before: dict[str, Any]) -> None:
+    _tally(con, result)
     after = STATS.as_dict()
-    result.delivery = {k: after[k] - stats_before[k] for k in ("requests_tried", "faults_met", "retries", "gave_up")}
-    return result
+    for k in ("requests_tried", "faults_met", "retries", "gave_up"):
+        result.delivery[k] = result.delivery.get(k, 0) + after[k] - stats_before[k]
+
+
+def _read_back(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, result: UploadResult) -> None:
+    """Apply Stripe's error reports; name the refused rows and the held customers."""
+    read = error_reports.read_error_reports(client, con)
+    result.error_reports_read += read.reports_read
+    result.rejected += read.rejected
+    result.deferred += read.deferred
+    result.errors += [f"{r.customer_id}/{r.meter}: {r.message}" for r in read.rejected] + read.problems
+    result.held_customers = [h.customer_id for h in error_reports.held_customers(con)]
+
+
+def _customers_now(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection) -> dict[str | None, int]:
+    clocks = {r[0] for r in con.execute("SELECT DISTINCT stripe_test_clock_id FROM ops.stripe_customers").fetchall()}
+    return _stripe_now(client, clocks)
 
 
 def retry_dead_letters(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection) -> UploadResult:
     """Re-send the open dead-letter rows with their original identifiers (what the schedule runs)."""
+    ledger.ensure_ledger(con)
     with upload_lease(con, holder="dead-letter retry"):
         deadletter.resolve_delivered(con)
         result = send_pending(client, con, dead_letters=True)
+        if result.requests:
+            _read_back(client, con, result)
+            _tally(con, result)
     log.info(result.summary())
     return result
 
@@ -293,7 +355,8 @@ def report_usage(
     *,
     withheld_customers: frozenset[str] = frozenset(),
 ) -> UploadResult:
-    """Bring Stripe's meters to `marts.fct_usage_by_period`: ledger first, then send.
+    """Bring Stripe's meters to `marts.fct_usage_by_period`: Stripe's reports read back, dead letters
+    re-sent, baselines read where an earlier ledger sent usage, then the ledger first, then send.
 
     Creates the Stripe objects first if no sync has recorded them yet. Withheld customers get no
     new ledger rows and none of their pending rows are sent.
@@ -303,8 +366,23 @@ def report_usage(
         sync_stripe_objects(client, contract, con)
     result = UploadResult(withheld_customers=len(withheld & {c.id for c in contract.customers}))
     with upload_lease(con, holder="usage upload"):
+        ledger.ensure_ledger(con)
+        released = error_reports.release_customers(client, con)
+        if released:
+            log.info(f"Stripe takes events again for {', '.join(released)}: their held rows are sent")
+        _read_back(client, con, result)
+        now = _customers_now(client, con)
+        if deadletter.open_identifiers(con):
+            send_pending(client, con, withheld_customers=withheld, result=result, dead_letters=True, stripe_now=now)
+        baselines = prepare_baselines(client, con, now)
+        result.baselines = baselines.baselines
+        result.errors += [f"Stripe's usage could not be read for {u}: not sent until it is" for u in baselines.unreadable]
         result.events_written = len(ledger.write_pending(con, contract, withheld_customers=withheld))
         crashpoint("upload:after_ledger_write")
-        send_pending(client, con, withheld_customers=withheld, result=result)
+        sent_before = result.events_sent
+        send_pending(client, con, withheld_customers=withheld, result=result, stripe_now=now)
+        if result.events_sent > sent_before:
+            _read_back(client, con, result)
+            _tally(con, result)
     log.info(result.summary())
     return result
