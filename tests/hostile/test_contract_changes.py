@@ -21,6 +21,7 @@ def pipeline(metering_env, dbt_manifest):
     """The demo's raw logs; `build()` runs the run's steps up to the marts (contract, landing, dbt) in Dagster."""
     from metering_dagster.defs.contract.assets import metering_contract
     from metering_dagster.defs.landing.assets import landed_usage_lines
+    from metering_dagster.defs.landing.checks import DOWNSTREAM_SQL
     from metering_dagster.defs.resources import MeteringResource
     from metering_dagster.defs.transform.assets import metering_dbt_models
     from metering_dagster.defs.transform.project import dbt_project
@@ -41,6 +42,9 @@ def pipeline(metering_env, dbt_manifest):
         def build(self) -> None:
             result = dg.materialize([metering_contract, landed_usage_lines, metering_dbt_models], resources=resources)
             assert result.success
+            # lines read = valid + quarantined + blank, after a rebuild too: nothing lost, nothing counted twice
+            for _, read, blank, _, valid, quarantined in self.query(DOWNSTREAM_SQL):
+                assert read == blank + valid + quarantined
 
         def query(self, sql: str) -> list[tuple]:
             con = duckdb.connect(str(self.warehouse), read_only=True)

@@ -30,10 +30,15 @@ customers:
 
 
 def build(warehouse: Warehouse, dbt, lines: list[dict]) -> None:
+    from metering_dagster.defs.landing.checks import DOWNSTREAM_SQL
+
     warehouse.write_contract(CONTRACT)
     warehouse.add_file("usage.jsonl", lines)
     warehouse.land(LANDED)
     dbt.run(warehouse.state_dir, "build", "--exclude", "tag:reconciliation")
+    # lines read = valid + quarantined + blank, nothing lost, nothing counted twice
+    for _, read, blank, _, valid, quarantined in warehouse.query(DOWNSTREAM_SQL):
+        assert read == blank + valid + quarantined
 
 
 def quarantined(warehouse: Warehouse) -> dict[str, tuple[str, str]]:
@@ -158,6 +163,12 @@ def test_metering_run_uploads_the_others_and_names_the_customer_held(metering_en
     con = duckdb.connect(str(metering_env["state"] / "warehouse.duckdb"), read_only=True)
     try:
         uploaded = {r[0] for r in con.execute("select distinct customer_id from ops.stripe_ledger").fetchall()}
+        statuses = con.execute(
+            "select customer_id = 'cus_acme', status, count(*) from marts.rpt_reconciliation group by all order by all"
+        ).fetchall()
     finally:
         con.close()
     assert uploaded == {"cus_globex", "cus_initech", "cus_umbrella"}
+    # Stripe holds what the warehouse says for every line that can be billed; the held customer's differ
+    assert [s for s in statuses if not s[0]] == [(False, "match", 18)]
+    assert "every_line_landed_or_quarantined" not in run.stdout
