@@ -114,7 +114,8 @@ select
         when 'value_out_of_range' then value_problem
         when 'before_first_period' then 'before the first billing period, which starts at the anchor '
             || strftime({{ utc_naive('billing_anchor') }}, '%Y-%m-%dT%H:%M:%SZ')
-        when 'customer_not_in_contract' then 'the customer was in the contract and is no longer: its usage is not billed'
+        when 'customer_not_in_contract'
+            then 'the customer was in the contract and is no longer: its usage is not billed (put it back to bill it)'
         when 'timestamp_in_future' then 'more than {{ var("future_tolerance_seconds") }} s after landing'
     end as quarantine_detail
 from checked
