@@ -92,6 +92,33 @@ def test_a_lost_warehouse_starts_from_what_stripe_holds_and_nothing_is_doubled(r
     assert report_usage(client, con, contract).events_sent == 0
 
 
+def test_a_lost_warehouse_sends_nothing_for_a_key_whose_stripe_usage_cannot_be_read(
+        chaos, chaos_client, stripe_conn, contract, con):  # noqa: F811
+    _ready(chaos_client, contract, con)
+    usage = [
+        ("cust_a", "input_tokens", *OCT_A, "8", "2026-10-20T10:00:00Z"),
+        ("cust_b", "input_tokens", *OCT_B, "9", "2026-10-20T10:00:00Z"),
+    ]
+    set_usage(con, usage)
+    report_usage(chaos_client, con, contract)
+    con.execute("DROP SCHEMA ops CASCADE")
+    sync_stripe_objects(chaos_client, contract, con)
+    cust_b = con.execute("SELECT stripe_customer_id FROM ops.stripe_customers WHERE customer_id = 'cust_b'").fetchone()[0]
+
+    chaos.force_containing[f"customer={cust_b}"] = "404"  # its meter event summaries cannot be read
+    blind = report_usage(chaos_client, con, contract)
+    assert blind.events_sent == 0 and any("cust_b/input_tokens" in e for e in blind.errors)
+    check = evaluate_delivery(con)
+    assert not check.passed and check.metadata["customers"].value == "cust_b"
+
+    del chaos.force_containing[f"customer={cust_b}"]
+    set_usage(con, [usage[0], ("cust_b", "input_tokens", *OCT_B, "11", "2026-10-21T10:00:00Z")])
+    report_usage(chaos_client, con, contract)
+    assert evaluate_delivery(con).passed
+    assert stripe_quantity(stripe_conn, con, "cust_a", "input_tokens", *OCT_A) == 8
+    assert stripe_quantity(stripe_conn, con, "cust_b", "input_tokens", *OCT_B) == 11
+
+
 def test_a_customer_deleted_in_stripe_is_held_named_and_the_others_billed(ready, contract, con, monkeypatch):  # noqa: F811
     client = ready.client
     set_usage(con, [("cust_b", "api_calls", *OCT_B, "3", "2026-10-20T10:00:00Z")])

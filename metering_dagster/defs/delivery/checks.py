@@ -72,8 +72,9 @@ def undelivered(con) -> list[dict[str, str]]:
     incarnation = ledger.ensure_ledger(con)
     out += [
         {"customer_id": c, "meter": m, "period_start": str(from_epoch(ps).date()),
-         "reason": "what Stripe already holds could not be read: nothing is sent until it is"}
-        for c, m, ps, *_ in ledger.keys_awaiting_baseline(con, incarnation)
+         "reason": "what Stripe already holds could not be read: nothing is sent until it is" if stripe_customer
+         else "no Stripe customer yet: what Stripe holds is read once the object sync gives it one"}
+        for c, m, ps, _, stripe_customer, _ in ledger.keys_awaiting_baseline(con, incarnation)
     ]
     return out
 
