@@ -25,7 +25,6 @@ Cost: one product read (and one write) per meter per incarnation, one summary pe
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import duckdb
@@ -37,6 +36,7 @@ from metering_dagster.billing.periods import from_epoch
 from metering_dagster.billing.reads import in_parallel, pick
 from metering_dagster.billing.snapshot import _summary_total
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
+from metering_dagster.settings import stripe_concurrency
 
 STAMP_KEY = "metering_ledger"
 UNSTAMPED_OLDER_THAN_SECONDS = 24 * 3600
@@ -98,10 +98,6 @@ def claim_meters(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, in
                     [meter, incarnation])
 
 
-def _workers() -> int:
-    return int(os.environ.get("METERING_STRIPE_CONCURRENCY") or 4)
-
-
 def read_baselines(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, incarnation: str,
                    stripe_now: dict[str | None, int], result: BaselineResult) -> None:
     """Stripe's total of every key awaiting its baseline (withheld customers' too: it is only read),
@@ -119,7 +115,7 @@ def read_baselines(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, 
             return err
 
     rows, sent_to = [], {}
-    for key, answer in zip(keys, in_parallel(read, keys, _workers())):
+    for key, answer in zip(keys, in_parallel(read, keys, stripe_concurrency())):
         customer, meter, ps, pe, stripe_customer, _ = key
         if isinstance(answer, stripe.StripeError):
             result.unreadable.append(

@@ -1,7 +1,6 @@
 """Delivery checks on the upload: nothing left undelivered (`usage_delivered`), and nothing waiting in the
 dead-letter table longer than a set age (`no_stale_dead_letters`, `METERING_DEAD_LETTER_MAX_AGE_SECONDS`)."""
 
-import os
 from collections import defaultdict
 
 import dagster as dg
@@ -10,12 +9,13 @@ from metering_dagster.billing import deadletter, error_reports, ledger
 from metering_dagster.billing.periods import from_epoch
 from metering_dagster.defs.delivery.assets import DEAD_LETTER_ASSET
 from metering_dagster.defs.resources import MeteringResource
+from metering_dagster.settings import dead_letter_max_age_seconds
 
 DELIVERY_CHECK = "usage_delivered"
 
 
 def max_age_seconds() -> int:
-    return int(os.environ.get("METERING_DEAD_LETTER_MAX_AGE_SECONDS") or deadletter.DEFAULT_MAX_AGE_SECONDS)
+    return dead_letter_max_age_seconds(deadletter.DEFAULT_MAX_AGE_SECONDS)
 
 
 def evaluate_dead_letters(con, max_age: int) -> dg.AssetCheckResult:
