@@ -7,7 +7,8 @@ open keep reading it; new readers get the new one.
 The copy follows what changed: the previous published file is copied as a file and, for a table
 that grows by landing run (`landing_run_id`, e.g. `fct_metered_events`, one row per event), only
 rows of newer runs are appended when the older rows are still the same count; small tables and
-anything else are copied whole. A contract change rebuilt with `--full-refresh` gets a full copy.
+anything else are copied whole. A rebuild (`--full-refresh` after a contract change) gets a full copy: the
+published file records the build it copies (`metering_publish.built_from`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,25 @@ def _append_only(con: duckdb.DuckDBPyConnection, source: str, published: str) ->
     return last if same == count else None
 
 
-def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "marts") -> list[str]:
-    """Copy every table and view of `schema` into `target`, atomically replacing it (module doc)."""
+# Where the published file records the build it copies: a rebuild (--full-refresh) gets a full copy.
+STATE_TABLE = "published.metering_publish.built_from"
+
+
+def _published_generation(con: duckdb.DuckDBPyConnection) -> str | None:
+    try:
+        row = con.execute(f"select generation from {STATE_TABLE}").fetchone()
+    except duckdb.Error:
+        return None
+    return row[0] if row else None
+
+
+def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "marts",
+                  generation: str | None = None) -> list[str]:
+    """Copy every table and view of `schema` into `target`, atomically replacing it (module doc).
+
+    `generation` names the build the models come from (the contract fingerprint they were last rebuilt for):
+    when it differs from the published one, every table is copied whole, as rows may have changed in place.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -52,15 +70,18 @@ def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "m
         have = set(_tables(
             con, "select table_name from information_schema.tables where table_catalog = 'published' and table_schema = ?",
             schema))
+        same_build = generation is not None and _published_generation(con) == generation
         for name in names:
             source, published = f'"{schema}"."{name}"', f'published."{schema}"."{name}"'
-            last = _append_only(con, source, published) if name in growing and name in have else None
+            last = _append_only(con, source, published) if same_build and name in growing and name in have else None
             if last is not None:
                 con.execute(f"insert into {published} select * from {source} where landing_run_id > ?", [last])
             else:
                 con.execute(f"create or replace table {published} as select * from {source}")
         for name in have - set(names):
             con.execute(f'drop table published."{schema}"."{name}"')
+        con.execute("create schema if not exists published.metering_publish")
+        con.execute(f"create or replace table {STATE_TABLE} as select ?::varchar as generation", [generation])
     finally:
         con.execute("detach published")
     os.replace(tmp, target)

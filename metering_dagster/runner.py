@@ -28,8 +28,8 @@ class RunOutcome:
 
     @property
     def withheld(self) -> bool:
-        """A blocking quality check failed, so the Stripe upload did not run."""
-        return any(c["blocking"] for c in self.failed_checks) and "stripe_usage_report" not in self.materialized
+        """A blocking quality check failed for everyone, so the Stripe upload did not run."""
+        return any(blocks(c) for c in self.failed_checks) and "stripe_usage_report" not in self.materialized
 
     @property
     def crashed_steps(self) -> list[str]:
@@ -38,8 +38,15 @@ class RunOutcome:
 
     @property
     def attention(self) -> list[dict[str, Any]]:
-        """Failed checks of severity ERROR that block nothing: the run went through, but something is wrong."""
-        return [c for c in self.failed_checks if not c["blocking"] and c.get("severity") == "ERROR"]
+        """The run went through, but something is wrong: failed checks of severity ERROR that block nothing, and
+        quality gates that held some customers back (severity WARN: the others were uploaded)."""
+        return [c for c in self.failed_checks if (c["blocking"] and not blocks(c))
+                or (not c["blocking"] and c.get("severity") == "ERROR")]
+
+
+def blocks(check: dict[str, Any]) -> bool:
+    """A failed blocking check stops what follows only at severity ERROR; at WARN it held some customers."""
+    return check["blocking"] and check.get("severity", "ERROR") == "ERROR"
 
 
 def _is_blocking_check_failure(step: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from metering_dagster.runner import RunOutcome
+from metering_dagster.runner import RunOutcome, blocks
 from metering_dagster.settings import Settings
 from metering_dagster.warehouse import connect
 
@@ -99,7 +99,7 @@ def print_run_summary(outcome: RunOutcome, settings: Settings) -> None:
                 continue  # the reconciliation shown is this run's, never an earlier one's
             print(f"  {name}: {value}")
     for check in outcome.failed_checks:
-        kind = "blocking check" if check["blocking"] else "check"
+        kind = "blocking check" if blocks(check) else "check (the others went on)" if check["blocking"] else "check"
         customers = check["metadata"].get("failing_customers") or check["metadata"].get("customers_with_differences") \
             or check["metadata"].get("customers") or "-"
         print(f"  {kind} {check['check']} on {check['asset']} failed: {check['description']} (customers: {customers})")

@@ -121,10 +121,19 @@ def _floor0(q: Decimal) -> Decimal:
 
 
 def plan_adjustments(con: duckdb.DuckDBPyConnection, contract: Contract) -> list[Adjustment]:
-    """The adjustments that would bring every finalized period to what the marts say (nothing written)."""
+    """The adjustments that would bring every finalized period to what the marts say (nothing written).
+
+    A customer held by the quality gate gets none while it is held, and a line our shadow invoice cannot price
+    (`amount_problem`) none either: what Stripe would be told is not known.
+    """
+    from metering_dagster.quality.holds import withheld_customers
+
     ensure_period_tables(con)
+    held = withheld_customers(con, contract)
     out = []
     for customer, meter, ps, pe, billed_q, billed_amount, local_q, local_amount, seq, through in _baseline_rows(con):
+        if customer in held or local_amount is None:
+            continue
         if _floor0(billed_q) == _floor0(local_q) and billed_amount == local_amount:
             continue
         late = _late_events(con, customer, meter, ps, through)

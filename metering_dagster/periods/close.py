@@ -30,6 +30,7 @@ from metering_dagster.contract.model import Contract
 from metering_dagster.periods.adjustments import AdjustmentResult, adjust_finalized_periods, snapshot_adjustments
 from metering_dagster.periods.invoices import PeriodInvoice, record_draft_update, refresh_period_invoices
 from metering_dagster.periods.tables import ensure_period_tables
+from metering_dagster.quality.holds import invoice_holds, usage_holds
 from metering_dagster.periods.watermarks import customer_sources, incomplete_sources, read_watermarks
 from metering_dagster.warehouse import insert_rows
 
@@ -114,7 +115,7 @@ def _set_hold(con, pi: PeriodInvoice, *, reason: str | None, released: bool) -> 
 
 
 def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime, grace: int,
-            problems: CustomerProblems) -> bool:
+            problems: CustomerProblems, held: dict[str, str]) -> bool:
     """Holds, releases, the grace report. True when an invoice was finalized here."""
     watermarks = read_watermarks(raw_dir)
     feeds = customer_sources(con)
@@ -129,12 +130,12 @@ def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime
     for row in drafts:
         pi = PeriodInvoice(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
         with problems.guard(pi.customer_id):
-            changed |= _close_draft(client, con, result, pi, watermarks, feeds, pending, holds, now, grace)
+            changed |= _close_draft(client, con, result, pi, watermarks, feeds, pending, holds, now, grace, held)
     return changed
 
 
 def _close_draft(client, con, result: PeriodCloseResult, pi: PeriodInvoice, watermarks, feeds, pending, holds,
-                 now: datetime, grace: int) -> bool:
+                 now: datetime, grace: int, held: dict[str, str]) -> bool:
     """One draft's hold, release or grace report. True when it was finalized here."""
     period = f"{pi.customer_id} period {from_epoch(pi.period_start):%Y-%m-%d}"
     grace_end = from_epoch(pi.period_end + grace)
@@ -163,7 +164,12 @@ def _close_draft(client, con, result: PeriodCloseResult, pi: PeriodInvoice, wate
         return finalized
     if now < grace_end:
         left = pending.get((pi.customer_id, pi.period_start), 0)
-        if left:
+        if pi.customer_id in held:
+            result.late_in_grace.append(
+                f"{period}: usage held by the quality gate, not uploaded ({held[pi.customer_id]}); grace period "
+                f"ends {grace_end.isoformat()}"
+            )
+        elif left:
             result.late_in_grace.append(
                 f"{period}: {left} meter events still pending, grace period ends {grace_end.isoformat()}"
             )
@@ -183,7 +189,8 @@ def close_periods(
     problems = CustomerProblems("period close")
     refresh_period_invoices(client, con, result.stripe_now, problems)
     _record_uploaded_through(con, ledger.pending_periods(con))
-    if _drafts(client, con, result, raw_dir, result.stripe_now, contract.grace_period_seconds, problems):
+    held = {h.customer_id: h.reason for h in reversed([*usage_holds(con, contract), *invoice_holds(con)])}
+    if _drafts(client, con, result, raw_dir, result.stripe_now, contract.grace_period_seconds, problems, held):
         refresh_period_invoices(client, con, result.stripe_now, problems)
     result.superseded = ledger.supersede_finalized(con)
     result.finalized = con.execute("SELECT count(*) FROM ops.period_invoices WHERE finalized").fetchone()[0]

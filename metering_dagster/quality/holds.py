@@ -95,6 +95,14 @@ def usage_holds(con: duckdb.DuckDBPyConnection, contract: Contract) -> list[Hold
                 f"the period total {Decimal(quantity).normalize():f} has {digits} significant digits, Stripe takes "
                 f"{STRIPE_MAX_DIGITS}: a correction event that brings it within {STRIPE_MAX_DIGITS} releases it",
                 meter, _iso(period_start)))
+    for customer, meter, period_start in con.execute(
+        "select distinct customer_id, meter, epoch(period_start)::bigint from ops.stripe_ledger "
+        "where status = 'pending' order by all"
+    ).fetchall():
+        if customer not in anchors:  # planned before it left the contract: not sent while it is out
+            holds.append(Hold(customer, "customer_not_in_contract",
+                              "meter events planned before the contract dropped the customer", meter,
+                              _iso(period_start)))
     return holds + _moved_anchor_holds(con, anchors)
 
 

@@ -60,3 +60,10 @@ def record_build(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     except BaseException:
         con.execute("rollback")
         raise
+
+
+def built_generation(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The contract fingerprint the models were last rebuilt for: it changes only with a full rebuild."""
+    con.execute(_DDL)
+    row = con.execute("select fingerprint from ops.dbt_contract_built").fetchone()
+    return row[0] if row else None

@@ -14,6 +14,9 @@ BLOCKED = {"check": "usage_upload_suite", "asset": "marts/fct_usage_by_period", 
            "severity": "ERROR", "description": "withheld", "metadata": {"failing_customers": "cus_a"}}
 DIFFERENCE = {"check": "stripe_matches_shadow_invoice", "asset": "marts/rpt_reconciliation", "blocking": False,
               "severity": "ERROR", "description": "1 of 4 lines differ", "metadata": {"customers_with_differences": "cus_b"}}
+GATE_HELD = {"check": "usage_upload_suite", "asset": "marts/fct_usage_by_period", "blocking": True,
+             "severity": "WARN", "description": "1 customer held: cus_d quantity_too_precise",
+             "metadata": {"failing_customers": "cus_d"}}
 HELD = {"check": "no_invoice_held", "asset": "period_close", "blocking": False, "severity": "WARN",
         "description": "1 invoice held", "metadata": {"customers": "cus_c"}}
 FIGURES = {"lines landed (all runs)": 10, "reconciliation": "match: 3"}
@@ -36,6 +39,9 @@ def test_a_completed_run_with_a_failed_error_check_needs_attention():
     assert exit_code(outcome(True)) == EXIT_OK
     assert exit_code(outcome(True, [HELD])) == EXIT_OK  # a WARN check is the contract at work
     assert exit_code(outcome(True, [HELD, DIFFERENCE])) == EXIT_ATTENTION
+    # a gate that held one customer back (WARN) let the others through: the run completed, one customer was not
+    gate = outcome(True, [GATE_HELD], materialized=["stripe_usage_report"])
+    assert not gate.withheld and exit_code(gate) == EXIT_ATTENTION
 
 
 def test_a_failed_run_prints_no_figures_of_an_earlier_run(tmp_path, capsys):
