@@ -6,22 +6,8 @@ import dagster as dg
 
 from metering_dagster.billing.problems import recorded_problems
 from metering_dagster.defs.periods.assets import closed_period_reconciliation, period_close
+from metering_dagster.defs.check_results import rows_result
 from metering_dagster.defs.resources import MeteringResource
-
-
-def _rows_result(rows: list[tuple], keys: tuple[str, ...], *, severity, ok: str, failed: str, extra: dict) -> dg.AssetCheckResult:
-    """Pass when there is no row; else fail, naming the customers (first column) and listing the rows."""
-    customers = sorted({r[0] for r in rows})
-    return dg.AssetCheckResult(
-        passed=not rows,
-        severity=severity,
-        description=ok if not rows else failed.format(n=len(rows), customers=", ".join(customers)),
-        metadata={
-            **extra,
-            "customers": ", ".join(customers) or "-",
-            "details": dg.MetadataValue.json([dict(zip(keys, r)) for r in rows]),
-        },
-    )
 
 
 @dg.asset_check(
@@ -35,7 +21,7 @@ def no_invoice_held(metering: MeteringResource) -> dg.AssetCheckResult:
             """SELECT customer_id, period_start::VARCHAR, stripe_invoice_id, hold_reason FROM ops.period_invoices
                WHERE held_at IS NOT NULL AND released_at IS NULL AND status = 'draft' ORDER BY 1, 2"""
         ).fetchall()
-    return _rows_result(
+    return rows_result(
         rows, ("customer_id", "period_start", "invoice", "reason"), severity=dg.AssetCheckSeverity.WARN,
         ok="no invoice held", failed="{n} invoices held until their sources are complete: {customers}",
         extra={"held": len(rows)},
@@ -54,7 +40,7 @@ def closed_periods_reconciled(metering: MeteringResource) -> dg.AssetCheckResult
                WHERE result <> 'match' ORDER BY 1, 2"""
         ).fetchall()
         total = con.execute("SELECT count(*) FROM ops.period_reconciliation").fetchone()[0]
-    return _rows_result(
+    return rows_result(
         rows, ("customer_id", "period_start", "differences", "detail"), severity=dg.AssetCheckSeverity.ERROR,
         ok=f"{total} finalized customer periods reconciled, no difference",
         failed="{n} finalized customer periods differ: {customers}",
@@ -74,7 +60,7 @@ def closed_periods_reconciled(metering: MeteringResource) -> dg.AssetCheckResult
 def stripe_customers_readable(metering: MeteringResource) -> dg.AssetCheckResult:
     with metering.warehouse() as con:
         rows = recorded_problems(con)
-    return _rows_result(
+    return rows_result(
         rows, ("customer_id", "step", "problem"), severity=dg.AssetCheckSeverity.ERROR,
         ok="every customer's Stripe reads succeeded",
         failed="Stripe could not be read for {customers} ({n} problems): their reconciliation is out of date",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from metering_dagster.billing.tables import ensure_billing_tables
+from metering_dagster.defs.check_results import rows_result
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.stripe.assets import stripe_billing_objects
 from metering_dagster.defs.transform.keys import model_key
@@ -69,22 +70,13 @@ def stripe_periods_match_contract(metering: MeteringResource) -> dg.AssetCheckRe
                WHERE problem IS NOT NULL ORDER BY 1"""
         ).fetchall()
         total = con.execute("SELECT count(*) FROM ops.stripe_subscription_periods").fetchone()[0]
-    customers = [r[0] for r in rows]
-    return dg.AssetCheckResult(
-        passed=not rows,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"{total} subscriptions bill the contract's periods" if not rows
-            else f"{len(rows)} subscriptions bill other periods than the contract: "
-            + "; ".join(f"{c} ({sub}): {problem}" for c, sub, problem in rows[:5])
-            + (f"; and {len(rows) - 5} more" if len(rows) > 5 else "")
-        ),
-        metadata={
-            "subscriptions": total,
-            "customers_with_differences": ", ".join(customers) or "-",
-            "details": dg.MetadataValue.json(
-                [{"customer_id": c, "subscription": sub, "problem": p} for c, sub, p in rows[:100]]),
-        },
+    return rows_result(
+        rows, ("customer_id", "subscription", "problem"), severity=dg.AssetCheckSeverity.ERROR,
+        ok=f"{total} subscriptions bill the contract's periods",
+        failed="{n} subscriptions bill other periods than the contract: "
+        + "; ".join(f"{c}: {problem}" for c, _, problem in rows[:3]).replace("{", "{{").replace("}", "}}")
+        + (" ..." if len(rows) > 3 else ""),
+        extra={"subscriptions": total, "customers_with_differences": ", ".join(r[0] for r in rows) or "-"},
     )
 
 
