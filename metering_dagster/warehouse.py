@@ -162,11 +162,11 @@ def ensure_source_tables(con: duckdb.DuckDBPyConnection) -> None:
     for schema in SCHEMAS:
         con.execute(f"create schema if not exists {schema}")
     con.execute(SOURCE_TABLES_DDL)
-    # Columns added after the first release (issue 5): warehouses created before get them here.
+    # Columns added after the first release: warehouses created before get them here.
     con.execute("alter table raw.usage_lines add column if not exists landing_problem varchar")
     con.execute("alter table raw.landed_files add column if not exists lines_blank bigint default 0")
     con.execute("alter table raw.landed_files add column if not exists file_mtime_ns bigint")
-    # Issue 4: period close's tables, among them the dbt source stripe_view.invoice_adjustments.
+    # Period close's tables, among them the dbt source stripe_view.invoice_adjustments.
     from metering_dagster.periods.tables import ensure_period_tables
 
     ensure_period_tables(con)

@@ -1,4 +1,4 @@
-"""Time in test mode: the one shared Stripe test clock (issue 4).
+"""Time in test mode: the one shared Stripe test clock.
 
 The demo and the tests move time only through `advance_test_clock`, as a user testing against
 real Stripe test mode would. Stripe lets a test clock advance at most two billing intervals at

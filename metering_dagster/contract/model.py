@@ -160,7 +160,7 @@ class Contract:
 
     @property
     def effective_test_clock_start(self) -> datetime:
-        """`test_clock_start`, defaulting to the earliest billing anchor (issue 4)."""
+        """`test_clock_start`, defaulting to the earliest billing anchor."""
         return self.test_clock_start or min(c.billing_anchor for c in self.customers)
 
 

@@ -1,1 +1,1 @@
-"""Billing periods that close right (issue 4): invoice state, holds, late-usage adjustments, explain."""
+"""Billing periods that close right: invoice state, holds, late-usage adjustments, explain."""

@@ -1,4 +1,4 @@
-"""Issue 4 end to end, through `metering run` and `metering clock advance` only (plus the read-only
+"""Period close end to end, through `metering run` and `metering clock advance` only (plus the read-only
 `corrections preview` and `explain`): one Stripe test clock, four customers, four runs.
 
 - cus_walk: usage in October; usage landing in the grace window out of order (a day-old "skewed"

@@ -1,4 +1,4 @@
-"""Incremental dbt builds (issue 6): aggregates merged from new events only, and data tests scoped to the
+"""Incremental dbt builds: aggregates merged from new events only, and data tests scoped to the
 landing runs they have not passed on yet. Each must give what a --full-refresh gives."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 {{ config(materialized='incremental') }}
 
 -- Every landed line with its event timestamp in UTC and, if it fails a check, the first
--- quarantine reason in the order of issue 3 (NULL = valid).
+-- quarantine reason in a fixed order (NULL = valid).
 
 with lines as (
     select *

@@ -1,4 +1,4 @@
-"""Period close and the post-finalization reconciliation (issue 4)."""
+"""Period close and the post-finalization reconciliation."""
 
 
 import dagster as dg

@@ -34,7 +34,7 @@ def stripe_billing_objects(metering: MeteringResource, stripe: StripeResource) -
 @dg.asset(
     group_name="stripe",
     kinds={"stripe"},
-    pool=UPLOAD_POOL,  # one upload at a time across runs (issue 5; see metering_dagster/locks.py)
+    pool=UPLOAD_POOL,  # one upload at a time across runs (see metering_dagster/locks.py)
     deps=[stripe_billing_objects, model_key("fct_usage_by_period"), model_key("fct_invoice_lines_expected")],
     description=(
         "Per customer, meter and period: what Stripe should hold minus what the ledger says was sent,"
