@@ -21,11 +21,14 @@ def main(argv=None) -> int:
                     help="fraction of requests that take effect but whose connection is closed unanswered")
     ap.add_argument("--latency-ms", type=float, default=0, help="added latency per request")
     ap.add_argument("--seed", type=int, default=None, help="seed for the random faults")
+    ap.add_argument("--identifier-window-seconds", type=int, default=None,
+                    help="forget a meter event identifier this long after its event was received, on the "
+                         "customer's clock (default: never; Stripe keeps them at least 24 hours)")
     args = ap.parse_args(argv)
     srv = EmulatorServer(args.state, host=args.host, port=args.port, grace_period_seconds=args.grace_period_seconds,
                          rate_limit=args.rate_limit, fail_rate=args.fail_rate,
                          drop_after_commit_rate=args.drop_after_commit_rate, latency_ms=args.latency_ms,
-                         seed=args.seed)
+                         seed=args.seed, identifier_window_seconds=args.identifier_window_seconds)
     srv.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(srv.url, flush=True)

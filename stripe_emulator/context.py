@@ -11,6 +11,9 @@ from .storage import Tx
 @dataclass
 class Settings:
     grace_period_seconds: int = 3600
+    # How long a meter event identifier stays taken, on the customer's clock; None: for the life of the state
+    # file. Stripe promises "at least 24 hours", so a client must not rely on it beyond that.
+    identifier_window_seconds: int | None = None
 
 
 @dataclass

@@ -249,10 +249,11 @@ class EmulatorServer:
 
     def __init__(self, state_path, host: str = "127.0.0.1", port: int = 0, grace_period_seconds: int = 3600,
                  rate_limit: float | None = None, fail_rate: float = 0.0, drop_after_commit_rate: float = 0.0,
-                 latency_ms: float = 0, seed: int | None = None):
+                 latency_ms: float = 0, seed: int | None = None, identifier_window_seconds: int | None = None):
         self.state_path = state_path
         self.host, self.port = host, port
-        self.settings = Settings(grace_period_seconds=grace_period_seconds)
+        self.settings = Settings(grace_period_seconds=grace_period_seconds,
+                                 identifier_window_seconds=identifier_window_seconds)
         self.faults = Faults(rate_limit, fail_rate, drop_after_commit_rate, latency_ms, seed)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None

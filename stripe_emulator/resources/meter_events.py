@@ -114,10 +114,33 @@ def _insert_one(ctx, event_name, payload, identifier, timestamp) -> tuple:
         row = Ingest(ctx).row(event_name, payload, identifier, timestamp)
     except EventRejected as e:
         raise StripeError(400, e.message, code=e.code, should_retry=False)
-    if ctx.tx.conn.execute("SELECT 1 FROM meter_events WHERE identifier = ?", (row[0],)).fetchone():
+    if _taken(ctx, Ingest(ctx), [row[0]]):
         raise _duplicate(row[0])
     ctx.tx.conn.execute(INSERT, row)
     return row
+
+
+def _taken(ctx, ingest: Ingest, identifiers: list[str]) -> set[str]:
+    """The identifiers still taken by an earlier event. With an identifier window, an event received longer
+    ago than the window (on its customer's clock, as cancellations are timed) gives its identifier up: it
+    still counts, under `<identifier>#released-<seq>`, and the identifier can be used again."""
+    if not identifiers:
+        return set()
+    found = ctx.tx.conn.execute(
+        f"SELECT identifier, seq, customer, received FROM meter_events WHERE identifier IN "
+        f"({', '.join('?' * len(identifiers))})", identifiers).fetchall()
+    window = ctx.settings.identifier_window_seconds
+    if window is None:
+        return {r[0] for r in found}
+    taken = set()
+    for identifier, seq, customer, received in found:
+        now = ingest.customer_now(customer)
+        if now is not None and now - received >= window:
+            ctx.tx.conn.execute("UPDATE meter_events SET identifier = ? WHERE seq = ?",
+                                (f"{identifier}#released-{seq}", seq))
+        else:
+            taken.add(identifier)
+    return taken
 
 
 def create_v1(ctx):
@@ -181,9 +204,7 @@ def stream(ctx):
             code = getattr(e, "code", None) or "meter_event_invalid_value"
             errors.append((getattr(e, "meter", None), ev.get("event_name"), ev.get("identifier"), code, e.message))
     if rows:
-        ids = [r[0] for r in rows]
-        taken = {r[0] for r in ctx.tx.conn.execute(
-            f"SELECT identifier FROM meter_events WHERE identifier IN ({', '.join('?' * len(ids))})", ids)}
+        taken = _taken(ctx, ingest, [r[0] for r in rows])
         fresh, seen = [], set()
         for r in rows:
             if r[0] in taken or r[0] in seen:
