@@ -7,7 +7,9 @@ touch the ledger: the ledger row stays `pending` with the same identifier, so th
 still count it and no new row is planned for the same usage. The regular upload leaves parked rows
 alone; the `dead_letter_retry` schedule re-sends them with their original identifiers, so a row
 that did reach Stripe after all is answered as a duplicate (counted as delivered), never counted
-twice. A row is resolved when its ledger row is `sent`.
+twice (within Stripe's identifier window; a row first tried longer ago is settled by Stripe's summary
+instead, `identifier_window.py`). A row is resolved when its ledger row is `sent` (`delivered`), or
+`replaced` by a later row of its key that carries its usage (`replaced`).
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ def park(con: duckdb.DuckDBPyConnection, identifiers: list[str], error: str, *, 
 
 
 def resolve_delivered(con: duckdb.DuckDBPyConnection) -> int:
-    """Close every open row whose ledger row is sent; returns how many were closed."""
+    """Close every open row whose ledger row is sent, or replaced by a later row of its key; returns how
+    many were closed."""
     ensure_table(con)
     closed = con.execute(
-        """UPDATE ops.stripe_dead_letters d SET resolved_at = now(), resolution = 'delivered'
+        """UPDATE ops.stripe_dead_letters d SET resolved_at = now(),
+               resolution = CASE WHEN l.status = 'sent' THEN 'delivered' ELSE 'replaced' END
            FROM ops.stripe_ledger l
-           WHERE d.identifier = l.identifier AND l.status = 'sent' AND d.resolved_at IS NULL
+           WHERE d.identifier = l.identifier AND l.status IN ('sent', 'replaced') AND d.resolved_at IS NULL
            RETURNING d.identifier"""
     ).fetchall()
     return len(closed)

@@ -27,6 +27,14 @@ Two more kinds of truth feed the totals:
   `ops.stripe_customers`, e.g. the Stripe customer was deleted and created again) does not count:
   the new Stripe customer holds none of it.
 
+Stripe keeps an identifier unique only "within a rolling period of at least 24 hours", so a pending
+row first tried longer ago than that may no longer be recognised: before such a row is sent again,
+Stripe's summary of its key decides (`identifier_window.py`). Its pending rows are then either
+delivered (Stripe holds the ledger's total: `sent`, noted "delivered by summary") or `replaced` by a
+`summary` row (what Stripe held of them, never sent) and a new row, under a new identifier, carrying
+only what Stripe lacks. `first_sent_at` (our clock) and `first_sent_stripe_at` (the customer's Stripe
+clock) record a row's first send attempt, written before the request.
+
 Rows Stripe rejected after accepting them in the stream (`error_reports.py`) are back to
 `pending` with `rejected_code` and the reason in `last_error`; they still count, and are sent
 again (or held while the customer cannot receive events). A row whose value Stripe refused is
@@ -63,11 +71,17 @@ INVOICE_LINES_TABLE = "marts.fct_invoice_lines_expected"
 
 # Columns added to ops.stripe_ledger after its first release (an existing ledger gets them on its next run).
 ADDED_COLUMNS = {
-    "kind": "VARCHAR DEFAULT 'event'",  # 'event' (sent to Stripe) or 'baseline' (what Stripe already held)
+    # 'event' (sent to Stripe), 'baseline' (what Stripe already held when this ledger met the key) or
+    # 'summary' (what Stripe held of rows not trusted after the identifier window); the last two are never sent
+    "kind": "VARCHAR DEFAULT 'event'",
     "sent_to": "VARCHAR",  # the Stripe customer the row was delivered to
     "rejected_code": "VARCHAR",  # Stripe's code while Stripe refuses the row (cleared once it is accepted)
     "confirmed_at": "TIMESTAMPTZ",  # no rejection reported within error_reports.CONFIRM_AFTER_SECONDS
+    "first_sent_at": "TIMESTAMPTZ",  # our time when the row was first tried (set before the request)
+    "first_sent_stripe_at": "TIMESTAMPTZ",  # Stripe's time then, on the customer's clock
 }
+# A ledger older than `first_sent_at` may have tried any event row since it was written.
+BACKFILL = {"first_sent_at": "UPDATE ops.stripe_ledger SET first_sent_at = created_at WHERE kind = 'event'"}
 LEDGER_DDL = [
     """CREATE TABLE IF NOT EXISTS ops.stripe_ledger_incarnation (
         incarnation_id VARCHAR PRIMARY KEY,
@@ -99,6 +113,8 @@ def ensure_ledger(con: duckdb.DuckDBPyConnection) -> str:
     for name, kind in ADDED_COLUMNS.items():
         if name not in present:
             con.execute(f"ALTER TABLE ops.stripe_ledger ADD COLUMN IF NOT EXISTS {name} {kind}")
+            if name in BACKFILL:
+                con.execute(BACKFILL[name])
     for statement in LEDGER_DDL:
         con.execute(statement)
     row = con.execute("SELECT incarnation_id FROM ops.stripe_ledger_incarnation").fetchone()
@@ -135,6 +151,12 @@ def event_identifier(environment: str, customer_id: str, meter: str, period_star
     if incarnation is not None:
         key = f"{incarnation}|{key}"
     return "mtr_" + hashlib.sha256(key.encode()).hexdigest()[:60]
+
+
+def successor_identifier(previous: str, seq: int) -> str:
+    """The identifier of a row that takes over a key from `previous` (which already hashes the ledger's
+    incarnation, environment, customer, meter and period), at `seq`: unique, and never one Stripe saw."""
+    return "mtr_" + hashlib.sha256(f"{previous}|{seq}".encode()).hexdigest()[:60]
 
 
 def baseline_identifier(incarnation: str, customer_id: str, meter: str, period_start_epoch: int) -> str:
@@ -218,10 +240,15 @@ class _KeyState:
     refused_total: Decimal
 
 
+# Rows that count towards what Stripe holds (or will): not replaced, not delivered to a Stripe customer that
+# is no longer the customer's (`l` the ledger, `c` ops.stripe_customers).
+COUNTED_SQL = ("(l.status <> 'replaced' AND (l.sent_to IS NULL OR c.stripe_customer_id IS NULL"
+               " OR l.sent_to = c.stripe_customer_id))")
+
+
 def _ledger_state(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, int], _KeyState]:
-    """Per key, what the ledger has: rows replaced, or delivered to a Stripe customer that is no longer the
-    customer's, do not count."""
-    counted = "(l.status <> 'replaced' AND (l.sent_to IS NULL OR c.stripe_customer_id IS NULL OR l.sent_to = c.stripe_customer_id))"
+    """Per key, what the ledger has (`COUNTED_SQL`)."""
+    counted = COUNTED_SQL
     refused = "(l.status = 'pending' AND l.rejected_code IS NOT NULL AND l.rejected_code NOT IN (SELECT unnest(?::VARCHAR[])))"
     return {
         (cu, m, ps): _KeyState(seq, total, last_q, last_ts, pe, tuple(sorted(refused_ids or [])), refused_total)
@@ -361,6 +388,13 @@ class PendingEvent:
     stripe_test_clock_id: str | None
     value: Decimal
     event_timestamp: int  # epoch seconds
+    period_start: int = 0  # epoch seconds
+    first_sent_age_seconds: int | None = None  # our clock: how long ago the row was first tried
+    first_sent_stripe_at: int | None = None  # Stripe's time (the customer's clock) of that first try
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.customer_id, self.meter, self.period_start
 
 
 def pending_events(
@@ -372,7 +406,8 @@ def pending_events(
     ensure_ledger(con)
     rows = con.execute(
         f"""SELECT l.identifier, l.customer_id, l.meter, c.stripe_customer_id, c.stripe_test_clock_id, l.value,
-                  epoch(l.event_timestamp)::BIGINT
+                  epoch(l.event_timestamp)::BIGINT, epoch(l.period_start)::BIGINT,
+                  epoch(now())::BIGINT - epoch(l.first_sent_at)::BIGINT, epoch(l.first_sent_stripe_at)::BIGINT
            FROM ops.stripe_ledger l LEFT JOIN ops.stripe_customers c USING (customer_id)
            WHERE l.status = 'pending'
              AND NOT {is_finalized_sql('l')}
@@ -380,6 +415,18 @@ def pending_events(
     ).fetchall()
     skip = withheld_customers | held_customers
     return [PendingEvent(*r) for r in rows if r[1] not in skip]
+
+
+def mark_tried(con: duckdb.DuckDBPyConnection, stripe_times: dict[str, int]) -> None:
+    """Before a request: the first send attempt of each row (identifier -> Stripe's time for its customer)."""
+    if stripe_times:
+        con.execute(
+            """UPDATE ops.stripe_ledger AS l SET first_sent_at = coalesce(l.first_sent_at, now()),
+                   first_sent_stripe_at = coalesce(l.first_sent_stripe_at, to_timestamp(t.stripe_at))
+               FROM (SELECT unnest(?::VARCHAR[]) AS identifier, unnest(?::BIGINT[]) AS stripe_at) t
+               WHERE l.identifier = t.identifier""",
+            [list(stripe_times), list(stripe_times.values())],
+        )
 
 
 def mark_sent(con: duckdb.DuckDBPyConnection, identifiers: list[str], note: str | None = None) -> None:
@@ -438,3 +485,78 @@ def pending_periods(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, int], int
                WHERE status = 'pending' GROUP BY ALL"""
         ).fetchall()
     }
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What Stripe's summary decided for a key whose pending rows' identifiers are not trusted any more."""
+
+    rows: int  # pending rows of the key
+    delivered: bool  # Stripe held the ledger's total: the rows are sent, nothing to send
+    new_identifier: str | None  # the row carrying what Stripe lacked (to send), if any
+
+
+def settle_by_summary(con: duckdb.DuckDBPyConnection, key: tuple[str, str, int], stripe_total: Decimal,
+                      why: str) -> Settlement:
+    """Bring a key's pending rows to what Stripe's summary shows it holds (`identifier_window.py`), in one
+    transaction: `sum`, Stripe holds the ledger's total: the rows are delivered; otherwise they are replaced
+    by a `summary` row (what Stripe held of them) and a new row of the difference. `last`: delivered when
+    Stripe's value is the ledger's newest, otherwise replaced by a new row of that value, timed after them."""
+    rows = con.execute(
+        f"""SELECT l.identifier, l.seq, l.status = 'pending' AND l.kind = 'event', l.value, l.quantity_after,
+                   epoch(l.event_timestamp)::BIGINT, l.stripe_formula, epoch(l.period_end)::BIGINT
+            FROM ops.stripe_ledger l LEFT JOIN ops.stripe_customers c USING (customer_id)
+            WHERE l.customer_id = ? AND l.meter = ? AND epoch(l.period_start)::BIGINT = ? AND {COUNTED_SQL}
+            ORDER BY l.seq""",
+        list(key),
+    ).fetchall()
+    pending = [r for r in rows if r[2]]
+    if not pending:
+        return Settlement(0, False, None)
+    ids = [r[0] for r in pending]
+    formula, period_end = rows[0][6], rows[0][7]
+    newest = rows[-1]
+    held_before = sum((r[3] for r in rows if not r[2]), Decimal(0))
+    if formula == "sum":
+        expected = sum((r[3] for r in rows), Decimal(0))
+        missing = expected - stripe_total
+        found, value = stripe_total - held_before, missing
+    else:
+        expected = Decimal(newest[4])
+        missing = Decimal(0) if stripe_total == expected else expected
+        found, value = Decimal(0), expected
+    seen = f"{why}; Stripe's summary holds {stripe_total}, the ledger {expected}"
+    if missing == 0:
+        mark_sent(con, ids, note=f"delivered by summary ({seen})")
+        return Settlement(len(ids), True, None)
+    customer, meter, ps = key
+    last_ts = max(r[5] for r in (pending if formula == "sum" else rows))
+    seq = max(r[1] for r in rows)
+    new_rows = []
+    if found != 0:
+        seq += 1
+        new_rows.append(("summary", "sent", LedgerRow(
+            successor_identifier(newest[0], seq), customer, meter, from_epoch(ps), from_epoch(period_end), seq,
+            formula, found, stripe_total, from_epoch(last_ts))))
+    seq += 1
+    resent = LedgerRow(
+        successor_identifier(newest[0], seq), customer, meter, from_epoch(ps), from_epoch(period_end), seq, formula,
+        value, expected, from_epoch(last_ts if formula == "sum" else _clamp(last_ts + 1, ps, period_end)))
+    new_rows.append(("event", "pending", resent))
+    sent_to = dict(con.execute("SELECT customer_id, stripe_customer_id FROM ops.stripe_customers WHERE customer_id = ?",
+                               [customer]).fetchall())
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            """UPDATE ops.stripe_ledger SET status = 'replaced', last_error = ?, last_error_at = now()
+               WHERE identifier IN (SELECT unnest(?::VARCHAR[])) AND status = 'pending'""",
+            [f"replaced by {resent.identifier} ({seen})"[:1000], ids],
+        )
+        for kind, status, row in new_rows:
+            _insert(con, [row], status, kind, sent_to if status == "sent" else None,
+                    f"delivered by summary: what Stripe held of the rows it replaces ({seen})" if kind == "summary" else None)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return Settlement(len(ids), False, resent.identifier)

@@ -13,7 +13,9 @@ budget, or that Stripe refuses for good, is parked in the dead-letter table (`de
 with its error, and once Stripe looked down for one batch the rest of this upload is parked
 untried. Parked rows stay pending in the ledger under the same identifier; each upload first
 re-sends them (as does the `dead_letter_retry` schedule, `retry_dead_letters`), then plans and
-sends what is new.
+sends what is new. Stripe keeps an identifier unique for at least 24 hours only: a row first tried
+more than 20 hours ago is not sent again as it is; Stripe's summary of its key decides what is still
+missing (`identifier_window.py`).
 
 An answer of the stream is not a delivery: Stripe validates the events afterwards and reports those
 it refuses (`error_reports.py`). So an upload reads Stripe's error reports before planning (rows
@@ -36,7 +38,12 @@ from typing import Any
 import duckdb
 import stripe
 
-from metering_dagster.billing import deadletter, error_reports, ledger
+from metering_dagster.billing import (
+    deadletter,
+    error_reports,
+    identifier_window,
+    ledger,
+)
 from metering_dagster.billing.baseline import prepare_baselines
 from metering_dagster.billing.delivery import STATS
 from metering_dagster.billing.error_reports import parse_time
@@ -73,6 +80,8 @@ class UploadResult:
     held_customers: list[str] = field(default_factory=list)  # customers whose events Stripe refuses
     awaiting_confirmation: int = 0  # sent rows Stripe may still reject (error_reports.CONFIRM_AFTER_SECONDS)
     baselines: int = 0  # keys started from what Stripe already held (baseline.py)
+    # rows first tried too long ago for their identifier to be trusted, settled by Stripe's summary
+    untrusted: identifier_window.SettleResult = field(default_factory=identifier_window.SettleResult)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -98,6 +107,8 @@ class UploadResult:
             "held_customers": ", ".join(self.held_customers) or "-",
             "awaiting_confirmation": self.awaiting_confirmation,
             "baselines": self.baselines,
+            "delivered_by_summary": self.untrusted.delivered_by_summary,
+            "replaced_by_summary": self.untrusted.replaced,
             "first_error": self.errors[0] if self.errors else "-",
         }
 
@@ -110,6 +121,10 @@ class UploadResult:
             text += f"; {self.withheld_customers} customers withheld"
         if self.baselines:
             text += f"; {self.baselines} customer-meter-periods started from what Stripe already held"
+        if self.untrusted.keys_checked:
+            text += (f"; {self.untrusted.delivered_by_summary + self.untrusted.replaced} rows first tried over "
+                     f"{identifier_window.TRUST_IDENTIFIER_SECONDS // 3600} h ago settled by Stripe's summaries "
+                     f"({self.untrusted.delivered_by_summary} already held)")
         if self.deferred:
             text += f"; {self.deferred} deferred until Stripe's clock allows them"
         if self.failed:
@@ -276,6 +291,11 @@ def send_pending(
         _count_left(con, result, stats_before)
         return result
     now = stripe_now or _stripe_now(client, {r.stripe_test_clock_id for r in rows})
+    rows = identifier_window.settle_untrusted(client, con, rows, now, result.untrusted,
+                                              withheld_customers=withheld_customers, held_customers=held)
+    result.errors += [f"Stripe's usage could not be read for {u}: not sent until it is"
+                      for u in result.untrusted.unreadable]
+    result.untrusted.unreadable = []
     sendable = []
     for row in rows:
         problem = (
@@ -291,6 +311,7 @@ def send_pending(
     session = _Session(client, result)
     batches = [sendable[i : i + MAX_EVENTS_PER_REQUEST] for i in range(0, len(sendable), MAX_EVENTS_PER_REQUEST)]
     for n, batch in enumerate(batches):
+        ledger.mark_tried(con, {r.identifier: now[r.stripe_test_clock_id] for r in batch})
         try:
             _send(client, con, session, batch, result, dead_letters)
         except _StopSending as stop:
@@ -372,6 +393,7 @@ def report_usage(
             log.info(f"Stripe takes events again for {', '.join(released)}: their held rows are sent")
         _read_back(client, con, result)
         now = _customers_now(client, con)
+        sent_before = result.events_sent  # re-sent dead letters are read back too
         if deadletter.open_identifiers(con):
             send_pending(client, con, withheld_customers=withheld, result=result, dead_letters=True, stripe_now=now)
         baselines = prepare_baselines(client, con, now)
@@ -379,7 +401,6 @@ def report_usage(
         result.errors += [f"Stripe's usage could not be read for {u}: not sent until it is" for u in baselines.unreadable]
         result.events_written = len(ledger.write_pending(con, contract, withheld_customers=withheld))
         crashpoint("upload:after_ledger_write")
-        sent_before = result.events_sent
         send_pending(client, con, withheld_customers=withheld, result=result, stripe_now=now)
         if result.events_sent > sent_before:
             _read_back(client, con, result)
