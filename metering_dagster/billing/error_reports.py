@@ -19,8 +19,10 @@ a count per error code and a few sample errors naming the event's `identifier`.
 A report names only a few sample errors per code. Where it counts more errors of a code than it
 names, the rows of that meter sent in its window are checked against Stripe's meter event summary of
 their customer, meter and period: where Stripe holds another total than the ledger says was
-delivered, those rows go back to pending (re-sending a row Stripe did take is answered as a
-duplicate within Stripe's 24-hour identifier window, so nothing is counted twice).
+delivered, those rows go back to pending, whole. Re-sending a row Stripe did take is answered as a
+duplicate while Stripe still knows its identifier (at least 24 hours); a row first tried longer ago
+than `identifier_window.TRUST_IDENTIFIER_SECONDS` is not re-sent as it is: Stripe's summary of its key
+decides what is still missing, so nothing is counted twice however late the report is read.
 
 Each report is applied once: its id is recorded in `ops.stripe_error_reports` in the same
 transaction as the ledger changes it causes, so a run that dies before that commit reads it again.

@@ -31,7 +31,13 @@ from tests.billing.conftest import (  # noqa: F401
 from tests.billing.test_upload import stripe_quantity
 from tests.emulator.conftest import DAY, T0, Builder, make_client
 from tests.faults.conftest import chaos, chaos_client  # noqa: F401
-from tests.hostile.test_delivery_confirmed import OCT_A, OCT_B, STREAM, _ready
+from tests.hostile.test_delivery_confirmed import (
+    OCT_A,
+    OCT_B,
+    STREAM,
+    TOO_PRECISE,
+    _ready,
+)
 
 pytestmark = needs_emulator
 
@@ -176,3 +182,37 @@ def test_a_last_meter_is_sent_again_only_where_stripes_last_value_differs(
 def _summaries_path(con, meter: str) -> str:  # noqa: F811
     stripe_meter = con.execute("SELECT stripe_meter_id FROM ops.stripe_meters WHERE meter = ?", [meter]).fetchone()[0]
     return f"/v1/billing/meters/{stripe_meter}/event_summaries"
+
+
+def test_rows_a_report_did_not_name_are_not_counted_twice_when_read_after_the_window(
+        stripe_forgets, chaos_client, contract, con, monkeypatch):  # noqa: F811
+    """Path of the unnamed rejections: a report counts more errors than it names, the key's rows sent in its
+    window go back to pending, Stripe's totals decide; here the report is only read a day later."""
+    from metering_dagster.billing import error_reports
+
+    monkeypatch.setattr("stripe_emulator.resources.events.SAMPLES", 1)  # a report names one error per code
+    set_usage(con, [("cust_b", "input_tokens", *OCT_B, "5", "2026-10-20T10:00:00Z")])
+    report_usage(chaos_client, con, contract)  # Stripe takes 5
+    with monkeypatch.context() as run_dies_after_sending:  # the reports of this upload are not read
+        run_dies_after_sending.setattr(error_reports, "read_error_reports", lambda *_: error_reports.ReportsResult())
+        set_usage(con, [
+            ("cust_a", "input_tokens", *OCT_A, TOO_PRECISE, "2026-10-20T10:00:00Z"),  # refused, named
+            ("cust_b", "input_tokens", *OCT_B, "10000.000000000001", "2026-10-21T10:00:00Z"),  # 16 digits: refused, unnamed
+        ])
+        report_usage(chaos_client, con, contract)
+    advance_test_clock(chaos_client, con, contract, utc(AFTER_WINDOW))
+
+    result = report_usage(chaos_client, con, contract)
+    assert stripe_quantity(stripe_forgets, con, "cust_b", "input_tokens", *OCT_B) == 5  # not 10
+    assert result.untrusted.replaced >= 2
+    assert [r[:3] for r in ledger_rows(con, "cust_b", "input_tokens")][:3] == [
+        (1, "event", "replaced"), (2, "event", "replaced"), (3, "summary", "sent")]
+
+    set_usage(con, [  # the data is corrected: the refused difference is replaced by what Stripe can take
+        ("cust_a", "input_tokens", *OCT_A, "12", "2026-10-21T10:00:00Z"),
+        ("cust_b", "input_tokens", *OCT_B, "10000", "2026-10-21T10:00:00Z"),
+    ])
+    report_usage(chaos_client, con, contract)
+    assert stripe_quantity(stripe_forgets, con, "cust_b", "input_tokens", *OCT_B) == 10000
+    assert stripe_quantity(stripe_forgets, con, "cust_a", "input_tokens", *OCT_A) == 12
+    assert evaluate_delivery(con).passed
