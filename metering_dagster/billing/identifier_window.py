@@ -55,16 +55,17 @@ def settle_untrusted(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection
                      held_customers: frozenset[str] = frozenset()) -> list[ledger.PendingEvent]:
     """The rows to send: `rows`, where every key holding an untrusted row is replaced by what Stripe's
     summary says it lacks (module doc)."""
-    keys = sorted({r.key for r in rows if untrusted(r, stripe_now)})
-    if not keys:
-        return rows
     stripe_ids = {
         (c, m): (sc, sm)
         for c, m, sc, sm in con.execute(
             """SELECT c.customer_id, m.meter, c.stripe_customer_id, m.stripe_meter_id
-               FROM ops.stripe_customers c, ops.stripe_meters m"""
+               FROM ops.stripe_customers c, ops.stripe_meters m WHERE c.stripe_customer_id IS NOT NULL"""
         ).fetchall()
     }
+    # a key without a Stripe customer or meter is not sent at all (send_pending says why)
+    keys = sorted({r.key for r in rows if untrusted(r, stripe_now) and r.key[:2] in stripe_ids})
+    if not keys:
+        return rows
     period_ends = {
         (c, m, ps): pe
         for c, m, ps, pe in con.execute(
