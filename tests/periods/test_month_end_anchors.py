@@ -12,7 +12,8 @@ dated after the wall clock are quarantined (timestamp_in_future), whatever Strip
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+import os
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -131,8 +132,6 @@ def test_month_end_anchors_bill_the_contracts_periods_for_three_months(tmp_path,
     state, raw = tmp_path / "state", tmp_path / "raw"
     raw.mkdir()
     (tmp_path / "metering.yml").write_text(CONTRACT)
-    import os
-
     env = dict(os.environ, METERING_STATE_DIR=str(state), METERING_RAW_DIR=str(raw),
                METERING_CONTRACT=str(tmp_path / "metering.yml"), DAGSTER_HOME=str(state / "dagster_home"))
     (state / "dagster_home").mkdir(parents=True)
