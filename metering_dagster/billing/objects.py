@@ -389,6 +389,9 @@ def _sync_subscriptions(client: stripe.StripeClient, con, contract: Contract, cl
             sub = _sync_subscription(client, con, contract, cp, known.get(cp.id), now, result)
             _sync_items(client, con, contract, cp, sub, price_meter, meter_key_by_id, result)
             record_subscription_period(con, cp, sub, now)
+    # a customer the contract no longer lists is not billed by us: its subscription's periods are not checked
+    con.execute("DELETE FROM ops.stripe_subscription_periods WHERE NOT list_contains(?, customer_id)",
+                [[c.id for c in contract.customers]])
 
 
 def _sync_subscription(client: stripe.StripeClient, con, contract: Contract, cp: Customer, known_id: str | None,
