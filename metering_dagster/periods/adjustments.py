@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -120,16 +121,13 @@ def _floor0(q: Decimal) -> Decimal:
     return max(Decimal(q), Decimal(0))
 
 
-def plan_adjustments(con: duckdb.DuckDBPyConnection, contract: Contract) -> list[Adjustment]:
+def plan_adjustments(con: duckdb.DuckDBPyConnection, contract: Contract, held: Collection[str]) -> list[Adjustment]:
     """The adjustments that would bring every finalized period to what the marts say (nothing written).
 
     A customer held by the quality gate gets none while it is held, and a line our shadow invoice cannot price
     (`amount_problem`) none either: what Stripe would be told is not known.
     """
-    from metering_dagster.quality.holds import withheld_customers
-
     ensure_period_tables(con)
-    held = withheld_customers(con, contract)
     out = []
     for customer, meter, ps, pe, billed_q, billed_amount, local_q, local_amount, seq, through in _baseline_rows(con):
         if customer in held or local_amount is None:
@@ -160,9 +158,10 @@ def _write_csv(path: Path, events: tuple[tuple, ...]) -> None:
                              source_file, line, run])
 
 
-def write_adjustments(con: duckdb.DuckDBPyConnection, contract: Contract, csv_dir: Path) -> list[Adjustment]:
+def write_adjustments(con: duckdb.DuckDBPyConnection, contract: Contract, csv_dir: Path,
+                      held: Collection[str]) -> list[Adjustment]:
     """Plan and record the adjustments (status `pending`, or `no_charge` when the price does not move)."""
-    planned = plan_adjustments(con, contract)
+    planned = plan_adjustments(con, contract, held)
     for a in planned:
         path = csv_dir / f"{a.identifier}.csv"
         _write_csv(path, a.late_events)
@@ -261,10 +260,10 @@ def send_adjustments(
 
 def adjust_finalized_periods(
     client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, csv_dir: Path,
-    problems: CustomerProblems,
+    problems: CustomerProblems, held: Collection[str],
 ) -> AdjustmentResult:
     result = AdjustmentResult()
-    result.planned = write_adjustments(con, contract, csv_dir)
+    result.planned = write_adjustments(con, contract, csv_dir, held)
     result.no_charge = sum(1 for a in result.planned if a.amount_cents == 0)
     send_adjustments(client, con, contract, result, problems)
     return result

@@ -30,7 +30,7 @@ from metering_dagster.contract.model import Contract
 from metering_dagster.periods.adjustments import AdjustmentResult, adjust_finalized_periods, snapshot_adjustments
 from metering_dagster.periods.invoices import PeriodInvoice, record_draft_update, refresh_period_invoices
 from metering_dagster.periods.tables import ensure_period_tables
-from metering_dagster.quality.holds import invoice_holds, usage_holds
+from metering_dagster.quality.holds import held_reasons
 from metering_dagster.periods.watermarks import customer_sources, incomplete_sources, read_watermarks
 from metering_dagster.warehouse import insert_rows
 
@@ -189,12 +189,12 @@ def close_periods(
     problems = CustomerProblems("period close")
     refresh_period_invoices(client, con, result.stripe_now, problems)
     _record_uploaded_through(con, ledger.pending_periods(con))
-    held = {h.customer_id: h.reason for h in reversed([*usage_holds(con, contract), *invoice_holds(con)])}
+    held = held_reasons(con, contract)
     if _drafts(client, con, result, raw_dir, result.stripe_now, contract.grace_period_seconds, problems, held):
         refresh_period_invoices(client, con, result.stripe_now, problems)
     result.superseded = ledger.supersede_finalized(con)
     result.finalized = con.execute("SELECT count(*) FROM ops.period_invoices WHERE finalized").fetchone()[0]
-    result.adjustments = adjust_finalized_periods(client, con, contract, state_dir / "adjustments", problems)
+    result.adjustments = adjust_finalized_periods(client, con, contract, state_dir / "adjustments", problems, held)
     snapshot_adjustments(client, con, problems)
     problems.record(con)
     result.problems = problems.lines()

@@ -144,6 +144,14 @@ def invoice_holds(con: duckdb.DuckDBPyConnection) -> list[Hold]:
     ]
 
 
+def held_reasons(con: duckdb.DuckDBPyConnection, contract: Contract) -> dict[str, str]:
+    """Each customer whose upload is held this run, with its first hold's reason."""
+    reasons: dict[str, str] = {}
+    for hold in [*usage_holds(con, contract), *invoice_holds(con)]:
+        reasons.setdefault(hold.customer_id, hold.reason)
+    return reasons
+
+
 def withheld_customers(con: duckdb.DuckDBPyConnection, contract: Contract) -> frozenset[str]:
     """The customers whose upload is held this run (every other customer is uploaded)."""
-    return frozenset(h.customer_id for h in [*usage_holds(con, contract), *invoice_holds(con)])
+    return frozenset(held_reasons(con, contract))
