@@ -1,7 +1,8 @@
 """A scratch copy of the warehouse, rebuilt by dbt: what the marts would say, without touching Stripe.
 
 `metering corrections preview` lands what has arrived into the copy; `metering explain --as-of` drops
-from it every line landed after a time and rebuilds from scratch. The live warehouse is only read.
+from it every line landed after a time and rebuilds from scratch. The copy is made from the reader copy
+(reader_copy.py), never from the warehouse: a run in progress neither waits for these commands nor holds them up.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from metering_dagster.reader_copy import require_reader_copy
 from metering_dagster.settings import Settings
 
 DBT_SELECTION = ["--exclude", "tag:reconciliation"]
@@ -22,12 +24,11 @@ DBT_SELECTION = ["--exclude", "tag:reconciliation"]
 
 @contextlib.contextmanager
 def scratch_copy(settings: Settings) -> Iterator[Path]:
-    """A temporary state folder holding a copy of the warehouse; removed afterwards."""
-    if not settings.warehouse_path.exists():
-        raise FileNotFoundError(f"no warehouse at {settings.warehouse_path}: run `metering run` first")
+    """A temporary state folder holding a copy of the reader copy as its warehouse; removed afterwards."""
+    source = require_reader_copy(settings)
     folder = Path(tempfile.mkdtemp(prefix="metering-scratch-"))
     try:
-        shutil.copy2(settings.warehouse_path, folder / "warehouse.duckdb")
+        shutil.copy2(source, folder / "warehouse.duckdb")
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -46,6 +47,6 @@ def dbt_run(state_dir: Path, *, full_refresh: bool) -> None:
     if full_refresh:
         args.append("--full-refresh")
     env = {**os.environ, "METERING_STATE_DIR": str(state_dir)}
-    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"dbt run failed in the scratch copy:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")

@@ -13,6 +13,7 @@ import dagster as dg
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.publish import publish_marts
+from metering_dagster.reader_copy import publish_reader_copy
 from metering_dagster.transform.rebuild import built_generation
 
 
@@ -26,6 +27,7 @@ def analyst_marts(metering: MeteringResource) -> dg.MaterializeResult:
     settings = metering.settings()
     with metering.warehouse() as con:
         tables = publish_marts(con, settings.analytics_path, generation=built_generation(con))
+        publish_reader_copy(con, settings)
     return dg.MaterializeResult(metadata={"path": str(settings.analytics_path), "tables": ", ".join(tables)})
 
 
