@@ -5,7 +5,12 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from metering_dagster.reader_copy import ReaderCopyMissing, open_reader, publish_reader_copy, reader_path
+from metering_dagster.reader_copy import (
+    ReaderCopyMissing,
+    open_reader,
+    publish_reader_copy,
+    reader_path,
+)
 from metering_dagster.settings import load_settings
 
 
