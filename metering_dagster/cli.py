@@ -37,11 +37,12 @@ def _prepare_environment(settings: Settings) -> None:
 
 @contextlib.contextmanager
 def _holding_state(settings: Settings):
-    """Hold the run lock while a command reads or writes the warehouse.
+    """Hold the run lock while a command writes the warehouse (`clock advance`).
 
-    DuckDB locks its file against every other process, readers included, so `explain`,
-    `corrections preview` and `clock advance` wait for a running `metering run` (up to
-    METERING_LOCK_WAIT_SECONDS, default 600) instead of making it fail.
+    DuckDB locks its file against every other process, so such a command waits for a running
+    `metering run` (up to METERING_LOCK_WAIT_SECONDS, default 600) instead of making it fail.
+    The commands that only read (`explain`, `corrections preview`, `query`) never take it: they
+    read the copies each run publishes (reader_copy.py, publish.py).
     """
     from metering_dagster.locks import run_lock
     from metering_dagster.runner import say
@@ -99,23 +100,31 @@ def print_period_close(outcome) -> None:
 
 def corrections_preview(settings: Settings) -> int:
     from metering_dagster.periods.corrections import preview_corrections, print_preview
+    from metering_dagster.reader_copy import ReaderCopyMissing
 
     _prepare_environment(settings)
     bad = _check_contract(settings)
     if bad is not None:
         return bad
-    with _holding_state(settings):
-        preview = preview_corrections(settings)
+    try:
+        preview = preview_corrections(settings)  # from the reader copy: never waits for a run
+    except ReaderCopyMissing as missing:
+        print(f"metering: {missing}", file=sys.stderr)
+        return EXIT_FAILED
     print_preview(preview)
     return EXIT_OK
 
 
 def explain_invoice(settings: Settings, customer: str, period: datetime, as_of: datetime | None) -> int:
     from metering_dagster.periods.explain import explain, print_explanation
+    from metering_dagster.reader_copy import ReaderCopyMissing
 
     _prepare_environment(settings)
-    with _holding_state(settings):
+    try:  # from the reader copy: never waits for a run
         explanation = explain(settings, customer, period.strftime("%Y-%m-%dT%H:%M:%S+00:00"), as_of)
+    except ReaderCopyMissing as missing:
+        print(f"metering: {missing}", file=sys.stderr)
+        return EXIT_FAILED
     print_explanation(explanation)
     return EXIT_OK if explanation.lines else EXIT_FAILED
 
