@@ -130,6 +130,17 @@ def metering_env() -> str | None:
     return text
 
 
+def automation_enabled() -> bool:
+    """METERING_AUTOMATION: `on` starts every schedule and sensor when the code location loads (production);
+    `off`, the default, leaves them stopped until someone turns each on in the Dagster UI."""
+    text = _value("METERING_AUTOMATION")
+    if text is None or text.lower() == "off":
+        return False
+    if text.lower() == "on":
+        return True
+    raise _refuse("METERING_AUTOMATION", "on or off")
+
+
 def crashpoint_spec() -> tuple[str, int] | None:
     """METERING_CRASHPOINT (tests only): `name` or `name@N`, N a whole number of at least 1."""
     text = _value("METERING_CRASHPOINT")
@@ -145,7 +156,7 @@ def crashpoint_spec() -> tuple[str, int] | None:
 TUNING: tuple[Callable[[], object], ...] = (
     duckdb_threads, duckdb_memory_limit, stripe_verify_hours, stripe_concurrency, lambda: lock_wait_seconds(0),
     warehouse_wait_seconds, lambda: landing_settle_seconds(0), lambda: dead_letter_max_age_seconds(1),
-    metering_env, crashpoint_spec,
+    metering_env, automation_enabled, crashpoint_spec,
 )
 
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from metering_dagster.defs.delivery.assets import DEAD_LETTER_ASSET
+from metering_dagster.defs.orchestration.automation import default_schedule_status
 
 DEAD_LETTER_JOB_NAME = "dead_letter_retry_job"
 
@@ -18,6 +19,6 @@ dead_letter_retry_schedule = dg.ScheduleDefinition(
     job=dead_letter_retry_job,
     cron_schedule="*/15 * * * *",
     execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=default_schedule_status(),
     description="Every 15 minutes: re-send what Stripe did not take within the retry budget.",
 )

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from metering_dagster.defs.orchestration.automation import default_schedule_status
 from metering_dagster.defs.orchestration.jobs import metering_job
 from metering_dagster.defs.periods.jobs import reconciliation_job
 
@@ -23,7 +24,7 @@ hourly_metering_schedule = dg.ScheduleDefinition(
     job=metering_job,
     cron_schedule="0 * * * *",
     execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=default_schedule_status(),
     description="Every hour: land what arrived, aggregate, report to Stripe, reconcile.",
 )
 
@@ -43,7 +44,7 @@ def _period_schedule(name: str, job, cron: str, description: str, find, skip: st
     """A schedule that starts `job` only when `find(contract, scheduled time)` names periods."""
 
     @dg.schedule(name=name, job=job, cron_schedule=cron, execution_timezone="UTC",
-                 default_status=dg.DefaultScheduleStatus.RUNNING, description=description)
+                 default_status=default_schedule_status(), description=description)
     def _schedule(context: dg.ScheduleEvaluationContext):
         periods = find(_contract(), context.scheduled_execution_time)
         if not periods:

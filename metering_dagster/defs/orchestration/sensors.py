@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from metering_dagster.defs.orchestration.automation import default_sensor_status
 from metering_dagster.defs.orchestration.jobs import metering_job
 from metering_dagster.settings import load_settings
 
@@ -38,7 +39,7 @@ def new_or_changed(current: dict[str, list[int]], seen: dict[str, list[int]]) ->
 @dg.sensor(
     job=metering_job,
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=default_sensor_status(),
     description="Starts the metering job when new or changed *.jsonl(.gz) files appear under METERING_RAW_DIR.",
 )
 def new_usage_logs_sensor(context: dg.SensorEvaluationContext):
