@@ -7,10 +7,11 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from metering_dagster.locks import UPLOAD_POOL, RunLockBusy, pid_alive, run_lock
+from metering_dagster.locks import UPLOAD_POOL, pid_alive, run_lock
 from metering_dagster.settings import load_settings
 
 BLOCKING_CHECK_NAMES = ("usage_upload_suite", "shadow_invoice_suite")
@@ -70,7 +71,7 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
     """Run the job; dbt's progress lines go to `log_path` (the terminal gets the summary).
 
     The run holds the state folder's run lock throughout (`locks.run_lock`); a second run says
-    who holds it, waits `METERING_LOCK_WAIT_SECONDS` and otherwise stops without running.
+    who holds it, waits `METERING_LOCK_WAIT_SECONDS` and otherwise raises `RunLockBusy` without running.
     """
     import dagster as dg
 
@@ -78,20 +79,18 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
 
     settings = load_settings()
     log_path = log_path or settings.state_dir / "logs" / "last_run.log"
-    try:
-        with run_lock(settings.state_dir, say=say):
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "w") as log, contextlib.redirect_stdout(log):
-                prepare_manifest()
-                outcome = _execute(dg, tags)
-            from metering_dagster.summary import warehouse_figures
+    # A second run stops here with `RunLockBusy` (its one line says who holds the lock): no run, no summary.
+    with run_lock(settings.state_dir, say=say):
+        started_at = datetime.now(UTC)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+            prepare_manifest()
+            outcome = _execute(dg, tags)
+        from metering_dagster.summary import warehouse_figures
 
-            # Read before the lock is freed: a reader must never hold the warehouse a next run opens.
-            outcome.figures = warehouse_figures(settings)
-            return outcome
-    except RunLockBusy as busy:
-        say(str(busy))
-        return RunOutcome(run_id="not-started", success=False, failed_steps=[f"run lock: {busy}"])
+        # Read before the lock is freed: a reader must never hold the warehouse a next run opens.
+        outcome.figures = warehouse_figures(settings, run_started_at=started_at)
+        return outcome
 
 
 def recover_dead_runs(instance) -> list[str]:
@@ -186,8 +185,9 @@ def _execute(dg, tags: dict[str, str] | None) -> RunOutcome:
             dg.reconstructable(metering_job),
             instance=instance,
             tags={"metering/trigger": "cli", "metering/pid": str(os.getpid()), **(tags or {})},
-            # The terminal gets the summary; the full event log is in the Dagster UI.
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            # The terminal gets the summary, a failed step in one line; the full event log, tracebacks included,
+            # is in the Dagster UI.
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             raise_on_error=False,
         )
         return outcome_of(result)
@@ -215,6 +215,20 @@ def outcome_of(result) -> RunOutcome:
         outcome.step_seconds[event.step_key] = event.event_specific_data.duration_ms / 1000
     for event in result.get_step_failure_events():
         error = event.event_specific_data.error if event.event_specific_data else None
-        message = error.message.strip().splitlines()[0] if error and error.message else "failed"
-        outcome.failed_steps.append(f"{event.step_key}: {message}")
+        outcome.failed_steps.append(f"{event.step_key}: {step_error_line(error)}")
     return outcome
+
+
+def step_error_line(error) -> str:
+    """One line for a failed step: the step's own error, not Dagster's wrapper around it ("Error occurred while
+    executing op"), and for Stripe unreachable or a refused key the line that says what to check."""
+    from metering_dagster.billing.errors import stripe_problem_line
+
+    while error is not None and error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+        error = error.cause
+    if error is None or not error.message:
+        return "failed"
+    stripe_line = stripe_problem_line(error.cls_name, error.message)
+    if stripe_line:
+        return stripe_line
+    return error.message.strip().splitlines()[0]

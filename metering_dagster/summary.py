@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 
+from metering_dagster.display import count, money
 from metering_dagster.runner import RunOutcome, blocks
 from metering_dagster.settings import Settings
 from metering_dagster.warehouse import connect
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str, default=0):
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, default=0, params: list | None = None):
     try:
-        row = con.execute(sql).fetchone()
+        row = con.execute(sql, params or []).fetchone()
     except duckdb.Error:
         return default
     return row[0] if row and row[0] is not None else default
-
-
-# Figures kept for the message, not printed as such.
-CLOCK_KEYS = ("_deferred_to_future", "_latest_deferred", "_stripe_clock")
 
 
 def _stripe_clock_figures(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
@@ -34,7 +33,9 @@ def _stripe_clock_figures(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     return {"_deferred_to_future": waiting, "_latest_deferred": latest, "_stripe_clock": clock}
 
 
-def warehouse_figures(settings: Settings) -> dict[str, object]:
+def warehouse_figures(settings: Settings, run_started_at: datetime | None = None) -> dict[str, object]:
+    """The warehouse's totals after a run (every run's lines, not only this one's), and the customers this run
+    sent meter events for (ledger rows sent since `run_started_at`)."""
     if not settings.warehouse_path.exists():
         return {}
     con = connect(settings.warehouse_path, read_only=True)
@@ -44,17 +45,32 @@ def warehouse_figures(settings: Settings) -> dict[str, object]:
             statuses = dict(con.execute("select status, count(*) from marts.rpt_reconciliation group by 1 order by 1").fetchall())
         except duckdb.Error:
             pass
+        customers_sent = None
+        if run_started_at is not None:
+            customers_sent = _scalar(con, """select count(distinct customer_id) from ops.stripe_ledger
+                                           where status = 'sent' and sent_at >= ?""", params=[run_started_at])
         return {
             **_stripe_clock_figures(con),
-            "lines landed (all runs)": _scalar(con, "select count(*) from raw.usage_lines"),
+            "currency": _currency(settings),
+            "lines_landed_total": _scalar(con, "select count(*) from raw.usage_lines"),
             "quarantined": _scalar(con, "select count(*) from marts.rpt_quarantined_events"),
             "duplicates": _scalar(con, "select count(*) from marts.rpt_duplicate_events"),
-            "customer-meter-periods": _scalar(con, "select count(*) from marts.fct_usage_by_period"),
-            "shadow invoice total (cents)": _scalar(con, "select sum(amount_cents) from marts.fct_invoice_lines_expected"),
-            "reconciliation": ", ".join(f"{k}: {v}" for k, v in statuses.items()) or "-",
+            "invoice_lines": _scalar(con, "select count(*) from marts.fct_invoice_lines_expected"),
+            "invoice_cents": _scalar(con, "select sum(amount_cents) from marts.fct_invoice_lines_expected"),
+            "customers_sent": customers_sent,
+            "reconciliation": statuses,
         }
     finally:
         con.close()
+
+
+def _currency(settings: Settings) -> str | None:
+    from metering_dagster.contract import ContractError, load_contract
+
+    try:
+        return load_contract(settings.contract_path).currency
+    except (ContractError, OSError):
+        return None
 
 
 def _state(outcome: RunOutcome) -> str:
@@ -80,33 +96,84 @@ def _clock_hint(outcome: RunOutcome) -> str | None:
             f"`metering clock advance{to}`")
 
 
+def _landed_row(landing: dict[str, object]) -> str:
+    text = (f"{count(int(landing.get('files_landed', 0)), 'file')}, "
+            f"{count(int(landing.get('lines_landed', 0)), 'line')}")
+    notes = [
+        (landing.get("files_incomplete_waiting"), "waiting until it stops changing", "waiting until they stop changing"),
+        (landing.get("files_changed_refused"), "refused: changed after landing", "refused: changed after landing"),
+        (landing.get("files_failed"), "could not be read", "could not be read"),
+    ]
+    told = [f"{count(int(n), 'file')} {one if n == 1 else many}" for n, one, many in notes if n]
+    return text + (f" ({'; '.join(told)})" if told else "")
+
+
+def _uploaded_row(upload: dict[str, object], customers: int | None) -> str:
+    sent = int(upload.get("events_sent", 0))
+    text = count(sent, "meter event") + " sent"
+    if customers:
+        text += f" for {count(customers, 'customer')}"
+    notes = []
+    if upload.get("deferred"):
+        notes.append(f"{count(int(upload['deferred']), 'meter event')} waiting for Stripe's clock")
+    if upload.get("dead_lettered"):
+        notes.append(f"{count(int(upload['dead_lettered']), 'meter event')} parked in the dead-letter table")
+    if upload.get("withheld_customers"):
+        notes.append(f"{count(int(upload['withheld_customers']), 'customer')} withheld by the quality gate")
+    held = upload.get("held_customers")
+    if held and held != "-":
+        notes.append(f"held: {held}")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _reconciliation_row(statuses: dict[str, int]) -> str:
+    total = sum(statuses.values())
+    text = f"{statuses.get('match', 0):,} of {count(total, 'line')} match Stripe"
+    others = [f"{n:,} {status.replace('_', ' ')}" for status, n in statuses.items() if status != "match"]
+    return text + (f"; {', '.join(others)}" if others else "")
+
+
+def _row(label: str, value: str) -> None:
+    print(f"  {label:<16}{value}")
+
+
 def print_run_summary(outcome: RunOutcome, settings: Settings) -> None:
+    """A short table: what landed, what went to Stripe, the shadow invoice, the reconciliation, the checks."""
     state = _state(outcome)
     print(f"metering run {outcome.run_id[:8]} {state}")
+    figures = outcome.figures
     landing = outcome.materialized.get("landed_usage_lines")
     if landing:
-        print(f"  landing: {', '.join(f'{k}={v}' for k, v in landing.items() if not isinstance(v, (dict, list)))}")
+        _row("landed", _landed_row(landing))
     upload = outcome.materialized.get("stripe_usage_report")
     if upload:
-        print(f"  stripe upload: {', '.join(f'{k}={v}' for k, v in upload.items() if not isinstance(v, (dict, list)))}")
+        _row("uploaded", _uploaded_row(upload, figures.get("customers_sent")))
     if state == "failed":
         # The warehouse still holds the last completed run's results: they are not this run's.
         print("  no figures: this run did not complete (the marts hold the last completed run)")
-    else:
-        reconciled = any(key.endswith("rpt_reconciliation") for key in outcome.materialized)
-        for name, value in outcome.figures.items():
-            if name in CLOCK_KEYS or (name == "reconciliation" and not reconciled):
-                continue  # the reconciliation shown is this run's, never an earlier one's
-            print(f"  {name}: {value}")
+    elif figures:
+        _row("warehouse", f"{count(int(figures.get('lines_landed_total', 0)), 'line')} landed (all runs), "
+                          f"{figures.get('quarantined', 0):,} quarantined, "
+                          f"{count(int(figures.get('duplicates', 0)), 'duplicate')}")
+        currency = figures.get("currency")
+        cents = figures.get("invoice_cents", 0)
+        total = money(cents, currency) if currency else f"{cents} (cents)"
+        _row("shadow invoice", f"{total} over {count(int(figures.get('invoice_lines', 0)), 'line')}")
+        # the reconciliation shown is this run's, never an earlier one's
+        if any(key.endswith("rpt_reconciliation") for key in outcome.materialized) and figures.get("reconciliation"):
+            _row("reconciliation", _reconciliation_row(figures["reconciliation"]))
+    _row("checks", f"{count(len(outcome.failed_checks), 'check')} failed" if outcome.failed_checks else "all passed")
     for check in outcome.failed_checks:
         kind = "blocking check" if blocks(check) else "check (the others went on)" if check["blocking"] else "check"
         customers = check["metadata"].get("failing_customers") or check["metadata"].get("customers_with_differences") \
             or check["metadata"].get("customers") or "-"
-        print(f"  {kind} {check['check']} on {check['asset']} failed: {check['description']} (customers: {customers})")
+        print(f"    {kind} {check['check']} on {check['asset']} failed: {check['description']} (customers: {customers})")
     hint = _clock_hint(outcome)
     if hint and any(c["check"] == "stripe_matches_shadow_invoice" for c in outcome.failed_checks):
         print(f"  {hint}")
     for step in outcome.failed_steps:
         print(f"  failed step {step}")
+    if outcome.crashed_steps:
+        print(f"  tracebacks: the Dagster UI (make dev), run {outcome.run_id}")
     print(f"  analysts: metering query \"select ...\" (reads {settings.analytics_path})")
     print(f"  dbt log: {settings.state_dir / 'logs' / 'last_run.log'}; every event: the Dagster UI (make dev)")

@@ -19,7 +19,7 @@ GATE_HELD = {"check": "usage_upload_suite", "asset": "marts/fct_usage_by_period"
              "metadata": {"failing_customers": "cus_d"}}
 HELD = {"check": "no_invoice_held", "asset": "period_close", "blocking": False, "severity": "WARN",
         "description": "1 invoice held", "metadata": {"customers": "cus_c"}}
-FIGURES = {"lines landed (all runs)": 10, "reconciliation": "match: 3"}
+FIGURES = {"lines_landed_total": 10, "currency": "usd", "invoice_cents": 0, "reconciliation": {"match": 3}}
 
 
 def outcome(success: bool, checks=(), steps=(), materialized=()) -> RunOutcome:
@@ -48,16 +48,16 @@ def test_a_failed_run_prints_no_figures_of_an_earlier_run(tmp_path, capsys):
     settings = Settings(state_dir=tmp_path, raw_dir=tmp_path, contract_path=tmp_path / "m.yml")
     print_run_summary(outcome(False, steps=["metering_dbt_models: dbt failed"]), settings)
     out = capsys.readouterr().out
-    assert "failed" in out.splitlines()[0] and "match: 3" not in out and "lines landed" not in out
+    assert "failed" in out.splitlines()[0] and "3 of 3 lines match" not in out and "lines landed" not in out
     assert "no figures: this run did not complete" in out
 
     # a withheld run did not reconcile: the reconciliation shown would be an earlier run's
     print_run_summary(outcome(False, [BLOCKED], ["gate: 1 blocking asset check failed"]), settings)
     out = capsys.readouterr().out
-    assert "withheld the upload" in out and "lines landed (all runs): 10" in out and "match: 3" not in out
+    assert "withheld the upload" in out and "10 lines landed (all runs)" in out and "match" not in out
 
     print_run_summary(outcome(True, materialized=["marts/rpt_reconciliation"]), settings)
-    assert "reconciliation: match: 3" in capsys.readouterr().out
+    assert "reconciliation  3 of 3 lines match Stripe" in capsys.readouterr().out
 
 
 def test_the_summary_names_the_test_clock_when_it_is_behind_the_data(tmp_path, capsys):
