@@ -111,7 +111,7 @@ def lock_wait_seconds(default: float) -> float:
 
 
 def warehouse_wait_seconds() -> float:
-    return _number("METERING_WAREHOUSE_WAIT_SECONDS", 60, whole=False, minimum=0)
+    return _number("METERING_WAREHOUSE_WAIT_SECONDS", 0, whole=False, minimum=0)
 
 
 def landing_settle_seconds(default: float) -> float:

@@ -9,6 +9,7 @@ Writers fill them (landing, contract, billing); dbt only reads them.
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Sequence
 from decimal import Decimal
@@ -130,12 +131,47 @@ create table if not exists stripe_view.invoice_lines (
 """
 
 
+class WarehouseHeld(Exception):
+    """Another process has the warehouse open, so this one cannot: one line naming it and what to do."""
+
+
+_LOCK_HOLDER = re.compile(r"\(PID ([0-9]+)\)")
+
+
+def _command_line(pid: int, limit: int = 200) -> str | None:
+    """The process's command line as a shell shows it, cut to `limit` characters; None when unreadable."""
+    try:
+        argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return None
+    text = " ".join(" ".join(a.split()) for a in argv)  # one line, even for `python -c` with a script
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _holder(error: duckdb.Error) -> str:
+    """The process that holds the file, as DuckDB's lock error names it, with its command line."""
+    match = _LOCK_HOLDER.search(str(error))
+    if not match:
+        return "another process"
+    pid = int(match.group(1))
+    command = _command_line(pid)
+    return f"process {pid}" + (f" (`{command}`)" if command else "")
+
+
+def held_message(path: Path, error: duckdb.Error, waited: float) -> str:
+    """Who holds the warehouse and what to do, in one line."""
+    waited_text = f" for {waited:g} s" if waited else ""
+    return (f"the warehouse {path} is held{waited_text} by {_holder(error)}; DuckDB lets no other process open it meanwhile. "
+            "Close that session (read analytics.duckdb or use `metering query` instead: they never hold the "
+            "warehouse), or set METERING_WAREHOUSE_WAIT_SECONDS to wait for it")
+
+
 def connect(path: str | Path, read_only: bool = False, wait_seconds: float | None = None) -> duckdb.DuckDBPyConnection:
     """Open the warehouse; read-write also creates the folder, schemas and empty source tables.
 
-    DuckDB locks the file against every other process, readers included. Our own readers are
-    short (a summary, `metering explain`), so a conflicting lock is waited out for up to
-    `METERING_WAREHOUSE_WAIT_SECONDS` (default 60) before the error is raised.
+    DuckDB locks the file against every other process, readers included. A run that finds it held
+    stops at once with `WarehouseHeld` (who holds it, what to do), or first waits up to
+    `METERING_WAREHOUSE_WAIT_SECONDS` (default 0) for the holder to let go.
     """
     path = Path(path)
     config = {"threads": THREADS, "memory_limit": MEMORY_LIMIT}
@@ -144,13 +180,20 @@ def connect(path: str | Path, read_only: bool = False, wait_seconds: float | Non
     if wait_seconds is None:
         wait_seconds = warehouse_wait_seconds()
     deadline = time.monotonic() + wait_seconds
+    told = False
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only, config=config)
             break
         except duckdb.IOException as error:
-            if "lock" not in str(error).lower() or time.monotonic() >= deadline:
+            if "lock" not in str(error).lower():
                 raise
+            if time.monotonic() >= deadline:
+                raise WarehouseHeld(held_message(path, error, wait_seconds)) from None
+            if not told:  # never wait in silence: on the terminal of `metering run`, in the step's stderr in the UI
+                print(f"metering: waiting up to {wait_seconds:g} s for {_holder(error)} to let go of the warehouse "
+                      f"{path}", file=sys.stderr, flush=True)
+                told = True
             time.sleep(0.25)
     if not read_only:
         ensure_source_tables(con)

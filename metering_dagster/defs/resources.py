@@ -10,7 +10,7 @@ import duckdb
 
 from metering_dagster.contract import Contract, load_contract
 from metering_dagster.settings import Settings, load_settings
-from metering_dagster.warehouse import connect
+from metering_dagster.warehouse import WarehouseHeld, connect
 
 
 class MeteringResource(dg.ConfigurableResource):
@@ -30,7 +30,10 @@ class MeteringResource(dg.ConfigurableResource):
     @contextmanager
     def warehouse(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         # Opened per step and closed before dbt runs: DuckDB allows one writing process.
-        con = connect(self.settings().warehouse_path, read_only=read_only)
+        try:
+            con = connect(self.settings().warehouse_path, read_only=read_only)
+        except WarehouseHeld as held:  # the step fails with the one line, not a traceback
+            raise dg.Failure(description=str(held), allow_retries=False) from None
         try:
             yield con
         finally:
