@@ -1,72 +1,244 @@
 """`metering demo`: the whole story on the shipped data, through the same commands a user has.
 
-1. Reset the demo state (warehouse, emulator, analysts' copy).
+1. Reset the demo state (warehouse, emulator, analysts' copy), or refuse (below).
 2. Move the Stripe test clock to 00:30 on 1 November: October has ended, its invoice is a
    draft inside the one-hour grace period.
 3. `metering run`: land October's logs, validate, dedupe, aggregate, gate, report to Stripe.
 4. Move the clock to 02:00: the grace period is over, Stripe finalizes the invoice.
 5. `metering run` again: nothing new is sent; Stripe's final invoice is reconciled against ours.
+
+The demo cannot hurt a real setup. It always uses the shipped contract and usage logs (`data/demo/`) and
+the bundled Stripe emulator, and refuses, deleting nothing, when `STRIPE_API_KEY` or `STRIPE_API_BASE`
+is set. It writes a marker file into the state folder before anything else and resets only a folder
+that carries it (or an empty one); even then it refuses when the warehouse names a Stripe object the
+bundled emulator in that folder never created: that warehouse has talked to another Stripe, and its
+ledger is what stops that Stripe from being billed twice.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from decimal import Decimal
+import os
+import shutil
+import sqlite3
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 
-from metering_dagster.settings import Settings
-from metering_dagster.warehouse import connect
+from metering_dagster.display import money, quantity
+from metering_dagster.settings import DEMO_DIR, REPO_ROOT, Settings
 
-IN_GRACE = datetime(2026, 11, 1, 0, 30, tzinfo=timezone.utc)
-AFTER_GRACE = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+IN_GRACE = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
+AFTER_GRACE = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+
+DEMO_CONTRACT = DEMO_DIR / "metering.yml"
+DEMO_RAW_DIR = DEMO_DIR / "raw"
+MARKER = ".metering-demo"
+MARKER_TEXT = (
+    "This folder is the state of `metering demo`: a next `metering demo` deletes the files below it that\n"
+    "the pipeline writes (warehouse, analysts' and reader copies, emulator state, logs), never\n"
+    "dagster_home. Remove this file to keep the demo from touching the folder.\n"
+)
+# What the demo's runs write in the state folder: a marked folder loses these and nothing else (the run
+# lock file stays: another command may hold it).
+DEMO_FILES = (
+    "warehouse.duckdb", "warehouse.duckdb.wal", "warehouse.duckdb.tmp",
+    "analytics.duckdb", "analytics.duckdb.wal", "analytics.duckdb.tmp",
+    "reader.duckdb", "reader.duckdb.wal", "reader.duckdb.tmp",
+    "stripe_emulator.sqlite", "stripe_emulator.sqlite-wal", "stripe_emulator.sqlite-shm",
+    "stripe_emulator.sqlite-journal",
+    "logs", "dbt_target", "target", "explain", "adjustments",
+)
+STRIPE_VARIABLES = ("STRIPE_API_KEY", "STRIPE_API_BASE")
+_SHOWN = 8  # names listed in a refusal before "and N more"
+
+
+class DemoRefused(Exception):
+    """The demo will not run here; nothing was deleted. The message says why and what to do."""
+
+
+def _names(paths: list[str]) -> str:
+    shown = ", ".join(paths[:_SHOWN])
+    return shown + (f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else "")
+
+
+def refuse_stripe_variables(environ=os.environ) -> None:
+    """The demo talks only to the bundled emulator: a configured Stripe is a sign of a real setup."""
+    present = [name for name in STRIPE_VARIABLES if environ.get(name)]
+    if present:
+        unset = " ".join(f"-u {name}" for name in present)
+        raise DemoRefused(
+            f"{' and '.join(present)} {'is' if len(present) == 1 else 'are'} set; the demo talks only to the bundled "
+            f"Stripe emulator, never to a Stripe account. Nothing was deleted. Run it without: env {unset} make demo"
+        )
+
+
+def _foreign_stripe_ids(state_dir: Path) -> list[str]:
+    """Stripe ids the warehouse records (ledger deliveries, customers, meters) that the bundled emulator whose
+    state is in `state_dir` never created: proof that the warehouse talked to another Stripe."""
+    warehouse = state_dir / "warehouse.duckdb"
+    if not warehouse.exists():
+        return []
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DemoRefused(
+            f"cannot read {warehouse} to check that its Stripe ledger is the demo's ({first_line}). Nothing was "
+            "deleted. Close what holds it and try again."
+        ) from None
+    try:
+        present = {
+            (schema, table, column)
+            for schema, table, column in con.execute(
+                "select table_schema, table_name, column_name from information_schema.columns where table_schema = 'ops'"
+            ).fetchall()
+        }
+        queries = [
+            ("ops", "stripe_ledger", "sent_to"),
+            ("ops", "stripe_customers", "stripe_customer_id"),
+            ("ops", "stripe_meters", "stripe_meter_id"),
+        ]
+        recorded: set[str] = set()
+        for schema, table, column in queries:
+            if (schema, table, column) in present:
+                rows = con.execute(f"select distinct {column} from {schema}.{table} where {column} is not null").fetchall()
+                recorded.update(row[0] for row in rows)
+    finally:
+        con.close()
+    if not recorded:
+        return []
+    emulator = state_dir / "stripe_emulator.sqlite"
+    known: set[str] = set()
+    if emulator.exists():
+        lite = sqlite3.connect(f"{emulator.as_uri()}?mode=ro", uri=True)
+        try:
+            known = {row[0] for row in lite.execute("select id from objects")}
+        except sqlite3.Error:
+            known = set()
+        finally:
+            lite.close()
+    return sorted(recorded - known)
+
+
+def _entries(state_dir: Path, dagster_home: Path) -> list[Path]:
+    """The state folder's entries, Dagster's run history aside (the demo keeps it)."""
+    home = dagster_home.resolve()
+    return sorted(p for p in state_dir.iterdir() if p.resolve() != home)
+
+
+def prepare_state(settings: Settings) -> list[str]:
+    """Make `settings.state_dir` the demo's and empty of the demo's earlier state; return what was deleted.
+
+    Raises `DemoRefused`, having deleted nothing, when the folder is not the demo's (module doc).
+    """
+    from metering_dagster.locks import run_lock
+
+    state_dir = settings.state_dir
+    marker = state_dir / MARKER
+    if state_dir.exists() and not state_dir.is_dir():
+        raise DemoRefused(f"{state_dir} is a file, not a folder. Nothing was deleted. Set METERING_STATE_DIR to a folder.")
+    entries = _entries(state_dir, settings.dagster_home) if state_dir.exists() else []
+    if entries and not marker.exists():
+        names = [p.name + ("/" if p.is_dir() else "") for p in entries]
+        raise DemoRefused(
+            f"{state_dir} is not a demo's state folder (it has no {MARKER}) and is not empty: the demo would delete "
+            f"{_names(names)}. Nothing was deleted. Run the demo in a folder of its own, e.g. "
+            "METERING_STATE_DIR=/tmp/metering-demo make demo, or move these files away if they are a demo's."
+        )
+    foreign = _foreign_stripe_ids(state_dir) if entries else []
+    if foreign:
+        raise DemoRefused(
+            f"{state_dir / 'warehouse.duckdb'} has talked to a Stripe that is not the bundled emulator (it names "
+            f"{_names(foreign)}, which the emulator here never created): its ledger is what stops that Stripe from "
+            "being billed twice. Nothing was deleted. Run the demo in a folder of its own, e.g. "
+            "METERING_STATE_DIR=/tmp/metering-demo make demo."
+        )
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text(MARKER_TEXT)  # first, before the demo writes anything
+    deleted = []
+    with run_lock(state_dir, wait_seconds=0):  # not under a running `metering run`
+        for name in DEMO_FILES:
+            path = state_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            deleted.append(name)
+    return deleted
 
 
 def _step(text: str) -> None:
-    print(f"\n== {text}")
+    print(f"\n== {text}", flush=True)
 
 
-def _qty(value: Decimal | None) -> str:
-    return "-" if value is None else format(value.normalize(), "f")
+def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-def _or_dash(value) -> str:
-    return "-" if value is None else str(value)
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
 def print_invoices(settings: Settings) -> None:
-    con = connect(settings.warehouse_path, read_only=True)
+    """One table: each customer's lines, ours against Stripe's, then each of its Stripe invoices with its total."""
+    from metering_dagster.contract import load_contract
+
+    currency = load_contract(settings.contract_path).currency
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        rows = con.execute(
+        lines = con.execute(
             """
-            select r.customer_id, r.meter, r.period_start::date, r.local_quantity, r.stripe_quantity,
-                   r.local_amount_cents, r.stripe_amount_cents, r.status
-            from marts.rpt_reconciliation as r
-            order by r.customer_id, r.period_start, r.meter
+            select customer_id, meter, period_start::date, local_quantity, stripe_quantity,
+                   local_amount_cents, stripe_amount_cents, status
+            from marts.rpt_reconciliation
+            order by customer_id, period_start, meter
             """
         ).fetchall()
         invoices = con.execute(
             """
-            select customer_id, stripe_invoice_id, invoice_status, sum(amount_cents)
+            select customer_id, stripe_invoice_id, invoice_status, min(period_start)::date, sum(amount_cents)
             from stripe_view.invoice_lines where invoice_status <> 'preview'
-            group by all order by 1, 2
+            group by customer_id, stripe_invoice_id, invoice_status order by 1, 4, 2
             """
         ).fetchall()
     finally:
         con.close()
-    print(f"{'customer':<14}{'meter':<22}{'period':<12}{'our qty':>16}{'stripe qty':>16}{'ours ¢':>10}{'stripe ¢':>10}  status")
-    for c, m, p, lq, sq, la, sa, st in rows:
-        print(f"{c:<14}{m:<22}{str(p):<12}{_qty(lq):>16}{_qty(sq):>16}{_or_dash(la):>10}{_or_dash(sa):>10}  {st}")
-    print()
-    for customer, invoice, status, total in invoices:
-        print(f"Stripe invoice {invoice} for {customer}: {status}, total {total / 100:.2f}")
+    rows: list[list[str]] = []
+    customers = sorted({row[0] for row in lines} | {row[0] for row in invoices})
+    for customer in customers:
+        for _, meter, period, ours_qty, stripe_qty, ours, theirs, status in (r for r in lines if r[0] == customer):
+            rows.append([customer, meter, str(period), quantity(ours_qty), quantity(stripe_qty),
+                         money(ours, currency), money(theirs, currency), status])
+        for _, invoice, status, period, total in (r for r in invoices if r[0] == customer):
+            ours_total = sum(r[5] or 0 for r in lines if r[0] == customer and r[2] == period)
+            rows.append([customer, f"invoice {invoice} ({status})", str(period or "-"), "", "",
+                         money(ours_total, currency), money(total, currency), "total"])
+    header = ["customer", "meter", "period", "our quantity", "Stripe quantity", "our amount", "Stripe amount", "status"]
+    for text in _table(header, rows, right={3, 4, 5, 6}):
+        print(text)
 
 
 def run_demo(settings: Settings) -> int:
-    from metering_dagster.cli import advance_clock, reset_state, run_once
+    """The demo story; `DemoRefused` (nothing deleted) when the environment or the state folder is not the demo's."""
+    from metering_dagster.cli import advance_clock, run_once
 
-    _step(f"Resetting demo state in {settings.state_dir}")
-    reset_state(settings)
+    refuse_stripe_variables()
+    print(f"metering demo: the shipped contract {DEMO_CONTRACT.relative_to(REPO_ROOT)} and usage logs "
+          f"{DEMO_RAW_DIR.relative_to(REPO_ROOT)}/ (METERING_CONTRACT and METERING_RAW_DIR are not used), "
+          f"the bundled Stripe emulator, state in {settings.state_dir}", flush=True)
+    # The demo's state must only ever be the demo's: every step (and the Dagster run it starts) reads these.
+    os.environ["METERING_CONTRACT"] = str(DEMO_CONTRACT)
+    os.environ["METERING_RAW_DIR"] = str(DEMO_RAW_DIR)
+    settings = replace(settings, contract_path=DEMO_CONTRACT, raw_dir=DEMO_RAW_DIR)
+    deleted = prepare_state(settings)
+    _step(f"Demo state in {settings.state_dir}: " + (f"the previous demo's {', '.join(deleted)} deleted"
+                                                     if deleted else "new") + " (Dagster's run history is kept)")
     _step(f"Stripe test clock -> {IN_GRACE.isoformat()} (October closed, its invoice is a draft in the grace period)")
     code = advance_clock(settings, IN_GRACE)
     if code:
@@ -83,7 +255,7 @@ def run_demo(settings: Settings) -> int:
     code = run_once(settings)
     if code:
         return code
-    _step("Reconciliation, per customer, meter and period")
+    _step("Reconciliation, per customer, meter and period, and Stripe's invoices")
     print_invoices(settings)
     print("\nOpen the Dagster UI with `make dev`; query the marts with "
           "`.venv/bin/metering query \"select * from marts.rpt_reconciliation\"`.")
