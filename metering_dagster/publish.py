@@ -9,6 +9,10 @@ that grows by landing run (`landing_run_id`, e.g. `fct_metered_events`, one row 
 rows of newer runs are appended when the older rows are still the same count; small tables and
 anything else are copied whole. A rebuild (`--full-refresh` after a contract change) gets a full copy: the
 published file records the build it copies (`metering_publish.built_from`).
+
+It is written in an older storage version (`ANALYST_STORAGE_VERSION`) than the pinned DuckDB's own, so that the
+DuckDB CLI and other DuckDB-based tools analysts have open it: the newest CLI on PyPI (`duckdb-cli` 1.5.6) cannot
+read the storage of DuckDB 2. A copy published in a newer storage version is written anew.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ def _append_only(con: duckdb.DuckDBPyConnection, source: str, published: str) ->
     return last if same == count else None
 
 
+# The storage the newest DuckDB CLI installable from PyPI (`duckdb-cli` 1.5.6) reads; DuckDB 2 writes it on request.
+ANALYST_STORAGE_VERSION = "v1.5.0"
+
 # Where the published file records the build it copies: a rebuild (--full-refresh) gets a full copy.
 STATE_TABLE = "published.metering_publish.built_from"
 
@@ -46,6 +53,18 @@ def _published_generation(con: duckdb.DuckDBPyConnection) -> str | None:
     except duckdb.Error:
         return None
     return row[0] if row else None
+
+
+def _attach_published(con: duckdb.DuckDBPyConnection, tmp: Path) -> None:
+    """Attach `tmp` as `published` in the analysts' storage version; a previous copy in a newer one is dropped."""
+    attach = f"attach ? as published (storage_version '{ANALYST_STORAGE_VERSION}')"
+    try:
+        con.execute(attach, [str(tmp)])
+    except duckdb.InvalidInputException as error:
+        if "storage version" not in str(error):
+            raise
+        tmp.unlink()  # published before in DuckDB 2's storage, which cannot be lowered: start anew
+        con.execute(attach, [str(tmp)])
 
 
 def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "marts",
@@ -64,7 +83,7 @@ def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "m
     growing = set(_tables(
         con, "select table_name from information_schema.columns where table_schema = ? and column_name = 'landing_run_id'",
         schema))
-    con.execute("attach ? as published", [str(tmp)])
+    _attach_published(con, tmp)
     try:
         con.execute(f'create schema if not exists published."{schema}"')
         have = set(_tables(
