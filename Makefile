@@ -1,4 +1,4 @@
-# The two commands a new user needs: `make demo` and `make test`.
+# The two commands a new user needs: `make demo` and `make test` (README).
 # Both build the pinned environment in .venv first (from requirements.lock).
 
 PY ?= python3.11
@@ -7,9 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 export METERING_STATE_DIR ?= $(CURDIR)/state
-export DAGSTER_HOME ?= $(CURDIR)/state/dagster_home
+export DAGSTER_HOME ?= $(METERING_STATE_DIR)/dagster_home
 
-.PHONY: venv demo test dev bench lock clean
+.PHONY: venv demo test dev docs bench lock clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,18 @@ test: venv
 dev: venv
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
+
+# dbt's documentation of every model, with the columns and row counts of the last completed run, built from a
+# copy of the reader copy (a run is never held up, and nothing reaches the network). Serve it or open the file.
+DOCS := $(METERING_STATE_DIR)/dbt_docs
+docs: venv
+	@if [ -e "$(METERING_STATE_DIR)/reader.duckdb" ]; then src="$(METERING_STATE_DIR)/reader.duckdb"; \
+	elif [ -e "$(METERING_STATE_DIR)/warehouse.duckdb" ]; then src="$(METERING_STATE_DIR)/warehouse.duckdb"; \
+	else echo "no warehouse in $(METERING_STATE_DIR) yet: run make demo (or metering run) first"; exit 1; fi; \
+	mkdir -p "$(DOCS)" && cp "$$src" "$(DOCS)/warehouse.duckdb"
+	cd dbt_project && METERING_STATE_DIR="$(DOCS)" ../$(BIN)/dbt docs generate --quiet --static --target-path "$(DOCS)/target"
+	@echo "dbt docs: open $(DOCS)/target/static_index.html in a browser, or serve them:"
+	@echo "  cd dbt_project && ../$(BIN)/dbt docs serve --target-path $(DOCS)/target --port 8080 --no-browser"
 
 # The pipeline at volume (EVENTS, default 1,000,000) against the DuckDB floor, then the emulator's own
 # throughput. Results: bench/results/*.json; see docs/BENCHMARK.md.

@@ -48,7 +48,7 @@ DEMO_FILES = (
     "reader.duckdb", "reader.duckdb.wal", "reader.duckdb.tmp",
     "stripe_emulator.sqlite", "stripe_emulator.sqlite-wal", "stripe_emulator.sqlite-shm",
     "stripe_emulator.sqlite-journal",
-    "logs", "dbt_target", "target", "explain", "adjustments",
+    "logs", "dbt_target", "dbt_docs", "target", "explain", "adjustments",
 )
 STRIPE_VARIABLES = ("STRIPE_API_KEY", "STRIPE_API_BASE")
 _SHOWN = 8  # names listed in a refusal before "and N more"
