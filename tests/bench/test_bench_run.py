@@ -8,7 +8,7 @@ import textwrap
 EVENTS = 20_000  # 20 customers, the bench's smallest
 
 
-def test_the_bench_runs_and_reports_what_issue_6_measures(tmp_path):
+def test_the_bench_runs_and_reports_throughput_floor_ratio_requests_and_memory(tmp_path):
     results = tmp_path / "results"
     # A process of its own: the bench points the environment (state, Dagster home) at its work folder.
     subprocess.run(
