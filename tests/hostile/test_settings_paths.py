@@ -143,8 +143,13 @@ def test_explain_writes_its_csv_inside_the_state_folder_whatever_the_customer_id
     from metering_dagster.periods.explain import explain
     from metering_dagster.settings import Settings
 
+    from metering_dagster.reader_copy import publish_reader_copy
+    from metering_dagster.warehouse import connect
+
     wh, ids = explained_warehouse
     settings = Settings(state_dir=wh.state_dir, raw_dir=wh.raw_dir, contract_path=wh.state_dir / "metering.yml")
+    with connect(wh.path) as con:  # explain reads the copy a run publishes
+        publish_reader_copy(con, settings)
     out_dir = (wh.state_dir / "explain").resolve()
     paths = []
     for i, cid in enumerate(ids):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.pipeline.conftest import Warehouse, dbt  # noqa: F401  (the session's dbt project)
+from tests.output.conftest import built_warehouse
 
 CONTRACT = """
 environment: test
@@ -40,14 +40,9 @@ LINES = [
 
 
 @pytest.fixture(scope="module")
-def quarantined(dbt, tmp_path_factory):  # noqa: F811
-    root = tmp_path_factory.mktemp("quarantine_detail")
-    (root / "state").mkdir()
-    wh = Warehouse(state_dir=root / "state", raw_dir=root / "raw")
-    wh.write_contract(CONTRACT)
-    wh.add_file("lines.jsonl", [fields for fields, _, _ in LINES])
-    wh.land(datetime(2026, 11, 2, tzinfo=UTC))
-    dbt.run(wh.state_dir, "run", "--select", "+rpt_quarantined_events")
+def quarantined(dbt, tmp_path_factory):
+    wh = built_warehouse(dbt, tmp_path_factory, CONTRACT, [fields for fields, _, _ in LINES],
+                         datetime(2026, 11, 2, tzinfo=UTC), "--select", "+rpt_quarantined_events")
     return wh.query("select line_number, reason, reason_detail from marts.rpt_quarantined_events order by 1")
 
 

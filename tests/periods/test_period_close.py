@@ -25,6 +25,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from metering_dagster.display import money, quantity
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METERING = [sys.executable, "-m", "metering_dagster.cli"]
 
@@ -215,10 +217,10 @@ def test_periods_close_right_through_late_usage_corrections_and_holds(env):
 
     # Explain: today's numbers, then "as of" before the late usage landed: what October's invoice billed.
     now = metering("explain", "--customer", W, "--period", "2026-10-01", env=e).stdout
-    assert f"tokens: quantity {late_walk}" in now and "late adjustment #1" in now, now
+    assert f"tokens: quantity {quantity(late_walk)} tokens" in now and "late adjustment #1" in now, now
     csv_path = Path(now.strip().splitlines()[-1].split("event ids: ")[1])
     ids = {line.split(",")[1] for line in csv_path.read_text().splitlines()[1:]}
     assert ids == {"w1", "w2", "w3", "w4", "w5", "w_skew", "q1"}
     before_late = query(state / "warehouse.duckdb", "select max(landed_at) from raw.landed_files where source_file = 'a2.jsonl'")[0][0]
     then = metering("explain", "--customer", W, "--period", "2026-10-01", "--as-of", before_late.isoformat(), env=e).stdout
-    assert f"tokens: quantity {oct_walk}, amount {price_cents(oct_walk) / 100:.2f}" in then, then
+    assert f"tokens: quantity {quantity(oct_walk)} tokens, amount {money(price_cents(oct_walk), 'usd')}" in then, then
