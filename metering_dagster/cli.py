@@ -221,12 +221,19 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"metering: {problem}", file=sys.stderr)
         return EXIT_FAILED
+    from metering_dagster.billing.errors import stripe_problem
     from metering_dagster.locks import RunLockBusy
 
     try:
         return _dispatch(parser, args, settings)
-    except RunLockBusy as busy:
+    except RunLockBusy as busy:  # another run holds the state folder: its one line, no summary
         print(f"metering: {busy}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as error:  # Stripe unreachable or the key refused: one line, what to check; else the traceback
+        problem = stripe_problem(error)
+        if problem is None:
+            raise
+        print(f"metering: {problem}", file=sys.stderr)
         return EXIT_FAILED
 
 
