@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from metering_dagster.contract import Contract
+from metering_dagster.display import count
 from metering_dagster.quality.holds import (
     STRIPE_MAX_DIGITS,
     TO_SEND_SQL,
@@ -61,6 +62,8 @@ class SuiteOutcome:
     rows: int
     failures: list[dict] = field(default_factory=list)  # one per failed expectation
     held: tuple[Hold, ...] = ()  # what is withheld from the upload, by customer, with the reason
+    table: str = ""  # the mart whose changed rows the suite checks
+    table_rows: int = 0  # every row of it: those not checked now were checked by the run they last changed in
 
     @property
     def blocks_everyone(self) -> bool:
@@ -74,7 +77,11 @@ class SuiteOutcome:
 
     def describe(self) -> str:
         if self.success:
-            return f"{self.suite}: {self.rows} rows passed"
+            if not self.rows:
+                # An incremental run with nothing new: say so, rather than "0 rows passed".
+                return (f"{self.suite}: no row of {self.table} changed since the last upload, nothing new to check"
+                        f" ({count(self.table_rows, 'row')} in all, each checked when it last changed)")
+            return f"{self.suite}: {count(self.rows, 'changed row')} passed ({count(self.table_rows, 'row')} in {self.table})"
         parts = [
             f"{f['expectation']}({f['column']}): {f['unexpected_count']} rows, customers {', '.join(map(str, f['customers'][:10])) or '-'}"
             for f in self.failures
@@ -89,6 +96,10 @@ class SuiteOutcome:
         return f"{self.suite} failed: " + "; ".join(parts)
 
 
+def _table_rows(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, int]:
+    return table, con.execute(f"select count(*) from {table}").fetchone()[0]
+
+
 def _frame(con: duckdb.DuckDBPyConnection, sql: str):
     import pandas as pd
 
@@ -97,7 +108,7 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str):
     return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
 
 
-def _validate(name: str, frame, expectations: list, held: list[Hold]) -> SuiteOutcome:
+def _validate(name: str, frame, expectations: list, held: list[Hold], table: str, table_rows: int) -> SuiteOutcome:
     """The expectations on the rows of the customers not held; the outcome counts every row."""
     import great_expectations as gx
 
@@ -130,7 +141,7 @@ def _validate(name: str, frame, expectations: list, held: list[Hold]) -> SuiteOu
             }
         )
     return SuiteOutcome(suite=name, success=bool(result.success) and not held, rows=rows, failures=failures,
-                        held=tuple(held))
+                        held=tuple(held), table=table, table_rows=table_rows)
 
 
 def validate_usage_upload(con: duckdb.DuckDBPyConnection, contract: Contract) -> SuiteOutcome:
@@ -165,7 +176,7 @@ def validate_usage_upload(con: duckdb.DuckDBPyConnection, contract: Contract) ->
         ex.ExpectColumnValuesToBeBetween(column="event_count", min_value=0),
         ex.ExpectColumnValuesToBeBetween(column="quantity_significant_digits", max_value=STRIPE_MAX_DIGITS),
     ]
-    return _validate("usage_upload", frame, expectations, held)
+    return _validate("usage_upload", frame, expectations, held, *_table_rows(con, "marts.fct_usage_by_period"))
 
 
 def validate_shadow_invoice(con: duckdb.DuckDBPyConnection, contract: Contract) -> SuiteOutcome:
@@ -190,4 +201,4 @@ def validate_shadow_invoice(con: duckdb.DuckDBPyConnection, contract: Contract) 
         ex.ExpectColumnValuesToBeInSet(column="currency", value_set=[contract.currency]),
         ex.ExpectCompoundColumnsToBeUnique(column_list=["customer_id", "meter", "period_start"]),
     ]
-    return _validate("shadow_invoice", frame, expectations, held)
+    return _validate("shadow_invoice", frame, expectations, held, *_table_rows(con, "marts.fct_invoice_lines_expected"))

@@ -9,15 +9,12 @@ after the snapshot. One dbt asset cannot both feed and follow the Stripe assets.
 from pathlib import Path
 
 import dagster as dg
-from dagster_dbt import (
-    DagsterDbtTranslator,
-    DagsterDbtTranslatorSettings,
-    DbtCliResource,
-    dbt_assets,
-)
+from dagster_dbt import DbtCliResource, dbt_assets
 
 from metering_dagster.defs.resources import MeteringResource
+from metering_dagster.defs.transform.metadata import stream_with_table_metadata
 from metering_dagster.defs.transform.project import dbt_project
+from metering_dagster.defs.transform.translator import translator
 from metering_dagster.quality.suites import import_in_background
 from metering_dagster.settings import load_settings
 from metering_dagster.transform.rebuild import (
@@ -26,14 +23,6 @@ from metering_dagster.transform.rebuild import (
 )
 
 RECONCILIATION_SELECTOR = "tag:reconciliation"
-
-# Several tables of one Python asset (e.g. contract.*) are sources that share its key.
-translator = DagsterDbtTranslator(
-    settings=DagsterDbtTranslatorSettings(
-        enable_asset_checks=True, enable_duplicate_source_asset_keys=True
-    )
-)
-
 
 def dbt_build_args(full_refresh: bool = False) -> list[str]:
     """The dbt CLI arguments of a pipeline run: `build` runs each model, then its tests."""
@@ -71,11 +60,11 @@ def metering_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, 
             "the contract's customers, anchors or meters changed since the models were built (or this is the first"
             " build): every landed line is validated again and every model rebuilt (dbt --full-refresh)"
         )
-    yield from dbt.cli(
+    yield from stream_with_table_metadata(dbt.cli(
         [*dbt_build_args(full_refresh=rebuild), *PIPELINE_ONLY_ARGS],
         context=context,
         target_path=dbt_target_path("metering_dbt_models"),
-    ).stream()
+    ))
     if rebuild:
         with metering.warehouse() as con:
             record_build(con, contract)
@@ -89,11 +78,11 @@ def metering_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, 
     name="reconciliation_dbt_models",
 )
 def reconciliation_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    yield from dbt.cli(
+    yield from stream_with_table_metadata(dbt.cli(
         [*dbt_build_args(), *PIPELINE_ONLY_ARGS],
         context=context,
         target_path=dbt_target_path("reconciliation_dbt_models"),
-    ).stream()
+    ))
 
 
 defs = dg.Definitions(assets=[metering_dbt_models, reconciliation_dbt_models])
