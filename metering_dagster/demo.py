@@ -12,11 +12,13 @@ the bundled Stripe emulator, and refuses, deleting nothing, when `STRIPE_API_KEY
 is set. It writes a marker file into the state folder before anything else and resets only a folder
 that carries it (or an empty one); even then it refuses when the warehouse names a Stripe object the
 bundled emulator in that folder never created: that warehouse has talked to another Stripe, and its
-ledger is what stops that Stripe from being billed twice.
+ledger is what stops that Stripe from being billed twice; or when it holds usage from files other than
+the shipped logs (the folder was used for other data).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -74,12 +76,13 @@ def refuse_stripe_variables(environ=os.environ) -> None:
         )
 
 
-def _foreign_stripe_ids(state_dir: Path) -> list[str]:
-    """Stripe ids the warehouse records (ledger deliveries, customers, meters) that the bundled emulator whose
-    state is in `state_dir` never created: proof that the warehouse talked to another Stripe."""
+def _foreign_contents(state_dir: Path) -> tuple[list[str], list[str]]:
+    """What in the warehouse is not the demo's: (1) Stripe ids it records (ledger deliveries, customers,
+    meters) that the bundled emulator whose state is in `state_dir` never created, proof that it talked to
+    another Stripe; (2) landed files that are not the shipped demo logs (by content), proof of other usage."""
     warehouse = state_dir / "warehouse.duckdb"
     if not warehouse.exists():
-        return []
+        return [], []
     try:
         con = duckdb.connect(str(warehouse), read_only=True)
     except duckdb.Error as error:
@@ -105,10 +108,16 @@ def _foreign_stripe_ids(state_dir: Path) -> list[str]:
             if (schema, table, column) in present:
                 rows = con.execute(f"select distinct {column} from {schema}.{table} where {column} is not null").fetchall()
                 recorded.update(row[0] for row in rows)
+        landed = []
+        if con.execute("select count(*) from information_schema.tables where table_schema = 'raw' "
+                       "and table_name = 'landed_files'").fetchone()[0]:
+            landed = con.execute("select source_file, content_sha256 from raw.landed_files order by 1").fetchall()
     finally:
         con.close()
+    shipped = {hashlib.sha256(p.read_bytes()).hexdigest() for p in DEMO_RAW_DIR.rglob("*") if p.is_file()}
+    other_usage = [name for name, sha in landed if sha not in shipped]
     if not recorded:
-        return []
+        return [], other_usage
     emulator = state_dir / "stripe_emulator.sqlite"
     known: set[str] = set()
     if emulator.exists():
@@ -119,7 +128,7 @@ def _foreign_stripe_ids(state_dir: Path) -> list[str]:
             known = set()
         finally:
             lite.close()
-    return sorted(recorded - known)
+    return sorted(recorded - known), other_usage
 
 
 def _entries(state_dir: Path, dagster_home: Path) -> list[Path]:
@@ -147,13 +156,19 @@ def prepare_state(settings: Settings) -> list[str]:
             f"{_names(names)}. Nothing was deleted. Run the demo in a folder of its own, e.g. "
             "METERING_STATE_DIR=/tmp/metering-demo make demo, or move these files away if they are a demo's."
         )
-    foreign = _foreign_stripe_ids(state_dir) if entries else []
+    foreign, other_usage = _foreign_contents(state_dir) if entries else ([], [])
     if foreign:
         raise DemoRefused(
             f"{state_dir / 'warehouse.duckdb'} has talked to a Stripe that is not the bundled emulator (it names "
             f"{_names(foreign)}, which the emulator here never created): its ledger is what stops that Stripe from "
             "being billed twice. Nothing was deleted. Run the demo in a folder of its own, e.g. "
             "METERING_STATE_DIR=/tmp/metering-demo make demo."
+        )
+    if other_usage:
+        raise DemoRefused(
+            f"{state_dir / 'warehouse.duckdb'} holds usage that is not the demo's (landed {_names(other_usage)}): "
+            "the demo's folder was used for other data. Nothing was deleted. Give that data a state folder of its "
+            "own, or run the demo in one: METERING_STATE_DIR=/tmp/metering-demo make demo."
         )
     state_dir.mkdir(parents=True, exist_ok=True)
     if not marker.exists():

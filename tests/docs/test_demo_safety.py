@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from metering_dagster.demo import MARKER, prepare_state
+from metering_dagster.demo import DEMO_RAW_DIR, MARKER, prepare_state
 from metering_dagster.settings import REPO_ROOT, Settings
 from stripe_emulator.storage import SCHEMA as EMULATOR_SCHEMA
 
@@ -48,13 +48,22 @@ def assert_refused(result: subprocess.CompletedProcess, *words: str) -> None:
         assert word in lines[0], lines[0]
 
 
-def write_warehouse(path: Path, stripe_customer: str) -> None:
-    """A warehouse whose ledger has delivered one meter event to `stripe_customer`."""
-    from metering_dagster.billing.ledger import ensure_ledger
+SHIPPED_LOG = DEMO_RAW_DIR / "2026-10-01.jsonl"
 
+
+def write_warehouse(path: Path, stripe_customer: str, landed: Path = SHIPPED_LOG) -> None:
+    """A warehouse that landed the file `landed` and whose ledger delivered one meter event to `stripe_customer`."""
+    from metering_dagster.billing.ledger import ensure_ledger
+    from metering_dagster.warehouse import connect
+
+    connect(path, wait_seconds=0).close()  # the warehouse's own schemas and source tables
     con = duckdb.connect(str(path))
     try:
         ensure_ledger(con)
+        content = landed.read_bytes()
+        con.execute("INSERT INTO raw.landed_files (source_file, content_sha256, size_bytes, line_count, landing_run_id,"
+                    " landed_at) VALUES (?, ?, ?, ?, 1, now())",
+                    [landed.name, hashlib.sha256(content).hexdigest(), len(content), content.count(b"\n")])
         con.execute("INSERT INTO ops.stripe_customers VALUES ('cus_acme', ?, NULL, NULL, '2026-10-01', now())",
                     [stripe_customer])
         con.execute(
@@ -123,6 +132,23 @@ def test_a_demo_folder_whose_ledger_sent_to_another_stripe_is_refused(tmp_path):
     result = demo(state)
 
     assert_refused(result, "cus_RealCustomer01", "not the bundled emulator")
+    assert files_of(state) == before
+
+
+def test_a_demo_folder_that_landed_other_usage_is_refused(tmp_path):
+    """A previous demo's folder then used, with the bundled emulator, for one's own logs: they must stay."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / MARKER).write_text("demo\n")
+    write_emulator_state(state / "stripe_emulator.sqlite", "cus_FromTheEmulator")
+    own_log = tmp_path / "2026-11-01.jsonl"
+    own_log.write_text('{"event_id": "e1", "timestamp": "2026-11-01T00:00:00Z", "customer_id": "c", "action": "a"}\n')
+    write_warehouse(state / "warehouse.duckdb", "cus_FromTheEmulator", landed=own_log)
+    before = files_of(state)
+
+    result = demo(state)
+
+    assert_refused(result, "2026-11-01.jsonl", "not the demo's")
     assert files_of(state) == before
 
 
