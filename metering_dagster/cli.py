@@ -5,7 +5,7 @@
     metering clock advance --to TIME  move the shared Stripe test clock (test mode only)
     metering corrections preview      the money each customer would gain or lose from what has arrived
     metering explain --customer ID --period START [--as-of TIME]   explain one invoice
-    metering query SQL                SQL on the analysts' read-only copy of the marts
+    metering query SQL [--format table|csv|json]   SQL on the analysts' read-only copy of the marts
     metering bench --events N         the benchmark (see docs/BENCHMARK.md)
 """
 
@@ -166,16 +166,18 @@ def _parse_period(text: str) -> datetime:
     return _parse_time(text)
 
 
-def query_marts(settings: Settings, sql: str) -> int:
-    """Print the result of `sql` on analytics.duckdb, opened read-only."""
+def query_marts(settings: Settings, sql: str, fmt: str = "table") -> int:
+    """Write the result of `sql` on analytics.duckdb, opened read-only, as a table, CSV or JSON (query_output.py)."""
     import duckdb
+
+    from metering_dagster.query_output import write_result
 
     if not settings.analytics_path.exists():
         print(f"metering: {settings.analytics_path} does not exist yet: run `metering run` first", file=sys.stderr)
         return EXIT_FAILED
     con = duckdb.connect(str(settings.analytics_path), read_only=True)
     try:
-        con.sql(sql).show(max_rows=200, max_width=200)
+        write_result(con.execute(sql), fmt, sys.stdout)
     except duckdb.Error as error:
         print(f"metering: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -213,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     explain_p.add_argument("--as-of", type=_parse_time, help="rebuild from the lines landed up to this time")
     query = sub.add_parser("query", help="SQL on the analysts' read-only copy of the marts (safe during a run)")
     query.add_argument("sql", help='e.g. "select * from marts.rpt_reconciliation"')
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                       help="table (every column; a wide result one row at a time), csv or json (exact decimals as text)")
     args = parser.parse_args(argv)
 
     try:
@@ -247,7 +251,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, setting
     if args.command == "explain":
         return explain_invoice(settings, args.customer, args.period, args.as_of)
     if args.command == "query":
-        return query_marts(settings, args.sql)
+        return query_marts(settings, args.sql, args.format)
     if args.command == "bench":
         import json
 
