@@ -201,7 +201,8 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[st
 
 
 def print_invoices(settings: Settings) -> None:
-    """One table: each customer's lines, ours against Stripe's, then each of its Stripe invoices with its total."""
+    """One table: each customer's lines, ours against Stripe's, then the total of each of its Stripe invoices
+    against ours for that period (the status column gives the invoice's status and id)."""
     from metering_dagster.contract import load_contract
 
     currency = load_contract(settings.contract_path).currency
@@ -232,8 +233,8 @@ def print_invoices(settings: Settings) -> None:
                          money(ours, currency), money(theirs, currency), status])
         for _, invoice, status, period, total in (r for r in invoices if r[0] == customer):
             ours_total = sum(r[5] or 0 for r in lines if r[0] == customer and r[2] == period)
-            rows.append([customer, f"invoice {invoice} ({status})", str(period or "-"), "", "",
-                         money(ours_total, currency), money(total, currency), "total"])
+            rows.append([customer, "invoice total", str(period or "-"), "", "",
+                         money(ours_total, currency), money(total, currency), f"{status}: {invoice}"])
     header = ["customer", "meter", "period", "our quantity", "Stripe quantity", "our amount", "Stripe amount", "status"]
     for text in _table(header, rows, right={3, 4, 5, 6}):
         print(text)

@@ -83,7 +83,8 @@ def test_the_readme_commands_run_in_order_on_a_fresh_clone(tmp_path):
         result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block], check=False, cwd=clone, env=env,
                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
         timings.append(f"{time.monotonic() - started:6.1f} s  {block.splitlines()[0]}")
-        assert result.returncode == 0, f"{block}\n-> exit {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        assert result.returncode == 0, (f"{block}\n-> exit {result.returncode}\n{result.stdout[-4000:]}\n"
+                                        f"{result.stderr[-4000:]}\n" + "\n".join(timings))
         if block.startswith("make demo"):
             assert "USD" in result.stdout and "match" in result.stdout, result.stdout[-4000:]
     print("\n".join(timings), file=sys.stderr)
