@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import sys
 from datetime import datetime, timezone
 
@@ -186,14 +185,6 @@ def query_marts(settings: Settings, sql: str, fmt: str = "table") -> int:
     return EXIT_OK
 
 
-def reset_state(settings: Settings) -> None:
-    """Remove the warehouse, the analysts' copy and the emulator state; keep Dagster's run history."""
-    for path in settings.state_dir.glob("*"):
-        if path.resolve() == settings.dagster_home.resolve():
-            continue
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metering", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -260,9 +251,13 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, setting
         print(json.dumps(run_bench(args.events, keep=args.keep), indent=2))
         return EXIT_OK
     if args.command == "demo":
-        from metering_dagster.demo import run_demo
+        from metering_dagster.demo import DemoRefused, run_demo
 
-        return run_demo(settings)
+        try:
+            return run_demo(settings)
+        except DemoRefused as refused:  # nothing was deleted: one line, no traceback
+            print(f"metering demo: {refused}", file=sys.stderr)
+            return EXIT_FAILED
     parser.error(f"unknown command {args.command}")
     return EXIT_FAILED
 
