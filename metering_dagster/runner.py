@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from metering_dagster.locks import UPLOAD_POOL, pid_alive, run_lock
 from metering_dagster.settings import load_settings
@@ -76,6 +77,7 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
     import dagster as dg
 
     from metering_dagster.defs.transform.project import prepare_manifest
+    from metering_dagster.progress import ProgressDisplay
 
     settings = load_settings()
     log_path = log_path or settings.state_dir / "logs" / "last_run.log"
@@ -83,14 +85,150 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
     with run_lock(settings.state_dir, say=say):
         started_at = datetime.now(UTC)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "w") as log, contextlib.redirect_stdout(log):
-            prepare_manifest()
-            outcome = _execute(dg, tags)
+        display = ProgressDisplay("metering run")
+        try:
+            with open(log_path, "w") as log, contextlib.redirect_stdout(log), display.listen():
+                display.update("preparing the dbt project (its first run in a checkout parses it: ~20 s)",
+                               start=True)
+                prepare_manifest()
+                outcome = _execute(dg, tags, RunProgress(display, started_at))
+            display.update(f"finished in {time.monotonic() - display.started:.0f} s", done=True)
+        finally:
+            display.close()
         from metering_dagster.summary import warehouse_figures
 
         # Read before the lock is freed: a reader must never hold the warehouse a next run opens.
         outcome.figures = warehouse_figures(settings, run_started_at=started_at)
         return outcome
+
+
+# What each long step is doing, in words; steps not named here (checks) are short.
+STEP_WORDS = {
+    "metering_contract": "reading the contract",
+    "landed_usage_lines": "landing new usage files",
+    "metering_dbt_models": "dbt: validating, deduplicating, aggregating and pricing",
+    "stripe_billing_objects": "Stripe: finding or creating meters, prices, customers and subscriptions",
+    "stripe_usage_report": "Stripe: sending meter events",
+    "stripe_snapshot": "Stripe: reading back invoices and meter event summaries",
+    "period_close": "closing billing periods",
+    "reconciliation_dbt_models": "dbt: reconciling with Stripe",
+    "analyst_marts": "publishing the analysts' copy",
+    "closed_period_reconciliation": "reconciling closed periods",
+}
+
+
+def _step_result(step: str, metadata: dict[str, Any]) -> str | None:
+    """What a finished step did, from its materialization's metadata."""
+    from metering_dagster.display import count
+
+    if step == "landed_usage_lines":
+        return f"landed {count(int(metadata.get('files_landed', 0)), 'file')}, " \
+               f"{count(int(metadata.get('lines_landed', 0)), 'line')}"
+    if step == "stripe_usage_report":
+        return f"{count(int(metadata.get('events_sent', 0)), 'meter event')} sent"
+    if step == "stripe_snapshot":
+        return f"{count(int(metadata.get('customers_read', 0)), 'customer')} read back"
+    return None
+
+
+class RunProgress:
+    """Follows the run in the Dagster instance's event log (a thread reading it twice a second) and tells
+    `display` each long step as it starts and ends, dbt's models as they are built (n of N) and the Stripe
+    requests made so far; landing reports its own progress (`progress.report`)."""
+
+    POLL_SECONDS = 0.5
+
+    def __init__(self, display, started_at: datetime):
+        self.display = display
+        self.started_at = started_at
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="run-progress", daemon=True)
+        self._models: dict[str, int] = {}
+        self._step: str | None = None
+        self._step_text = ""
+        self._step_started = 0.0
+        self._built = 0
+        self._requests_at_start = 0
+        self._result_shown = False
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _follow(self) -> None:
+        import dagster as dg
+
+        try:
+            with dg.DagsterInstance.get() as instance:
+                self._models = _models_per_dbt_step()
+                run_id, cursor = None, None
+                while not self._stop.wait(self.POLL_SECONDS):
+                    if run_id is None:
+                        runs = instance.get_runs(filters=dg.RunsFilter(
+                            tags={"metering/pid": str(os.getpid())}, created_after=self.started_at), limit=1)
+                        run_id = runs[0].run_id if runs else None
+                        continue
+                    records = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
+                    cursor = records.cursor
+                    for record in records.records:
+                        if record.event_log_entry.dagster_event is not None:
+                            self._on_event(record.event_log_entry.dagster_event)
+                    self._on_tick()
+        except Exception as error:  # noqa: BLE001  progress is a courtesy: it never breaks or hides the run
+            self.display.update(f"(progress display stopped: {error})", done=True)
+
+    def _say(self, text: str, **kind) -> None:
+        self._step_text = text
+        self.display.update(text, **kind)
+
+    def _on_event(self, event) -> None:
+        from metering_dagster.billing.delivery import STATS
+
+        kind, step = event.event_type_value, event.step_key or ""
+        words = STEP_WORDS.get(step)
+        if kind == "STEP_START" and not words:
+            self.display.update(f"checking: {step}")
+        elif kind == "STEP_START":
+            self._step, self._built, self._step_started, self._result_shown = step, 0, time.monotonic(), False
+            self._requests_at_start = STATS.requests
+            dbt = f": 0 of {self._models[step]} models built (dbt starting)" if step in self._models else ""
+            self._say(words + dbt, start=True)
+        elif kind == "ASSET_MATERIALIZATION" and step in self._models:
+            self._built += 1
+            self._say(f"{words}: {self._built} of {self._models[step]} models built")
+        elif kind == "ASSET_MATERIALIZATION" and words:
+            metadata = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+            result = _step_result(step, metadata)
+            if result:
+                self._say(f"{words}: {result}")
+                self._result_shown = True
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and words:
+            how = "done" if kind == "STEP_SUCCESS" else "failed"
+            text = self._step_text if step == self._step else words
+            self.display.update(f"{text}; {how} in {time.monotonic() - self._step_started:.0f} s", done=True)
+            self._step = None
+
+    def _on_tick(self) -> None:
+        """During a Stripe step, the requests made so far (the steps log nothing until they end)."""
+        from metering_dagster.billing.delivery import STATS
+        from metering_dagster.display import count
+
+        sent = STATS.requests - self._requests_at_start
+        if self._step and self._step.startswith("stripe_") and sent and not self._result_shown:
+            self._say(f"{STEP_WORDS[self._step]} ({count(sent, 'Stripe request')} so far)")
+        elif self._step and self.display.interactive:
+            self.display.update(self._step_text)  # on a terminal the seconds go on counting
+
+
+def _models_per_dbt_step() -> dict[str, int]:
+    """How many dbt models each dbt step builds (the assets of its op), for "n of N"."""
+    job = metering_job()
+    return {assets.node_def.name: len(assets.keys) for assets in job.asset_layer.asset_graph.assets_defs
+            if assets.is_executable and "dbt" in assets.node_def.name}
 
 
 def recover_dead_runs(instance) -> list[str]:
@@ -174,22 +312,24 @@ def _ensure_upload_pool(instance) -> None:
         storage.set_concurrency_slots(UPLOAD_POOL, 1)
 
 
-def _execute(dg, tags: dict[str, str] | None) -> RunOutcome:
+def _execute(dg, tags: dict[str, str] | None, progress: RunProgress | None = None) -> RunOutcome:
     for pid in end_orphaned_dbt(load_settings().state_dir):
         say(f"ended dbt process {pid}, left running by a killed run (it held the warehouse)")
     with dg.DagsterInstance.get() as instance:
         for run_id in recover_dead_runs(instance):
             say(f"run {run_id[:8]} had been killed; marked failed, its upload slot freed, this run finishes its work")
         _ensure_upload_pool(instance)
-        result = dg.execute_job(
-            dg.reconstructable(metering_job),
-            instance=instance,
-            tags={"metering/trigger": "cli", "metering/pid": str(os.getpid()), **(tags or {})},
-            # The terminal gets the summary, a failed step in one line; the full event log, tracebacks included,
-            # is in the Dagster UI.
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            raise_on_error=False,
-        )
+        # followed from here on: the instance's storage exists (two first openings at once both create it)
+        with progress or contextlib.nullcontext():
+            result = dg.execute_job(
+                dg.reconstructable(metering_job),
+                instance=instance,
+                tags={"metering/trigger": "cli", "metering/pid": str(os.getpid()), **(tags or {})},
+                # The terminal gets the summary, a failed step in one line; the full event log, tracebacks
+                # included, is in the Dagster UI.
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+                raise_on_error=False,
+            )
         return outcome_of(result)
 
 

@@ -48,9 +48,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from ..warehouse import ArrowStream, ensure_source_tables
 from ..crashpoints import crash_after_delay, crashpoint
+from ..display import count
+from ..progress import report
 from ..settings import landing_settle_seconds
+from ..warehouse import ArrowStream, ensure_source_tables
 from .parse import exact_json, fields_select_sql, may_be_lenient, strict_json_ok
 
 PATTERNS = ("*.jsonl", "*.jsonl.gz")
@@ -472,6 +474,7 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
                         landed.append(file)
                 else:
                     outcomes[type(read)].append(read)
+                _report_landing(landed, skipped, len(paths))
             for file in changed:
                 _quarantine_changed(con, file, manifest[file.source_file], run_id, landed_at)
         crashpoint("landing:before_commit")
@@ -483,6 +486,12 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
     return LandingResult(
         run_id, landed_at, tuple(landed), tuple(skipped), tuple(changed), tuple(failed), tuple(incomplete)
     )
+
+
+def _report_landing(landed: list[LandedFile], skipped: list, found: int) -> None:
+    lines = sum(f.lines_read - f.lines_blank for f in landed)
+    report(f"landing: {count(len(landed), 'new file')} read of {found} found ({len(skipped)} landed before), "
+           f"{count(lines, 'line')}")
 
 
 def _record_landed(con: duckdb.DuckDBPyConnection, file: LandedFile, run_id: int, landed_at: datetime) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,16 @@ def test_run_uploads_then_reconciles_the_final_invoice_to_the_cent(user_env, met
     first = metering("run", env=user_env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "succeeded" in first.stdout
+    # progress as it goes, on stderr: plain lines here (not a terminal), a few per step
+    progress = first.stderr.splitlines()
+    assert "metering run: landing new usage files: landed 3 files, 3,016 lines; done in 0 s" in progress or any(
+        line.startswith("metering run: landing new usage files: landed 3 files, 3,016 lines; done in")
+        for line in progress), first.stderr
+    assert any(re.fullmatch(r"metering run: dbt: .*: (\d+) of \1 models built; done in \d+ s", line)
+               for line in progress), first.stderr
+    assert any("Stripe: sending meter events: 24 meter events sent; done in" in line for line in progress)
+    assert any("4 customers read back; done in" in line for line in progress), first.stderr
+    assert progress[-1].startswith("metering run: finished in") and len(progress) < 40, first.stderr
 
     # Published for analysts; a run was recorded in the Dagster instance.
     assert (state / "analytics.duckdb").exists()
