@@ -371,4 +371,7 @@ def step_error_line(error) -> str:
     stripe_line = stripe_problem_line(error.cls_name, error.message)
     if stripe_line:
         return stripe_line
-    return error.message.strip().splitlines()[0]
+    first = error.message.strip().splitlines()[0]
+    if error.cls_name == "Failure":  # a step's own words (dg.Failure): without Dagster's class path
+        first = first.removeprefix("dagster._core.definitions.events.Failure: ")
+    return first

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import stripe
 from dagster._core.errors import DagsterExecutionStepExecutionError
 from dagster._utils.error import serializable_error_info_from_exc_info
@@ -98,8 +99,13 @@ def test_a_failed_step_is_its_own_error_in_one_line_and_stripe_unreachable_says_
                            "STRIPE_API_KEY"), line
     assert KEY[:12] not in line
 
-    # any other error: its own first line, not Dagster's wrapper around it
+    # any other error: its own first line, not Dagster's wrapper around it; a step's own dg.Failure its words
     assert step_error_line(_step_failure(OSError("disk full\nmore"))) == "OSError: disk full"
+    try:
+        raise dg.Failure(description="the warehouse is held by process 12: stop it")
+    except dg.Failure:
+        assert step_error_line(serializable_error_info_from_exc_info(sys.exc_info())) == \
+            "the warehouse is held by process 12: stop it"
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

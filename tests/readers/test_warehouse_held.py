@@ -52,6 +52,7 @@ def test_a_reader_holding_the_warehouse_stops_the_run_at_once_naming_it(warehous
     assert lines, output
     # the holder's command line, on the one line with what to do
     assert f"(`{sys.executable} -c import duckdb" in lines[-1] and "METERING_WAREHOUSE_WAIT_SECONDS" in lines[-1]
+    assert "Traceback" not in output and "Stack Trace" not in output
 
 
 def test_with_a_wait_set_the_run_says_so_and_goes_on_once_the_reader_lets_go(warehouse):
@@ -60,7 +61,8 @@ def test_with_a_wait_set_the_run_says_so_and_goes_on_once_the_reader_lets_go(war
     run = subprocess.Popen([*METERING, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            cwd=REPO_ROOT)
     try:
-        waiting = run.stderr.readline()  # the run's first word on stderr: it waits, and for whom
+        # the run says it waits, and for whom, among its progress lines
+        waiting = next(line for line in iter(run.stderr.readline, "") if "waiting" in line or "held" in line)
         time.sleep(2)
         reader.communicate("let go\n", timeout=30)
         out, err = run.communicate(timeout=600)
