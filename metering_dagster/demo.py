@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 
 from metering_dagster.display import money, quantity
+from metering_dagster.locks import LOCK_FILE
 from metering_dagster.settings import DEMO_DIR, REPO_ROOT, Settings
 
 IN_GRACE = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
@@ -132,9 +133,11 @@ def _foreign_contents(state_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def _entries(state_dir: Path, dagster_home: Path) -> list[Path]:
-    """The state folder's entries, Dagster's run history aside (the demo keeps it)."""
+    """The state folder's entries, but Dagster's run history (the demo keeps it) and an idle run lock (empty:
+    any command that waits for runs leaves one, e.g. `metering explain` before a first run)."""
     home = dagster_home.resolve()
-    return sorted(p for p in state_dir.iterdir() if p.resolve() != home)
+    return sorted(p for p in state_dir.iterdir()
+                  if p.resolve() != home and not (p.name == LOCK_FILE and p.is_file() and p.stat().st_size == 0))
 
 
 def prepare_state(settings: Settings) -> list[str]:

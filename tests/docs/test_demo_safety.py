@@ -180,6 +180,8 @@ def test_a_new_folder_is_marked_before_anything_is_written(tmp_path, monkeypatch
     state = tmp_path / "state"
     home = state / "dagster_home" if dagster_home_inside else tmp_path / "home"
     home.mkdir(parents=True)  # `make demo` creates DAGSTER_HOME first
+    state.mkdir(exist_ok=True)
+    (state / "metering.lock").touch()  # an idle lock, left by e.g. `metering explain` run first
     monkeypatch.setenv("DAGSTER_HOME", str(home))
 
     assert prepare_state(settings_for(state)) == []
