@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 
 from metering_dagster.display import money, quantity
-from metering_dagster.locks import LOCK_FILE
+from metering_dagster.locks import LOCK_FILE, run_lock
 from metering_dagster.settings import DEMO_DIR, REPO_ROOT, Settings
 
 IN_GRACE = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
@@ -145,8 +145,6 @@ def prepare_state(settings: Settings) -> list[str]:
 
     Raises `DemoRefused`, having deleted nothing, when the folder is not the demo's (module doc).
     """
-    from metering_dagster.locks import run_lock
-
     state_dir = settings.state_dir
     marker = state_dir / MARKER
     if state_dir.exists() and not state_dir.is_dir():
