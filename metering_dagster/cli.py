@@ -254,7 +254,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, setting
         from metering_dagster.demo import DemoRefused, run_demo
 
         try:
-            return run_demo(settings)
+            return run_demo(settings, advance_clock, run_once)
         except DemoRefused as refused:  # nothing was deleted: one line, no traceback
             print(f"metering demo: {refused}", file=sys.stderr)
             return EXIT_FAILED

@@ -22,6 +22,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,10 +242,10 @@ def print_invoices(settings: Settings) -> None:
         print(text)
 
 
-def run_demo(settings: Settings) -> int:
-    """The demo story; `DemoRefused` (nothing deleted) when the environment or the state folder is not the demo's."""
-    from metering_dagster.cli import advance_clock, run_once
-
+def run_demo(settings: Settings, advance_clock: Callable[[Settings, datetime], int],
+             run_once: Callable[[Settings], int]) -> int:
+    """The demo story, through the commands' own functions (`metering clock advance`, `metering run`, given by the
+    CLI); `DemoRefused` (nothing deleted) when the environment or the state folder is not the demo's."""
     refuse_stripe_variables()
     print(f"metering demo: the shipped contract {DEMO_CONTRACT.relative_to(REPO_ROOT)} and usage logs "
           f"{DEMO_RAW_DIR.relative_to(REPO_ROOT)}/ (METERING_CONTRACT and METERING_RAW_DIR are not used), "
