@@ -17,7 +17,6 @@ import csv
 import difflib
 import hashlib
 import re
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,6 +26,7 @@ import duckdb
 
 from metering_dagster.billing.periods import period_containing
 from metering_dagster.display import count, currency_decimals, money, quantity
+from metering_dagster.progress import ProgressDisplay
 from metering_dagster.settings import Settings
 
 QUARANTINED_SHOWN = 20  # per list; the rest is counted, with the query that lists it
@@ -314,10 +314,6 @@ def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: st
                        without_meter[:QUARANTINED_SHOWN], len(without_meter))
 
 
-def _say(message: str) -> None:
-    print(f"metering explain: {message}", file=sys.stderr, flush=True)
-
-
 def explain(settings: Settings, customer: str, period_start: str, as_of: datetime | None = None) -> Explanation:
     from metering_dagster.periods.scratch import dbt_run, scratch_copy
     from metering_dagster.reader_copy import open_reader
@@ -330,24 +326,28 @@ def explain(settings: Settings, customer: str, period_start: str, as_of: datetim
             return explain_from(con, customer, period_start, out_dir, as_of)
     finally:
         con.close()
-    _say("copying the reader copy into a scratch folder")
-    with scratch_copy(settings) as folder:
-        con = duckdb.connect(str(folder / "warehouse.duckdb"))
-        try:
-            con.execute("DELETE FROM raw.usage_lines WHERE landed_at > ?", [as_of])
-            con.execute("DELETE FROM raw.landed_files WHERE landed_at > ?", [as_of])
-            kept = con.execute("SELECT count(*) FROM raw.usage_lines").fetchone()[0]
-        finally:
-            con.close()
-        _say(f"rebuilding every model from the {count(kept, 'line')} landed up to {_when(as_of)} "
-             "(dbt, about half a minute)")
-        dbt_run(folder, full_refresh=True)
-        _say("rebuilt; explaining")
-        con = duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True)
-        try:
-            return explain_from(con, customer, period_start, out_dir, as_of)
-        finally:
-            con.close()
+    display = ProgressDisplay("metering explain")  # the rebuild takes half a minute: say what it does
+    try:
+        display.update("copying the reader copy into a scratch folder", start=True)
+        with scratch_copy(settings) as folder:
+            con = duckdb.connect(str(folder / "warehouse.duckdb"))
+            try:
+                con.execute("DELETE FROM raw.usage_lines WHERE landed_at > ?", [as_of])
+                con.execute("DELETE FROM raw.landed_files WHERE landed_at > ?", [as_of])
+                kept = con.execute("SELECT count(*) FROM raw.usage_lines").fetchone()[0]
+            finally:
+                con.close()
+            display.update(f"rebuilding every model from the {count(kept, 'line')} landed up to {_when(as_of)} "
+                           "(dbt, about half a minute)", start=True)
+            dbt_run(folder, full_refresh=True)
+            display.update("rebuilt; explaining", done=True)
+            con = duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True)
+            try:
+                return explain_from(con, customer, period_start, out_dir, as_of)
+            finally:
+                con.close()
+    finally:
+        display.close()
 
 
 def _print_quarantined(lines: list[QuarantinedLine], indent: str) -> None:
