@@ -84,10 +84,13 @@ def test_a_customer_added_to_the_contract_is_billed_for_what_arrived_before(pipe
 
 def test_the_corrections_preview_shows_the_money_an_added_customer_brings(pipeline):
     from metering_dagster.periods.corrections import preview_corrections
+    from metering_dagster.reader_copy import publish_reader_copy
     from metering_dagster.settings import load_settings
 
     pipeline.edit_contract(UMBRELLA, "")
     pipeline.build()
+    with duckdb.connect(str(pipeline.warehouse)) as con:  # the copy a run publishes: what the preview reads
+        publish_reader_copy(con, load_settings())
     pipeline.edit_contract("customers:\n", "customers:\n" + UMBRELLA)
     preview = preview_corrections(load_settings())
     gained = {c.meter: c for c in preview.changes if c.customer_id == "cus_umbrella"}
