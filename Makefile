@@ -54,5 +54,9 @@ bench: venv
 lock:
 	$(BIN)/pip freeze --exclude-editable | sed '/^-e /d' > requirements.lock.new && mv requirements.lock.new requirements.lock
 
+# Removes the state folder only when it is the demo's (it carries the demo's marker): a folder with your
+# own data, or a ledger that has billed a real Stripe account, is yours to remove.
 clean:
-	rm -rf state .pytest_cache
+	rm -rf .pytest_cache
+	@if [ -e state/.metering-demo ]; then rm -rf state && echo "removed the demo's state/"; \
+	elif [ -e state ]; then echo "kept state/: it is not the demo's (no state/.metering-demo); remove it yourself if you mean to"; fi
