@@ -379,7 +379,8 @@ def print_explanation(e: Explanation) -> None:
     print(f"invoice total (our shadow invoice): {money(e.total_cents, e.currency)}, "
           f"{count(len(e.lines), 'line')}")
     for line in e.lines:
-        name = f" ({line.display_name})" if line.display_name and line.display_name != line.meter else ""
+        same = line.display_name.lower().replace(" ", "_") == line.meter.lower()
+        name = f" ({line.display_name})" if line.display_name and not same else ""
         print(f"\n{line.meter}{name}: quantity {in_unit(line.quantity, line.unit)}, "
               f"amount {money(line.amount_cents, e.currency)}")
         print(f"  {line.how}")
