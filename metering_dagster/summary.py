@@ -162,7 +162,10 @@ def print_run_summary(outcome: RunOutcome, settings: Settings) -> None:
         # the reconciliation shown is this run's, never an earlier one's
         if any(key.endswith("rpt_reconciliation") for key in outcome.materialized) and figures.get("reconciliation"):
             _row("reconciliation", _reconciliation_row(figures["reconciliation"]))
-    _row("checks", f"{count(len(outcome.failed_checks), 'check')} failed" if outcome.failed_checks else "all passed")
+    if outcome.failed_checks:
+        _row("checks", f"{count(len(outcome.failed_checks), 'check')} failed")
+    elif state != "failed":  # a run that stopped early did not run them all
+        _row("checks", "all passed")
     for check in outcome.failed_checks:
         kind = "blocking check" if blocks(check) else "check (the others went on)" if check["blocking"] else "check"
         customers = check["metadata"].get("failing_customers") or check["metadata"].get("customers_with_differences") \
