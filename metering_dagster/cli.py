@@ -132,6 +132,7 @@ def advance_clock(settings: Settings, to: datetime) -> int:
     from metering_dagster.billing.clock import ClockError, advance_test_clock
     from metering_dagster.billing.client import open_stripe
     from metering_dagster.contract import load_contract
+    from metering_dagster.progress import ProgressDisplay
     from metering_dagster.warehouse import connect
 
     _prepare_environment(settings)
@@ -139,7 +140,8 @@ def advance_clock(settings: Settings, to: datetime) -> int:
     if bad is not None:
         return bad
     contract = load_contract(settings.contract_path)
-    with _holding_state(settings), open_stripe(settings, contract) as conn:
+    display = ProgressDisplay("metering clock advance")
+    with _holding_state(settings), open_stripe(settings, contract) as conn, display.listen():
         con = connect(settings.warehouse_path)
         try:
             moved = advance_test_clock(conn.client, con, contract, to)
@@ -148,6 +150,7 @@ def advance_clock(settings: Settings, to: datetime) -> int:
             return EXIT_FAILED
         finally:
             con.close()
+            display.close()
     print(moved.summary())
     return EXIT_OK
 

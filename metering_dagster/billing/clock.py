@@ -19,6 +19,7 @@ from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_o
 from metering_dagster.billing.periods import add_months, epoch, from_epoch
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.contract.model import Contract
+from metering_dagster.progress import report
 
 
 class ClockError(Exception):
@@ -98,6 +99,9 @@ def advance_test_clock(
     current = start
     while current < target:
         nxt = min(target, add_months(current, 1))
+        # Stripe bills every customer of the clock at each step (period ends, invoices): it can take a while
+        report(f"Stripe test clock at {current.isoformat()}: moving to {nxt.isoformat()} "
+               f"(target {target.isoformat()}, a month at a time)")
         client.v1.test_helpers.test_clocks.advance(clock_id, {"frozen_time": epoch(nxt)})
         clock = _wait_ready(client, clock_id, timeout_seconds)
         current = from_epoch(clock.frozen_time)
