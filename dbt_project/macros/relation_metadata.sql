@@ -2,10 +2,11 @@
   Post-hook of every model: its columns as the warehouse typed them and, for a table, its row count, logged
   as one line that the Dagster asset attaches to the model's materialization (metering_dagster/defs/transform/
   metadata.py). Read here, inside dbt's own connection: while dbt runs, no other process may open the
-  warehouse. A view gets no row count: counting it would run its query.
+  warehouse. A view gets no row count: counting it would run its query. dbt run by hand (or by the tests'
+  dbtRunner) skips it: only dagster-dbt, which sets DAGSTER_DBT_CLI, reads the line.
 -#}
 {% macro log_relation_metadata() %}
-    {%- if execute -%}
+    {%- if execute and env_var('DAGSTER_DBT_CLI', '') == 'true' -%}
         {%- set described -%}
             select column_name, data_type,
                    {{ '(select count(*) from ' ~ this ~ ')' if model.config.materialized != 'view' else 'null' }}
