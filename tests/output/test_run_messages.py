@@ -140,3 +140,13 @@ def test_clock_advance_with_stripe_unreachable_prints_one_line_without_the_key(m
          "a proxy or firewall, and STRIPE_API_BASE (unset: Stripe itself); then run the command again")
     ], result.stderr
     assert "Traceback" not in result.stderr and KEY not in result.stdout + result.stderr
+
+
+def test_clock_advance_says_where_the_test_clock_is_while_it_moves(metering_env):
+    result = _run("clock", "advance", "--to", "2027-01-01T00:30:00Z", env=dict(os.environ))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "metering clock advance: Stripe test clock at 2026-10-01T00:00:00+00:00: moving to 2026-11-01T00:00:00+00:00 "
+        "(target 2027-01-01T00:30:00+00:00, a month at a time)"), result.stderr
+    assert len(result.stderr.splitlines()) <= 4  # a few lines, not one per step
+    assert "advanced from 2026-10-01T00:00:00+00:00 to 2027-01-01T00:30:00+00:00 in 4 step(s)" in result.stdout
