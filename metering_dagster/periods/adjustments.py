@@ -31,6 +31,7 @@ from metering_dagster.billing.periods import from_epoch
 from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.values import decimal_str, metadata_of
 from metering_dagster.contract.model import Contract
+from metering_dagster.display import money
 from metering_dagster.periods.tables import ADJUSTMENT_KEY, ensure_period_tables
 from metering_dagster.warehouse import insert_rows
 
@@ -70,11 +71,13 @@ class AdjustmentResult:
     no_charge: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    currency: str = "usd"  # the contract's: how the total is shown
 
     def summary(self) -> str:
         total = sum(a.amount_cents for a in self.planned)
         text = (
-            f"late-usage adjustments: {len(self.planned)} new ({total / 100:+.2f}), {self.sent} invoice items created,"
+            f"late-usage adjustments: {len(self.planned)} new ({money(total, self.currency, signed=True)}), "
+            f"{self.sent} invoice items created,"
             f" {self.already_in_stripe} found already in Stripe, {self.no_charge} without a price change"
         )
         if self.failed:
@@ -262,7 +265,7 @@ def adjust_finalized_periods(
     client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, csv_dir: Path,
     problems: CustomerProblems, held: Collection[str],
 ) -> AdjustmentResult:
-    result = AdjustmentResult()
+    result = AdjustmentResult(currency=contract.currency)
     result.planned = write_adjustments(con, contract, csv_dir, held)
     result.no_charge = sum(1 for a in result.planned if a.amount_cents == 0)
     send_adjustments(client, con, contract, result, problems)

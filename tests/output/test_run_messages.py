@@ -150,3 +150,13 @@ def test_clock_advance_says_where_the_test_clock_is_while_it_moves(metering_env)
         "(target 2027-01-01T00:30:00+00:00, a month at a time)"), result.stderr
     assert len(result.stderr.splitlines()) <= 4  # a few lines, not one per step
     assert "advanced from 2026-10-01T00:00:00+00:00 to 2027-01-01T00:30:00+00:00 in 4 step(s)" in result.stdout
+
+
+def test_the_late_usage_adjustments_line_shows_money_in_the_contract_currency():
+    from types import SimpleNamespace
+
+    from metering_dagster.periods.adjustments import AdjustmentResult
+
+    result = AdjustmentResult(planned=[SimpleNamespace(amount_cents=626), SimpleNamespace(amount_cents=-100)],
+                              sent=2, currency="eur")
+    assert result.summary().startswith("late-usage adjustments: 2 new (+5.26 EUR), 2 invoice items created")
