@@ -27,6 +27,7 @@ from metering_dagster.billing.clock import current_clock_time
 from metering_dagster.billing.periods import from_epoch
 from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.contract.model import Contract
+from metering_dagster.display import count
 from metering_dagster.periods.adjustments import AdjustmentResult, adjust_finalized_periods, snapshot_adjustments
 from metering_dagster.periods.invoices import PeriodInvoice, record_draft_update, refresh_period_invoices
 from metering_dagster.periods.tables import ensure_period_tables
@@ -50,8 +51,9 @@ class PeriodCloseResult:
     problems: list[str] = field(default_factory=list)  # customers whose Stripe reads failed: the others closed
 
     def lines(self) -> list[str]:
-        out = [f"period close at Stripe time {self.stripe_now.isoformat() if self.stripe_now else '-'}:"
-               f" {self.finalized} period invoices final, {self.superseded} meter events superseded by adjustments"]
+        out = [(f"period close at Stripe time {self.stripe_now.isoformat() if self.stripe_now else '-'}:"
+                f" {count(self.finalized, 'period invoice')} final,"
+                f" {count(self.superseded, 'meter event')} superseded by adjustments")]
         out += self.closed_in_grace
         out += [f"WARNING: {text}" for text in self.late_in_grace]
         out += [f"ALERT: {text}" for text in self.held]

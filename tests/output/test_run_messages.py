@@ -160,3 +160,10 @@ def test_the_late_usage_adjustments_line_shows_money_in_the_contract_currency():
     result = AdjustmentResult(planned=[SimpleNamespace(amount_cents=626), SimpleNamespace(amount_cents=-100)],
                               sent=2, currency="eur")
     assert result.summary().startswith("late-usage adjustments: 2 new (+5.26 EUR), 2 invoice items created")
+
+
+def test_the_period_close_line_counts_agree_with_their_nouns():
+    from metering_dagster.periods.close import PeriodCloseResult
+
+    line = PeriodCloseResult(finalized=1, superseded=2).lines()[0]
+    assert line.endswith(": 1 period invoice final, 2 meter events superseded by adjustments"), line
