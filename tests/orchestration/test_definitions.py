@@ -28,7 +28,7 @@ def test_the_workspace_loads_as_dagster_dev_loads_it(dbt_manifest, metering_env)
     from metering_dagster.settings import REPO_ROOT
 
     dagster = Path(sys.executable).parent / "dagster"
-    done = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO_ROOT,
+    done = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], check=False, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All code locations passed validation" in done.stdout + done.stderr
@@ -109,7 +109,10 @@ def test_dagster_dev_parses_the_dbt_project_only_when_a_dbt_file_changed(dbt_man
     import subprocess
     import sys
 
-    from metering_dagster.defs.transform.project import DBT_PROJECT_DIR, manifest_is_current
+    from metering_dagster.defs.transform.project import (
+        DBT_PROJECT_DIR,
+        manifest_is_current,
+    )
 
     def load_under_dagster_dev() -> None:
         subprocess.run([sys.executable, "-c", "import metering_dagster.defs.transform.project"],
