@@ -11,7 +11,8 @@
             select column_name, data_type,
                    {{ '(select count(*) from ' ~ this ~ ')' if model.config.materialized != 'view' else 'null' }}
             from information_schema.columns
-            where table_schema = '{{ this.schema }}' and table_name = '{{ this.identifier }}'
+            where table_catalog = '{{ this.database }}' and table_schema = '{{ this.schema }}'
+              and table_name = '{{ this.identifier }}'
             order by ordinal_position
         {%- endset -%}
         {%- set rows = run_query(described).rows -%}
