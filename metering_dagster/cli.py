@@ -99,17 +99,22 @@ def print_period_close(outcome) -> None:
 
 def corrections_preview(settings: Settings) -> int:
     from metering_dagster.periods.corrections import preview_corrections, print_preview
+    from metering_dagster.progress import ProgressDisplay
     from metering_dagster.reader_copy import ReaderCopyMissing
 
     _prepare_environment(settings)
     bad = _check_contract(settings)
     if bad is not None:
         return bad
+    display = ProgressDisplay("metering corrections preview")
     try:
-        preview = preview_corrections(settings)  # from the reader copy: never waits for a run
+        with display.listen():
+            preview = preview_corrections(settings)  # from the reader copy: never waits for a run
     except ReaderCopyMissing as missing:
         print(f"metering: {missing}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        display.close()
     print_preview(preview)
     return EXIT_OK
 
@@ -180,6 +185,10 @@ def query_marts(settings: Settings, sql: str, fmt: str = "table") -> int:
     con = duckdb.connect(str(settings.analytics_path), read_only=True)
     try:
         write_result(con.execute(sql), fmt, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): what it took is what it wanted; nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except duckdb.Error as error:
         print(f"metering: {error}", file=sys.stderr)
         return EXIT_FAILED

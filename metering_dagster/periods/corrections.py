@@ -15,6 +15,8 @@ from decimal import Decimal
 
 import duckdb
 
+from metering_dagster.display import count, money, quantity
+from metering_dagster.progress import report
 from metering_dagster.settings import Settings
 
 
@@ -41,6 +43,7 @@ class Preview:
     new_events: int
     corrections: int
     duplicates: list[tuple[str, str, str, bool]]  # event_id, kept, duplicate, conflict
+    currency: str = "usd"
 
 
 def preview_corrections(settings: Settings) -> Preview:
@@ -55,21 +58,27 @@ def preview_corrections(settings: Settings) -> Preview:
     from metering_dagster.transform.rebuild import contract_changed_since_build
 
     contract = load_contract(settings.contract_path)
+    report("copying the reader copy of the warehouse into a scratch folder")
     with scratch_copy(settings) as folder:
         con = duckdb.connect(str(folder / "warehouse.duckdb"))
         try:
             ensure_period_tables(con)
             if stripe_objects_exist(con, contract):  # which periods Stripe has finalized by now (read only)
+                report("reading which periods Stripe has finalized")
                 with open_stripe(settings, contract) as conn:
                     refresh_period_invoices(conn.client, con, current_clock_time(conn.client, con, contract))
             before_run = con.execute("SELECT coalesce(max(landing_run_id), 0) FROM raw.usage_lines").fetchone()[0]
+            report(f"landing what has arrived under {settings.raw_dir}")
             land_new_files(con, settings.raw_dir)
             con.execute("CREATE OR REPLACE TABLE ops.preview_before AS SELECT * FROM marts.fct_invoice_lines_expected")
             write_contract_tables(con, contract)
             rebuild = contract_changed_since_build(con, contract)
         finally:
             con.close()
+        report("rebuilding every model from all landed lines (the contract changed)" if rebuild
+               else "building the models with what has arrived (dbt)")
         dbt_run(folder, full_refresh=rebuild)
+        report("models built", done=True)
         con = duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True)
         try:
             rows = con.execute(
@@ -98,15 +107,12 @@ def preview_corrections(settings: Settings) -> Preview:
                "the next invoice, as an adjustment (period finalized)" if final else "this period's invoice", problem)
         for c, p, m, qb, qa, ab, aa, final, problem in rows
     ]
-    return Preview(changes, new_events, corrections, duplicates)
-
-
-def _q(value: Decimal | None) -> str:
-    return "-" if value is None else format(Decimal(value).normalize(), "f")
+    return Preview(changes, new_events, corrections, duplicates, contract.currency)
 
 
 def print_preview(preview: Preview) -> None:
-    print(f"not yet uploaded: {preview.new_events} new metered events, {preview.corrections} corrections (negative values)")
+    print(f"not yet uploaded: {count(preview.new_events, 'new metered event')}, "
+          f"{count(preview.corrections, 'correction')} (negative values)")
     if not preview.changes:
         print("no customer would gain or lose money")
     customer = None
@@ -114,10 +120,11 @@ def print_preview(preview: Preview) -> None:
         if ch.customer_id != customer:
             customer = ch.customer_id
             total = sum(c.difference for c in preview.changes if c.customer_id == customer)
-            print(f"{customer}: {total / 100:+.2f} in total")
+            print(f"{customer}: {money(total, preview.currency, signed=True)} in total")
         print(
-            f"  {ch.period_start}  {ch.meter:<20} quantity {_q(ch.quantity_before)} -> {_q(ch.quantity_after)}"
-            f"  amount {ch.amount_before / 100:.2f} -> {ch.amount_after / 100:.2f}  ({ch.difference / 100:+.2f})"
+            f"  {ch.period_start}  {ch.meter:<20} quantity {quantity(ch.quantity_before)} -> {quantity(ch.quantity_after)}"
+            f"  amount {money(ch.amount_before, preview.currency)} -> {money(ch.amount_after, preview.currency)}"
+            f"  ({money(ch.difference, preview.currency, signed=True)})"
             f"  -> {ch.billed_on}"
             + (f"  (not priced: {ch.amount_problem}, held from the upload)" if ch.amount_problem else "")
         )

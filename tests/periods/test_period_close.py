@@ -139,7 +139,7 @@ def test_periods_close_right_through_late_usage_corrections_and_holds(env):
     metering("clock", "advance", "--to", "2026-11-01T00:20:00Z", env=e)
     run1 = metering("run", env=e).stdout
     assert f"{W} period 2026-10-01: final upload done" in run1 and "inside the grace period" in run1, run1
-    assert f"ALERT: invoice" in run1 and f"{H} period 2026-10-01 held" in run1, run1
+    assert "ALERT: invoice" in run1 and f"{H} period 2026-10-01 held" in run1, run1
 
     # -- B: in the grace window, out of order ----------------------------------------------------------
     write(raw / "a2.jsonl",
@@ -169,9 +169,9 @@ def test_periods_close_right_through_late_usage_corrections_and_holds(env):
     (raw / "eu" / "WATERMARK").write_text("2026-11-01T00:00:00Z\n")
     late_walk = oct_walk + 1500 + 20
     preview = metering("corrections", "preview", env=e).stdout
-    assert f"{W}: {(price_cents(late_walk) - price_cents(oct_walk)) / 100:+.2f} in total" in preview, preview
-    assert f"{R}: {(price_cents(Decimal(300)) - price_cents(Decimal(500))) / 100:+.2f} in total" in preview, preview
-    assert "1 corrections" in preview and "the next invoice, as an adjustment" in preview, preview
+    assert f"{W}: {(price_cents(late_walk) - price_cents(oct_walk)) / 100:+,.2f} USD in total" in preview, preview
+    assert f"{R}: {(price_cents(Decimal(300)) - price_cents(Decimal(500))) / 100:+,.2f} USD in total" in preview, preview
+    assert "1 correction (negative values)" in preview and "the next invoice, as an adjustment" in preview, preview
     metering("clock", "advance", "--to", "2026-11-08T00:00:00Z", env=e)
     run3 = metering("run", env=e).stdout
     assert f"{H} period 2026-10-01 released" in run3, run3

@@ -100,3 +100,18 @@ def test_a_table_wider_than_the_terminal_keeps_every_column(analytics):
     wide = query("table", columns=400).splitlines()
     assert wide[0].split(" | ")[-1].strip() == columns[-1] and len(wide[0].split(" | ")) == len(columns)
     assert "353882" in wide[2] and "NULL" in wide[3]
+
+
+def test_a_reader_that_stops_early_ends_the_query_quietly(metering_env):
+    """`metering query ... | head` under `set -o pipefail`: exit 0 and no BrokenPipeError traceback."""
+    state = metering_env["state"]
+    state.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(state / "warehouse.duckdb"))
+    con.execute("create schema marts")
+    con.execute("create table marts.big as select range as i, range::decimal(18, 6) as q from range(200000)")
+    publish_marts(con, state / "analytics.duckdb")
+    con.close()
+    command = f"{sys.executable} -m metering_dagster.cli query 'select * from marts.big' --format csv | head -2"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], check=False, capture_output=True, text=True,
+                          timeout=120, cwd=REPO_ROOT, env=dict(os.environ))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "i,q\n0,0\n", "")
