@@ -84,7 +84,7 @@ merged as (
             when new_groups.aggregation = 'unique_count' then unique_counts.quantity
             {% if merging %}
             when previous.quantity is null then new_groups.quantity
-            when new_groups.aggregation in ('sum', 'count') then previous.quantity + new_groups.quantity
+            when new_groups.aggregation in {{ sql_list('additive_aggregations') }} then previous.quantity + new_groups.quantity
             when new_groups.aggregation = 'max' then greatest(previous.quantity, new_groups.quantity)
             when new_groups.last_receipt > previous.last_receipt then new_groups.quantity
             else previous.quantity

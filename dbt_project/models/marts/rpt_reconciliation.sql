@@ -26,7 +26,11 @@ invoice_lines as (
     qualify row_number() over (
         partition by customer_id, meter, period_start
         order by
-            case invoice_status when 'paid' then 1 when 'open' then 1 when 'draft' then 2 else 3 end,
+            case
+                when invoice_status in {{ sql_list('billed_invoice_statuses') }} then 1
+                when invoice_status = 'draft' then 2
+                else 3
+            end,
             snapshot_at desc
     ) = 1
 ),
@@ -46,12 +50,12 @@ adjustments as (
 finalized_lines as (
     select
         invoice_lines.* exclude (quantity, amount_cents),
-        invoice_lines.invoice_status in ('open', 'paid', 'uncollectible') as is_final,
+        invoice_lines.invoice_status in {{ sql_list('billed_invoice_statuses') }} as is_final,
         invoice_lines.amount_cents as invoiced_amount_cents,
-        case when invoice_lines.invoice_status in ('open', 'paid', 'uncollectible')
+        case when invoice_lines.invoice_status in {{ sql_list('billed_invoice_statuses') }}
             then coalesce(adjustments.quantity_after, invoice_lines.quantity) else invoice_lines.quantity
         end as quantity,
-        invoice_lines.amount_cents + case when invoice_lines.invoice_status in ('open', 'paid', 'uncollectible')
+        invoice_lines.amount_cents + case when invoice_lines.invoice_status in {{ sql_list('billed_invoice_statuses') }}
             then coalesce(adjustments.amount_cents, 0) else 0
         end as amount_cents,
         coalesce(adjustments.amount_cents, 0) as adjustment_amount_cents
