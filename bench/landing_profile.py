@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from metering_dagster.bench.generate import bench_contract_yaml, customers_for, generate_month
+from metering_dagster.commands.bench.generate import bench_contract_yaml, customers_for, generate_month
 from metering_dagster.contract import load_contract
 from metering_dagster.landing import land_new_files
 from metering_dagster.settings import DEMO_DIR

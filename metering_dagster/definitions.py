@@ -12,8 +12,8 @@ from metering_dagster.defs.periods.definitions import defs as periods_defs
 from metering_dagster.defs.quality.checks import defs as quality_defs
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.serving.assets import defs as serving_defs
-from metering_dagster.defs.stripe.assets import defs as stripe_defs
-from metering_dagster.defs.stripe.checks import defs as reconciliation_defs
+from metering_dagster.defs.billing.assets import defs as stripe_defs
+from metering_dagster.defs.billing.checks import defs as reconciliation_defs
 from metering_dagster.defs.transform.assets import defs as transform_defs
 from metering_dagster.defs.transform.project import dbt_project
 from metering_dagster.defs.transform.resource import PipelineDbtCliResource

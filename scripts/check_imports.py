@@ -21,14 +21,14 @@ from pathlib import Path
 # Bottom to top: a module may import from its own layer and the layers below. The first matching prefix wins;
 # a module no prefix matches is reported, so a new folder gets a place before it gets code.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("settings", "display", "schema", "warehouse", "locks")),
+    ("foundation", ("settings", "schema", "display", "progress", "warehouse", "locks", "crashpoints")),
     ("contract", ("contract",)),
-    ("landing, billing", ("landing", "billing", "transform")),
+    ("landing, billing, transform", ("landing", "billing", "transform")),
     ("periods", ("periods",)),
     ("quality", ("quality",)),
-    ("publishing", ("publish", "reader_copy")),
+    ("serving", ("serving",)),
     ("defs", ("defs", "definitions")),
-    ("commands", ("commands", "runner", "summary", "demo", "bench")),
+    ("commands", ("commands",)),
     ("cli", ("cli",)),
 ]
 

@@ -32,7 +32,7 @@ import stripe
 
 from metering_dagster.billing import ledger
 from metering_dagster.billing.objects import _retrieve_or_none
-from metering_dagster.billing.periods import from_epoch
+from metering_dagster.billing.months import from_epoch
 from metering_dagster.billing.reads import in_parallel, pick
 from metering_dagster.billing.snapshot import _summary_total
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of

@@ -177,7 +177,7 @@ class StripeConnection:
 
 def _scrubbing_client(secrets: list[str]):
     """The SDK's HTTP client (with our retries) whose exceptions and error bodies never carry a secret."""
-    from metering_dagster.billing.delivery import RetryingRequestsClient
+    from metering_dagster.billing.retry import RetryingRequestsClient
 
     class _KeyScrubbingClient(RetryingRequestsClient):
         def request_with_retries(self, *args, **kwargs):

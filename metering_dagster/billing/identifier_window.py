@@ -22,7 +22,7 @@ import duckdb
 import stripe
 
 from metering_dagster.billing import ledger
-from metering_dagster.billing.periods import from_epoch
+from metering_dagster.billing.months import from_epoch
 from metering_dagster.billing.reads import in_parallel
 from metering_dagster.billing.snapshot import _summary_total
 from metering_dagster.settings import stripe_concurrency

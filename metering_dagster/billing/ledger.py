@@ -56,7 +56,7 @@ from decimal import Decimal
 
 import duckdb
 
-from metering_dagster.billing.periods import from_epoch
+from metering_dagster.billing.months import from_epoch
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.contract.model import Contract
 from metering_dagster.periods.tables import (

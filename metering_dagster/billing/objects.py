@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 import stripe
 
-from metering_dagster.billing.periods import (add_months, epoch, from_epoch, month_boundary, period_containing,
+from metering_dagster.billing.months import (add_months, epoch, from_epoch, month_boundary, period_containing,
                                               period_index)
 from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.reads import pick

@@ -37,7 +37,7 @@ import stripe
 
 from metering_dagster.billing.ledger import USAGE_TABLE
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
-from metering_dagster.billing.periods import add_months, epoch, period_index
+from metering_dagster.billing.months import add_months, epoch, period_index
 from metering_dagster.billing.problems import CustomerProblems, recorded_problems
 from metering_dagster.billing.reads import in_parallel, invoice_lines_of, invoices_of, pick
 from metering_dagster.billing.tables import ensure_billing_tables

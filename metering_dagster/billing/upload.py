@@ -45,7 +45,7 @@ from metering_dagster.billing import (
     ledger,
 )
 from metering_dagster.billing.baseline import prepare_baselines
-from metering_dagster.billing.delivery import STATS
+from metering_dagster.billing.retry import STATS
 from metering_dagster.billing.error_reports import parse_time
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.values import decimal_str

@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import stripe
 
-from metering_dagster.billing.periods import from_epoch
+from metering_dagster.billing.months import from_epoch
 from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.values import decimal_str, metadata_of
 from metering_dagster.contract.model import Contract

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from metering_dagster.billing.periods import period_containing
+from metering_dagster.billing.months import period_containing
 from metering_dagster.contract.model import Contract
 
 

@@ -24,7 +24,7 @@ import stripe
 
 from metering_dagster.billing import ledger
 from metering_dagster.billing.clock import current_clock_time
-from metering_dagster.billing.periods import from_epoch
+from metering_dagster.billing.months import from_epoch
 from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.contract.model import Contract
 from metering_dagster.display import count

@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 import stripe
 
-from metering_dagster.billing.periods import add_months, epoch, period_index
+from metering_dagster.billing.months import add_months, epoch, period_index
 from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.reads import FEW_CUSTOMERS, invoice_lines_of, invoices_of
 from metering_dagster.billing.snapshot import MeterOfPrice, line_quantity

@@ -26,7 +26,7 @@ from decimal import Decimal
 
 import duckdb
 
-from metering_dagster.billing.periods import from_epoch, period_containing
+from metering_dagster.billing.months import from_epoch, period_containing
 from metering_dagster.contract import Contract
 
 STRIPE_MAX_DIGITS = 15

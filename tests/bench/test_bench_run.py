@@ -14,7 +14,7 @@ def test_the_bench_runs_and_reports_throughput_floor_ratio_requests_and_memory(t
     subprocess.run(
         [sys.executable, "-c", textwrap.dedent(f"""
             from pathlib import Path
-            from metering_dagster.bench.run import run_bench
+            from metering_dagster.commands.bench.run import run_bench
             run_bench({EVENTS}, workdir=Path({str(tmp_path / "work")!r}), results=Path({str(results)!r}))
         """)],
         check=True, timeout=900,

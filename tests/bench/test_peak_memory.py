@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from metering_dagster.bench.memory import PeakMemory, in_fresh_process
+from metering_dagster.commands.bench.memory import PeakMemory, in_fresh_process
 
 CHILD_MB = 300
 CHILD = f"x = bytearray({CHILD_MB} * 1024 * 1024); x[::4096] = b'1' * len(x[::4096]); import time; time.sleep(1)"

@@ -70,7 +70,7 @@ def test_clock_refuses_live_and_going_back(stripe_conn, contract, con):
 
 @needs_emulator
 def test_snapshot_reads_only_customers_whose_stripe_view_changed(stripe_conn, contract, con):
-    from metering_dagster.billing.delivery import STATS
+    from metering_dagster.billing.retry import STATS
 
     client = stripe_conn.client
     advance_test_clock(client, con, contract, utc("2026-10-25T00:00:00Z"))

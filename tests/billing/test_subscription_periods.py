@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from metering_dagster.billing.client import open_stripe
-from metering_dagster.billing.periods import epoch
+from metering_dagster.billing.months import epoch
 from metering_dagster.contract import load_contract
 from metering_dagster.settings import load_settings
 from metering_dagster.warehouse import connect
@@ -40,9 +40,9 @@ customers:
 
 def _sync(dbt_manifest):
     from metering_dagster.defs.resources import MeteringResource
-    from metering_dagster.defs.stripe.assets import stripe_billing_objects
-    from metering_dagster.defs.stripe.checks import stripe_periods_match_contract
-    from metering_dagster.defs.stripe.resources import StripeResource
+    from metering_dagster.defs.billing.assets import stripe_billing_objects
+    from metering_dagster.defs.billing.checks import stripe_periods_match_contract
+    from metering_dagster.defs.billing.resources import StripeResource
 
     result = dg.materialize([stripe_billing_objects, stripe_periods_match_contract],
                             resources={"metering": MeteringResource(), "stripe": StripeResource()})

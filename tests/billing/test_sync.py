@@ -91,7 +91,7 @@ def test_changed_price_gets_a_new_price_that_takes_the_lookup_key(stripe_conn, c
 
 
 def test_a_second_sync_trusts_recent_mappings_and_reverifies_stale_ones(stripe_conn, contract, con, monkeypatch):
-    from metering_dagster.billing.delivery import STATS
+    from metering_dagster.billing.retry import STATS
 
     client = stripe_conn.client
     first = sync_stripe_objects(client, contract, con)

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from metering_dagster.demo import DEMO_RAW_DIR, MARKER, prepare_state
+from metering_dagster.commands.demo import DEMO_RAW_DIR, MARKER, prepare_state
 from metering_dagster.settings import REPO_ROOT, Settings
 from stripe_emulator.storage import SCHEMA as EMULATOR_SCHEMA
 

@@ -92,7 +92,7 @@ def test_the_readme_commands_run_in_order_on_a_fresh_clone(tmp_path):
     state = clone / "state"
     assert (state / ".metering-demo").exists() and (state / "warehouse.duckdb").exists()
     # A second `make demo` would go ahead on this state, whatever the commands above added to it.
-    reset = ("from metering_dagster.settings import load_settings; from metering_dagster.demo import prepare_state;"
+    reset = ("from metering_dagster.settings import load_settings; from metering_dagster.commands.demo import prepare_state;"
              " print(prepare_state(load_settings()))")
     again = subprocess.run([str(clone / ".venv/bin/python"), "-c", reset], check=False, cwd=clone,
                            env={**env, "METERING_STATE_DIR": str(state)}, capture_output=True, text=True, timeout=120)

@@ -55,10 +55,10 @@ def query(state: Path, sql: str) -> list[tuple]:
 def stripe_vs_ours(emulator_url: str, state: Path) -> tuple[int, list[tuple]]:
     """Every (customer, meter, period) of marts.fct_usage_by_period against Stripe's meter event summaries,
     read straight from the emulator (not through the pipeline). Returns (rows compared, differences)."""
-    from metering_dagster.billing.delivery import RetryingRequestsClient
+    from metering_dagster.billing.retry import RetryingRequestsClient
 
     # the emulator itself answers 500s at random: read with retries (10 attempts)
-    from metering_dagster.billing.delivery import RetryPolicy
+    from metering_dagster.billing.retry import RetryPolicy
 
     client = stripe.StripeClient("sk_test_reader", base_addresses={"api": emulator_url, "meter_events": emulator_url},
                                  max_network_retries=9, http_client=RetryingRequestsClient(RetryPolicy(max_attempts=10, base_seconds=0.01)))

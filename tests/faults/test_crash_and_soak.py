@@ -123,7 +123,7 @@ def test_killed_at_every_point_then_the_next_run_finishes_exactly(metering_env, 
 
 
 def test_soak_under_faults_with_kills_mid_upload(metering_env, dbt_manifest, stripe_under_faults, tmp_path):
-    from metering_dagster.bench.generate import bench_contract_yaml, generate_month
+    from metering_dagster.commands.bench.generate import bench_contract_yaml, generate_month
     from metering_dagster.billing import deadletter
     from metering_dagster.billing.client import _client
     from metering_dagster.billing.upload import retry_dead_letters

@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from metering_dagster.billing import deadletter
-from metering_dagster.billing.delivery import STATS, RetryPolicy, should_retry
+from metering_dagster.billing.retry import STATS, RetryPolicy, should_retry
 from metering_dagster.billing.objects import sync_stripe_objects
 from metering_dagster.billing.upload import report_usage, retry_dead_letters
 from metering_dagster.defs.delivery.checks import evaluate_dead_letters
@@ -94,7 +94,7 @@ def test_should_retry_false_is_not_retried_and_parks_the_rows(chaos, chaos_clien
 
 def test_stripe_down_parks_everything_then_the_retry_delivers_each_row_once(chaos, chaos_client, con, contract, monkeypatch):
     _prepare(chaos_client, con, contract)
-    monkeypatch.setattr("metering_dagster.billing.delivery.DEFAULT_POLICY", RetryPolicy(max_attempts=3, base_seconds=0.01))
+    monkeypatch.setattr("metering_dagster.billing.retry.DEFAULT_POLICY", RetryPolicy(max_attempts=3, base_seconds=0.01))
     # Stripe takes every batch but the answer never comes: the worst case for double counting.
     chaos.force[STREAM] = ["drop", None]
     first = report_usage(chaos_client, con, contract)

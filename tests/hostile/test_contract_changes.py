@@ -83,8 +83,8 @@ def test_a_customer_added_to_the_contract_is_billed_for_what_arrived_before(pipe
 
 
 def test_the_corrections_preview_shows_the_money_an_added_customer_brings(pipeline):
-    from metering_dagster.periods.corrections import preview_corrections
-    from metering_dagster.reader_copy import publish_reader_copy
+    from metering_dagster.commands.corrections import preview_corrections
+    from metering_dagster.serving.reader_copy import publish_reader_copy
     from metering_dagster.settings import load_settings
 
     pipeline.edit_contract(UMBRELLA, "")

@@ -266,11 +266,11 @@ def test_identifiers_cannot_collide_with_a_rebuilt_ledgers_and_old_rows_keep_the
 
 def test_the_upload_resends_dead_letters_and_its_check_fails_until_delivered(
         chaos, chaos_client, stripe_conn, contract, con, settings, monkeypatch):  # noqa: F811
-    from metering_dagster.billing.delivery import RetryPolicy
+    from metering_dagster.billing.retry import RetryPolicy
     from metering_dagster.defs.delivery.checks import upload_checks
     from metering_dagster.defs.resources import MeteringResource
-    from metering_dagster.defs.stripe.assets import stripe_usage_report
-    from metering_dagster.defs.stripe.resources import StripeResource
+    from metering_dagster.defs.billing.assets import stripe_usage_report
+    from metering_dagster.defs.billing.resources import StripeResource
 
     _ready(chaos_client, contract, con)
     con.execute("""CREATE TABLE marts.fct_invoice_lines_expected (customer_id VARCHAR, meter VARCHAR,
@@ -279,7 +279,7 @@ def test_the_upload_resends_dead_letters_and_its_check_fails_until_delivered(
         ("cust_a", "input_tokens", *OCT_A, "15", "2026-10-20T10:00:00Z"),
         ("cust_b", "api_calls", *OCT_B, "4", "2026-10-20T10:00:00Z"),
     ])
-    monkeypatch.setattr("metering_dagster.billing.delivery.DEFAULT_POLICY", RetryPolicy(max_attempts=2, base_seconds=0.01))
+    monkeypatch.setattr("metering_dagster.billing.retry.DEFAULT_POLICY", RetryPolicy(max_attempts=2, base_seconds=0.01))
     monkeypatch.setenv("METERING_STATE_DIR", str(settings.state_dir))
     monkeypatch.setenv("METERING_CONTRACT", str(settings.contract_path))
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_dead_letters")

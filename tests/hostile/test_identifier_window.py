@@ -15,7 +15,7 @@ import pytest
 import stripe
 
 from metering_dagster.billing.clock import advance_test_clock
-from metering_dagster.billing.delivery import RetryPolicy
+from metering_dagster.billing.retry import RetryPolicy
 from metering_dagster.billing.upload import report_usage
 from metering_dagster.defs.delivery.checks import evaluate_delivery
 from stripe_emulator import EmulatorServer
@@ -51,7 +51,7 @@ INSIDE_WINDOW = "2026-10-25T12:00:00Z"  # 12 h later: it still does
 def stripe_forgets(stripe_conn, chaos_client, contract, con, monkeypatch):  # noqa: F811
     """The emulator forgets identifiers after 24 h; one attempt per request, so a lost answer parks its batch."""
     stripe_conn.server.settings.identifier_window_seconds = STRIPE_WINDOW
-    monkeypatch.setattr("metering_dagster.billing.delivery.DEFAULT_POLICY", RetryPolicy(max_attempts=1))
+    monkeypatch.setattr("metering_dagster.billing.retry.DEFAULT_POLICY", RetryPolicy(max_attempts=1))
     _ready(chaos_client, contract, con)
     return stripe_conn
 

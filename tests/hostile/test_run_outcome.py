@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from metering_dagster.cli import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, EXIT_WITHHELD, exit_code
-from metering_dagster.runner import RunOutcome
+from metering_dagster.commands.common import (
+    EXIT_ATTENTION,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_WITHHELD,
+)
+from metering_dagster.commands.outcome import RunOutcome
+from metering_dagster.commands.run import exit_code
+from metering_dagster.commands.summary import print_run_summary
 from metering_dagster.settings import Settings
-from metering_dagster.summary import print_run_summary
 
 BLOCKED = {"check": "usage_upload_suite", "asset": "marts/fct_usage_by_period", "blocking": True,
            "severity": "ERROR", "description": "withheld", "metadata": {"failing_customers": "cus_a"}}

@@ -140,10 +140,10 @@ def explained_warehouse(dbt, tmp_path_factory):  # noqa: F811
 
 
 def test_explain_writes_its_csv_inside_the_state_folder_whatever_the_customer_id(explained_warehouse):
-    from metering_dagster.periods.explain import explain
+    from metering_dagster.commands.explain import explain
     from metering_dagster.settings import Settings
 
-    from metering_dagster.reader_copy import publish_reader_copy
+    from metering_dagster.serving.reader_copy import publish_reader_copy
     from metering_dagster.warehouse import connect
 
     wh, ids = explained_warehouse
@@ -162,7 +162,7 @@ def test_explain_writes_its_csv_inside_the_state_folder_whatever_the_customer_id
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(p.name for p in paths)
     outside = [p for p in wh.state_dir.parent.rglob("*.csv") if not p.is_relative_to(out_dir)]
     assert outside == []
-    from metering_dagster.periods.explain import csv_file_name
+    from metering_dagster.commands.explain import csv_file_name
 
     for cid in ("\x00", "a/b", "x" * 500, "é/../.."):  # names of ids the contract refuses, should one get here
         name = csv_file_name(cid, "2026-10-01")

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from metering_dagster.periods.explain import explain, print_explanation
-from metering_dagster.reader_copy import publish_reader_copy
+from metering_dagster.commands.explain import explain, print_explanation
+from metering_dagster.serving.reader_copy import publish_reader_copy
 from metering_dagster.settings import Settings
 from metering_dagster.warehouse import connect
 from tests.output.conftest import built_warehouse

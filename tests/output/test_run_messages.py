@@ -15,10 +15,11 @@ import stripe
 from dagster._core.errors import DagsterExecutionStepExecutionError
 from dagster._utils.error import serializable_error_info_from_exc_info
 
+from metering_dagster.commands.outcome import RunOutcome
+from metering_dagster.commands.runner import step_error_line
+from metering_dagster.commands.summary import print_run_summary
 from metering_dagster.locks import run_lock
-from metering_dagster.runner import RunOutcome, step_error_line
 from metering_dagster.settings import Settings
-from metering_dagster.summary import print_run_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METERING = [sys.executable, "-m", "metering_dagster.cli"]

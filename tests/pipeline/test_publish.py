@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from metering_dagster.publish import publish_marts
+from metering_dagster.serving.publish import publish_marts
 
 
 def _published(path) -> dict[str, list]:

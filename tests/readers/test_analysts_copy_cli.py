@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from metering_dagster.publish import publish_marts
+from metering_dagster.serving.publish import publish_marts
 
 DUCKDB_CLI = Path(sys.executable).parent / "duckdb"
 ROWS = "select customer_id, meter, period_start, amount_cents, quantity from marts.rpt_reconciliation order by 1"

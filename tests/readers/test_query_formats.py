@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from metering_dagster.publish import publish_marts
+from metering_dagster.serving.publish import publish_marts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SQL = "select * from marts.rpt_reconciliation order by customer_id"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from metering_dagster.reader_copy import (
+from metering_dagster.serving.reader_copy import (
     ReaderCopyMissing,
     open_reader,
     publish_reader_copy,

@@ -4,7 +4,7 @@ import dagster as dg
 
 from metering_dagster.billing.upload import retry_dead_letters
 from metering_dagster.defs.resources import MeteringResource
-from metering_dagster.defs.stripe.resources import StripeResource
+from metering_dagster.defs.billing.resources import StripeResource
 from metering_dagster.locks import UPLOAD_POOL
 
 DEAD_LETTER_ASSET = "stripe_dead_letter_retry"

@@ -6,7 +6,7 @@ from collections import defaultdict
 import dagster as dg
 
 from metering_dagster.billing import deadletter, error_reports, ledger
-from metering_dagster.billing.periods import from_epoch
+from metering_dagster.billing.months import from_epoch
 from metering_dagster.defs.delivery.assets import DEAD_LETTER_ASSET
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.settings import dead_letter_max_age_seconds

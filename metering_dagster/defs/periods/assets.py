@@ -4,8 +4,8 @@
 import dagster as dg
 
 from metering_dagster.defs.resources import MeteringResource
-from metering_dagster.defs.stripe.assets import stripe_snapshot
-from metering_dagster.defs.stripe.resources import StripeResource
+from metering_dagster.defs.billing.assets import stripe_snapshot
+from metering_dagster.defs.billing.resources import StripeResource
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.periods.close import close_periods
 from metering_dagster.periods.reconcile import record_closed_period_results

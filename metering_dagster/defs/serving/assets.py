@@ -12,8 +12,8 @@ import dagster as dg
 
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.transform.keys import model_key
-from metering_dagster.publish import publish_marts
-from metering_dagster.reader_copy import publish_reader_copy
+from metering_dagster.serving.publish import publish_marts
+from metering_dagster.serving.reader_copy import publish_reader_copy
 from metering_dagster.transform.rebuild import built_generation
 
 

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from metering_dagster.reader_copy import require_reader_copy
+from metering_dagster.serving.reader_copy import require_reader_copy
 from metering_dagster.settings import Settings
 
 DBT_SELECTION = ["--exclude", "tag:reconciliation"]

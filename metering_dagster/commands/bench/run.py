@@ -11,9 +11,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from metering_dagster.bench.floor import duckdb_floor_seconds
-from metering_dagster.bench.generate import bench_contract_yaml, customers_for, generate_month
-from metering_dagster.bench.memory import PeakMemory, in_fresh_process
+from metering_dagster.commands.bench.floor import duckdb_floor_seconds
+from metering_dagster.commands.bench.generate import (
+    bench_contract_yaml,
+    customers_for,
+    generate_month,
+)
+from metering_dagster.commands.bench.memory import PeakMemory, in_fresh_process
 from metering_dagster.settings import DEMO_DIR, REPO_ROOT, load_settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -53,9 +57,9 @@ def _touched_since(since: datetime) -> int:
 
 
 def _timed_run() -> tuple[float, dict]:
-    from metering_dagster.billing.delivery import STATS
+    from metering_dagster.billing.retry import STATS
+    from metering_dagster.commands.runner import execute_metering_job
     from metering_dagster.defs.transform.project import prepare_manifest
-    from metering_dagster.runner import execute_metering_job
     from stripe_emulator.server import SERVING
 
     since = datetime.now(timezone.utc)
@@ -115,7 +119,7 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, re
         DAGSTER_HOME=str(workdir / "state" / "dagster_home"),
     )
     (workdir / "state" / "dagster_home").mkdir(parents=True)
-    from metering_dagster.cli import advance_clock
+    from metering_dagster.commands.clock import advance_clock
     from metering_dagster.contract import load_contract
 
     settings = load_settings()

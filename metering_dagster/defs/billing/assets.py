@@ -8,7 +8,7 @@ from metering_dagster.billing.snapshot import snapshot_stripe_view
 from metering_dagster.billing.upload import report_usage
 from metering_dagster.defs.contract.assets import metering_contract
 from metering_dagster.defs.resources import MeteringResource
-from metering_dagster.defs.stripe.resources import StripeResource
+from metering_dagster.defs.billing.resources import StripeResource
 from metering_dagster.defs.transform.assets import metering_dbt_models
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.locks import UPLOAD_POOL

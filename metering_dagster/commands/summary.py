@@ -6,8 +6,8 @@ from datetime import datetime
 
 import duckdb
 
+from metering_dagster.commands.outcome import RunOutcome, blocks
 from metering_dagster.display import count, money
-from metering_dagster.runner import RunOutcome, blocks
 from metering_dagster.settings import Settings
 from metering_dagster.warehouse import connect
 

@@ -7,7 +7,7 @@ import dagster as dg
 from metering_dagster.billing.tables import ensure_billing_tables
 from metering_dagster.defs.check_results import rows_result
 from metering_dagster.defs.resources import MeteringResource
-from metering_dagster.defs.stripe.assets import stripe_billing_objects
+from metering_dagster.defs.billing.assets import stripe_billing_objects
 from metering_dagster.defs.transform.keys import model_key
 
 SETTLED = ("match", "not_yet_invoiced")

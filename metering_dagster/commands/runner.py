@@ -7,52 +7,14 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from metering_dagster.commands.outcome import BLOCKING_CHECK_NAMES, RunOutcome
+from metering_dagster.commands.summary import warehouse_figures
 from metering_dagster.locks import UPLOAD_POOL, pid_alive, run_lock
 from metering_dagster.settings import load_settings
-
-BLOCKING_CHECK_NAMES = ("usage_upload_suite", "shadow_invoice_suite")
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    success: bool
-    materialized: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset -> metadata values
-    failed_checks: list[dict[str, Any]] = field(default_factory=list)
-    failed_steps: list[str] = field(default_factory=list)
-    step_seconds: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)  # warehouse totals, read while the run lock was held
-
-    @property
-    def withheld(self) -> bool:
-        """A blocking quality check failed for everyone, so the Stripe upload did not run."""
-        return any(blocks(c) for c in self.failed_checks) and "stripe_usage_report" not in self.materialized
-
-    @property
-    def crashed_steps(self) -> list[str]:
-        """Steps that failed for another reason than a blocking check withholding what follows it."""
-        return [s for s in self.failed_steps if not _is_blocking_check_failure(s)]
-
-    @property
-    def attention(self) -> list[dict[str, Any]]:
-        """The run went through, but something is wrong: failed checks of severity ERROR that block nothing, and
-        quality gates that held some customers back (severity WARN: the others were uploaded)."""
-        return [c for c in self.failed_checks if (c["blocking"] and not blocks(c))
-                or (not c["blocking"] and c.get("severity") == "ERROR")]
-
-
-def blocks(check: dict[str, Any]) -> bool:
-    """A failed blocking check stops what follows only at severity ERROR; at WARN it held some customers."""
-    return check["blocking"] and check.get("severity", "ERROR") == "ERROR"
-
-
-def _is_blocking_check_failure(step: str) -> bool:
-    return "blocking check" in step.lower() or "blocking asset check" in step.lower()
 
 
 def metering_job():
@@ -95,8 +57,6 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
             display.update(f"finished in {time.monotonic() - display.started:.0f} s", done=True)
         finally:
             display.close()
-        from metering_dagster.summary import warehouse_figures
-
         # Read before the lock is freed: a reader must never hold the warehouse a next run opens.
         outcome.figures = warehouse_figures(settings, run_started_at=started_at)
         return outcome
@@ -186,7 +146,7 @@ class RunProgress:
         self.display.update(text, **kind)
 
     def _on_event(self, event) -> None:
-        from metering_dagster.billing.delivery import STATS
+        from metering_dagster.billing.retry import STATS
 
         kind, step = event.event_type_value, event.step_key or ""
         words = STEP_WORDS.get(step)
@@ -214,7 +174,7 @@ class RunProgress:
 
     def _on_tick(self) -> None:
         """During a Stripe step, the requests made so far (the steps log nothing until they end)."""
-        from metering_dagster.billing.delivery import STATS
+        from metering_dagster.billing.retry import STATS
         from metering_dagster.display import count
 
         sent = STATS.requests - self._requests_at_start

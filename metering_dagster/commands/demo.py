@@ -22,13 +22,14 @@ import hashlib
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
+from metering_dagster.commands.clock import advance_clock
+from metering_dagster.commands.run import run_once
 from metering_dagster.display import money, quantity
 from metering_dagster.locks import LOCK_FILE, run_lock
 from metering_dagster.settings import DEMO_DIR, REPO_ROOT, Settings
@@ -242,10 +243,9 @@ def print_invoices(settings: Settings) -> None:
         print(text)
 
 
-def run_demo(settings: Settings, advance_clock: Callable[[Settings, datetime], int],
-             run_once: Callable[[Settings], int]) -> int:
-    """The demo story, through the commands' own functions (`metering clock advance`, `metering run`, given by the
-    CLI); `DemoRefused` (nothing deleted) when the environment or the state folder is not the demo's."""
+def run_demo(settings: Settings) -> int:
+    """The demo story, through the commands' own functions (`metering clock advance`, `metering run`);
+    `DemoRefused` (nothing deleted) when the environment or the state folder is not the demo's."""
     refuse_stripe_variables()
     print(f"metering demo: the shipped contract {DEMO_CONTRACT.relative_to(REPO_ROOT)} and usage logs "
           f"{DEMO_RAW_DIR.relative_to(REPO_ROOT)}/ (METERING_CONTRACT and METERING_RAW_DIR are not used), "

@@ -6,7 +6,7 @@ duplicates, the quarantined lines of that meter, the late-usage adjustments bill
 event id behind it. The customer's quarantined lines that no meter counts, and the lines whose customer cannot
 be read, are listed once at the end.
 
-It reads the reader copy (reader_copy.py), never the warehouse: it answers during a run. With `--as-of` (a
+It reads the reader copy (serving/reader_copy.py), never the warehouse: it answers during a run. With `--as-of` (a
 landing time), the period is rebuilt in a scratch copy from the lines landed up to then only: the numbers that
 were invoiced then.
 """
@@ -17,6 +17,7 @@ import csv
 import difflib
 import hashlib
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,9 +25,11 @@ from pathlib import Path
 
 import duckdb
 
-from metering_dagster.billing.periods import period_containing
+from metering_dagster.billing.months import period_containing
+from metering_dagster.commands.common import EXIT_FAILED, EXIT_OK, prepare_environment
 from metering_dagster.display import count, currency_decimals, money, quantity
 from metering_dagster.progress import ProgressDisplay
+from metering_dagster.serving.reader_copy import ReaderCopyMissing
 from metering_dagster.settings import Settings
 
 QUARANTINED_SHOWN = 20  # per list; the rest is counted, with the query that lists it
@@ -315,8 +318,8 @@ def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: st
 
 
 def explain(settings: Settings, customer: str, period_start: str, as_of: datetime | None = None) -> Explanation:
-    from metering_dagster.periods.scratch import dbt_run, scratch_copy
-    from metering_dagster.reader_copy import open_reader
+    from metering_dagster.commands.scratch import dbt_run, scratch_copy
+    from metering_dagster.serving.reader_copy import open_reader
 
     out_dir = settings.state_dir / "explain"
     con = open_reader(settings)
@@ -403,3 +406,15 @@ def print_explanation(e: Explanation) -> None:
         if e.quarantined_without_meter_count > QUARANTINED_SHOWN:
             print(f"  and {e.quarantined_without_meter_count - QUARANTINED_SHOWN} more: marts.rpt_quarantined_events")
     print(f"\nevent ids: {e.csv_path}")
+
+
+def explain_invoice(settings: Settings, customer: str, period: datetime, as_of: datetime | None) -> int:
+    """The command: the explanation printed; exit 1 when the reader copy is missing or the invoice has no line."""
+    prepare_environment(settings)
+    try:  # from the reader copy: never waits for a run
+        explanation = explain(settings, customer, period.strftime("%Y-%m-%dT%H:%M:%S+00:00"), as_of)
+    except ReaderCopyMissing as missing:
+        print(f"metering: {missing}", file=sys.stderr)
+        return EXIT_FAILED
+    print_explanation(explanation)
+    return EXIT_OK if explanation.lines else EXIT_FAILED

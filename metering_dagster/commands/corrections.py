@@ -10,13 +10,21 @@ are duplicates (their first copy was valid) are listed, since they will not coun
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 
 import duckdb
 
+from metering_dagster.commands.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    check_contract,
+    prepare_environment,
+)
 from metering_dagster.display import count, money, quantity
-from metering_dagster.progress import report
+from metering_dagster.progress import ProgressDisplay, report
+from metering_dagster.serving.reader_copy import ReaderCopyMissing
 from metering_dagster.settings import Settings
 
 
@@ -50,10 +58,10 @@ def preview_corrections(settings: Settings) -> Preview:
     from metering_dagster.billing.client import open_stripe
     from metering_dagster.billing.clock import current_clock_time
     from metering_dagster.billing.objects import stripe_objects_exist
+    from metering_dagster.commands.scratch import dbt_run, scratch_copy
     from metering_dagster.contract import load_contract, write_contract_tables
     from metering_dagster.landing import land_new_files
     from metering_dagster.periods.invoices import refresh_period_invoices
-    from metering_dagster.periods.scratch import dbt_run, scratch_copy
     from metering_dagster.periods.tables import ensure_period_tables
     from metering_dagster.transform.rebuild import contract_changed_since_build
 
@@ -131,3 +139,22 @@ def print_preview(preview: Preview) -> None:
     for event_id, kept, dup, conflict in preview.duplicates:
         print(f"duplicate, will not count: event {event_id} at {dup} (first copy kept at {kept}"
               f"{', content differs' if conflict else ''}); re-send a corrected event with a new event_id")
+
+
+def corrections_preview(settings: Settings) -> int:
+    """The command: the preview printed, with progress while the scratch copy is rebuilt."""
+    prepare_environment(settings)
+    bad = check_contract(settings)
+    if bad is not None:
+        return bad
+    display = ProgressDisplay("metering corrections preview")
+    try:
+        with display.listen():
+            preview = preview_corrections(settings)  # from the reader copy: never waits for a run
+    except ReaderCopyMissing as missing:
+        print(f"metering: {missing}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        display.close()
+    print_preview(preview)
+    return EXIT_OK

@@ -1,0 +1,46 @@
+"""`metering run`: the metering job once through the Dagster instance, its summary, its exit code."""
+
+from __future__ import annotations
+
+from metering_dagster.commands.common import (
+    EXIT_ATTENTION,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_WITHHELD,
+    check_contract,
+    prepare_environment,
+)
+from metering_dagster.commands.outcome import RunOutcome
+from metering_dagster.commands.runner import execute_metering_job
+from metering_dagster.commands.summary import print_run_summary
+from metering_dagster.settings import Settings
+
+
+def run_once(settings: Settings, quiet: bool = False) -> int:
+    """Run the metering job once through a Dagster instance, print its summary, return the exit code."""
+    prepare_environment(settings)
+    bad = check_contract(settings)
+    if bad is not None:
+        return bad
+    outcome = execute_metering_job()
+    if not quiet:
+        print_run_summary(outcome, settings)
+        print_period_close(outcome)
+    return exit_code(outcome)
+
+
+def exit_code(outcome: RunOutcome) -> int:
+    """A crash wins over a withheld upload, which wins over a completed run that needs attention."""
+    if outcome.crashed_steps or (not outcome.success and not outcome.withheld):
+        return EXIT_FAILED
+    if outcome.withheld:
+        return EXIT_WITHHELD
+    return EXIT_ATTENTION if outcome.attention else EXIT_OK
+
+
+def print_period_close(outcome: RunOutcome) -> None:
+    """Period close's report: final uploads inside the grace period, holds, releases, adjustments."""
+    report = outcome.materialized.get("period_close", {}).get("report")
+    if report:
+        for line in str(report).splitlines():
+            print(f"  {line}")
