@@ -141,22 +141,11 @@ def automation_enabled() -> bool:
     raise _refuse("METERING_AUTOMATION", "on or off")
 
 
-def crashpoint_spec() -> tuple[str, int] | None:
-    """METERING_CRASHPOINT (tests only): `name` or `name@N`, N a whole number of at least 1."""
-    text = _value("METERING_CRASHPOINT")
-    if text is None:
-        return None
-    match = re.fullmatch(r"([a-z_]+:[a-z_]+)(?:@([1-9][0-9]{0,8}))?", text)
-    if not match:
-        raise _refuse("METERING_CRASHPOINT", "a point such as upload:after_send or upload:after_send@2")
-    return match.group(1), int(match.group(2) or 1)
-
-
 # Every tuning variable's parser (the defaults given here do not matter): `check_tuning` runs them all.
 TUNING: tuple[Callable[[], object], ...] = (
     duckdb_threads, duckdb_memory_limit, stripe_verify_hours, stripe_concurrency, lambda: lock_wait_seconds(0),
     warehouse_wait_seconds, lambda: landing_settle_seconds(0), lambda: dead_letter_max_age_seconds(1),
-    metering_env, automation_enabled, crashpoint_spec,
+    metering_env, automation_enabled,
 )
 
 

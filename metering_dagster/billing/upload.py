@@ -50,7 +50,6 @@ from metering_dagster.billing.error_reports import parse_time
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.values import decimal_str
 from metering_dagster.contract.model import Contract
-from metering_dagster.crashpoints import crashpoint
 from metering_dagster.locks import upload_lease
 
 log = logging.getLogger(__name__)
@@ -257,7 +256,6 @@ def _send(client, con, session: _Session, batch: list[ledger.PendingEvent], resu
             if isinstance(err, _TRANSIENT):
                 raise _StopSending(text) from err
             return
-        crashpoint("upload:after_send")
         ledger.mark_sent(con, ids)
         result.events_sent += len(batch)
         return
@@ -400,7 +398,6 @@ def report_usage(
         result.baselines = baselines.baselines
         result.errors += [f"Stripe's usage could not be read for {u}: not sent until it is" for u in baselines.unreadable]
         result.events_written = len(ledger.write_pending(con, contract, withheld_customers=withheld))
-        crashpoint("upload:after_ledger_write")
         send_pending(client, con, withheld_customers=withheld, result=result, stripe_now=now)
         if result.events_sent > sent_before:
             _read_back(client, con, result)

@@ -48,7 +48,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from ..crashpoints import crash_after_delay, crashpoint
 from ..display import count
 from ..progress import report
 from ..settings import landing_settle_seconds
@@ -477,15 +476,18 @@ def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: 
                 _report_landing(landed, skipped, len(paths))
             for file in changed:
                 _quarantine_changed(con, file, manifest[file.source_file], run_id, landed_at)
-        crashpoint("landing:before_commit")
-        con.execute("commit")
+        commit_landing(con)
     except BaseException:
         con.execute("rollback")
         raise
-    crash_after_delay("dbt:running")
     return LandingResult(
         run_id, landed_at, tuple(landed), tuple(skipped), tuple(changed), tuple(failed), tuple(incomplete)
     )
+
+
+def commit_landing(con: duckdb.DuckDBPyConnection) -> None:
+    """The end of a landing run: every file it read becomes visible at once, or (uncommitted) none does."""
+    con.execute("commit")
 
 
 def _report_landing(landed: list[LandedFile], skipped: list, found: int) -> None:

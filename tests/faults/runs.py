@@ -17,6 +17,8 @@ import stripe
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METERING = [sys.executable, "-m", "metering_dagster.cli"]
+# `metering` that kills itself at a crash point (the point first): the same command, with the seams patched
+CRASHING_METERING = [sys.executable, str(Path(__file__).with_name("crashing_run.py"))]
 SECRET_KEY = "sk_test_" + "faultsoak" + "9Zq4Lw7Xv2Hn5Rt8Kp3Jm6Yd1Bc"  # a test key to look for afterwards
 
 
@@ -29,9 +31,8 @@ class Runs:
     def metering(self, *args: str, crash: str | None = None, extra: dict[str, str] | None = None,
                  timeout: int = 600) -> subprocess.CompletedProcess:
         env = dict(self.env, **(extra or {}))
-        if crash:
-            env["METERING_CRASHPOINT"] = crash
-        result = subprocess.run([*METERING, *args], env=env, capture_output=True, text=True, timeout=timeout,
+        command = [*CRASHING_METERING, crash] if crash else METERING
+        result = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=timeout,
                                 cwd=REPO_ROOT, start_new_session=True)
         self.outputs += [result.stdout, result.stderr]
         if crash:

@@ -3,7 +3,7 @@ the emulator with 10% 500s, 5% 429s and 3% drops after commit, killed mid-upload
 event summaries must equal marts.fct_usage_by_period for every customer, meter and period.
 
 Each run is a real subprocess (Dagster, dbt, DuckDB) in its own process group; a kill is a SIGKILL
-of that group at a named crash point (metering_dagster/crashpoints.py). The Stripe key is a test
+of that group at a named crash point (tests/faults/crashing_run.py). The Stripe key is a test
 key given through the environment, and afterwards nothing the runs wrote may contain it.
 
 Size: METERING_SOAK_EVENTS (default 3000), METERING_SOAK_CUSTOMERS (default 40),
@@ -39,7 +39,6 @@ def stripe_under_faults(tmp_path):
 
 def _runs(metering_env, proxy) -> Runs:
     env = dict(os.environ, STRIPE_API_KEY=SECRET_KEY, STRIPE_API_BASE=proxy.url, METERING_LOCK_WAIT_SECONDS="0")
-    env.pop("METERING_CRASHPOINT", None)
     return Runs(env=env)
 
 

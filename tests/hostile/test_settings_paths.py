@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from metering_dagster.crashpoints import crashpoint
 from metering_dagster.landing.land import land_new_files
 from metering_dagster.locks import run_lock
 from metering_dagster.warehouse import connect
@@ -76,7 +75,6 @@ BAD_TUNING = {
     "METERING_LANDING_SETTLE_SECONDS": ("60s", "a number of at least 0"),
     "METERING_DEAD_LETTER_MAX_AGE_SECONDS": ("6h", "a whole number of at least 1"),
     "METERING_ENV": ("prod env", "a word such as production or staging"),
-    "METERING_CRASHPOINT": ("upload:after_send@x", "a point such as upload:after_send or upload:after_send@2"),
 }
 
 
@@ -96,7 +94,6 @@ def test_bad_tuning_values_stop_metering_run_naming_each_variable(metering_env):
     ("METERING_WAREHOUSE_WAIT_SECONDS", lambda tmp: connect(tmp / "w.duckdb")),
     ("METERING_LANDING_SETTLE_SECONDS", lambda tmp: land_new_files(connect(tmp / "w.duckdb", wait_seconds=0), tmp)),
     ("METERING_LOCK_WAIT_SECONDS", lambda tmp: run_lock(tmp).__enter__()),
-    ("METERING_CRASHPOINT", lambda tmp: crashpoint("landing:before_commit")),
 ])
 def test_each_module_reads_its_variable_through_settings(tmp_path, monkeypatch, name, read):
     from metering_dagster.settings import SettingsError
