@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from metering_dagster.defs.billing.assets import defs as stripe_defs
+from metering_dagster.defs.billing.checks import defs as reconciliation_defs
 from metering_dagster.defs.contract.assets import defs as contract_defs
 from metering_dagster.defs.delivery.definitions import defs as delivery_defs
 from metering_dagster.defs.landing.assets import defs as landing_defs
@@ -12,16 +14,13 @@ from metering_dagster.defs.periods.definitions import defs as periods_defs
 from metering_dagster.defs.quality.checks import defs as quality_defs
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.serving.assets import defs as serving_defs
-from metering_dagster.defs.billing.assets import defs as stripe_defs
-from metering_dagster.defs.billing.checks import defs as reconciliation_defs
 from metering_dagster.defs.transform.assets import defs as transform_defs
-from metering_dagster.defs.transform.project import dbt_project
-from metering_dagster.defs.transform.resource import PipelineDbtCliResource
+from metering_dagster.defs.transform.project import dbt_resource
 
 shared_resources = dg.Definitions(
     resources={
         "metering": MeteringResource(),
-        "dbt": PipelineDbtCliResource(project_dir=dbt_project),
+        "dbt": dbt_resource(),
     }
 )
 

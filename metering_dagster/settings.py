@@ -1,8 +1,9 @@
 """Where things live and how the pipeline is tuned: the one place that reads the environment.
 
 Every path has a default that points at the demo shipped under `data/`, so a
-fresh clone runs without configuration. Secrets are not read here: the Stripe
-key is read only where the Stripe client is built (billing/client.py).
+fresh clone runs without configuration. The Stripe key is read here too (`stripe_credentials`), handed to the
+Stripe client (billing/client.py) and to Dagster as a `dg.EnvVar` (defs/billing/resources.py), never stored.
+Nothing here runs at import time; a child process gets its environment from `subprocess_environment`.
 
 Each tuning variable (`METERING_DUCKDB_THREADS` ...) is parsed by one function below; a value
 that cannot be used raises `SettingsError` naming the variable, the form expected and the value
@@ -15,8 +16,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -171,11 +172,51 @@ def load_settings() -> Settings:
     return Settings(state_dir=state_dir, raw_dir=raw_dir, contract_path=contract)
 
 
-def export_environment(settings: Settings | None = None) -> Settings:
-    """Set METERING_* to the resolved paths, so that dbt (a subprocess reading them in
-    profiles.yml) and the Python steps always use the same warehouse."""
+def export_environment(settings: Settings | None = None, *, dagster_home: Path | None = None) -> Settings:
+    """Set METERING_* (and DAGSTER_HOME when given) to the resolved paths, for the processes a command starts:
+    the Dagster run's steps and dbt (which runs in dbt_project/, where a relative path would name another
+    folder, and reads METERING_STATE_DIR in profiles.yml) then use the same warehouse as the command."""
     settings = settings or load_settings()
     os.environ["METERING_STATE_DIR"] = str(settings.state_dir)
     os.environ["METERING_RAW_DIR"] = str(settings.raw_dir)
     os.environ["METERING_CONTRACT"] = str(settings.contract_path)
+    if dagster_home is not None:
+        os.environ["DAGSTER_HOME"] = str(dagster_home)
     return settings
+
+
+@dataclass(frozen=True)
+class StripeCredentials:
+    """Which Stripe to talk to: `api_key` unset means the bundled emulator. The key never shows in a repr."""
+
+    api_key: str | None = field(default=None, repr=False)
+    api_base: str | None = None
+    metering_env: str | None = None
+
+
+def stripe_credentials(environ: Mapping[str, str] | None = None) -> StripeCredentials:
+    """STRIPE_API_KEY (as given: billing/client.py refuses a key with stray characters, naming them),
+    STRIPE_API_BASE and METERING_ENV, from `environ` (a test's) or this process's environment."""
+    env = os.environ if environ is None else environ
+    metering = (env.get("METERING_ENV") or "").strip() or None
+    return StripeCredentials(api_key=env.get("STRIPE_API_KEY") or None, api_base=env.get("STRIPE_API_BASE") or None,
+                             metering_env=metering)
+
+
+STRIPE_VARIABLES = ("STRIPE_API_KEY", "STRIPE_API_BASE")
+
+
+def stripe_variables_set(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The Stripe variables that are set (non-empty): the demo refuses to run with any."""
+    env = os.environ if environ is None else environ
+    return [name for name in STRIPE_VARIABLES if env.get(name)]
+
+
+def dagster_dev_cli() -> bool:
+    """True inside `dagster dev` (it sets DAGSTER_IS_DEV_CLI)."""
+    return bool(os.environ.get("DAGSTER_IS_DEV_CLI"))
+
+
+def subprocess_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a child process (dbt in a scratch copy ...): this one's, with `overrides`."""
+    return {**os.environ, **overrides}

@@ -1,6 +1,6 @@
 """The Stripe client: the embedded emulator by default, a real Stripe with `STRIPE_API_KEY`.
 
-Key rules: keys come from the environment only; a live key (`sk_live_`/`rk_live_`)
+Key rules: keys come from the environment only (read by settings.stripe_credentials); a live key (`sk_live_`/`rk_live_`)
 is refused unless the contract says `environment: live` and `METERING_ENV=production`; a test
 key is refused for a live contract. A key with any character other than a letter, a digit or
 `_` is refused before it is used (a `.env` file with Windows line endings leaves a carriage
@@ -17,7 +17,6 @@ any exception leaving the `StripeConnection` block is masked the same way.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 import stripe
 
 from metering_dagster.contract.model import Contract
-from metering_dagster.settings import Settings
+from metering_dagster.settings import Settings, StripeCredentials, stripe_credentials
 
 EMULATOR_KEY = "sk_test_metering_emulator"
 MAX_NETWORK_RETRIES = 4  # > 0 makes the SDK add an Idempotency-Key to POSTs; the retries are delivery.RetryPolicy's
@@ -206,16 +205,17 @@ def _client(api_key: str, base: str | None) -> stripe.StripeClient:
     return stripe.StripeClient(api_key, **kwargs)
 
 
-def open_stripe(settings: Settings, contract: Contract, environ: Mapping[str, str] | None = None) -> StripeConnection:
-    """Connect to Stripe as the environment says.
+def open_stripe(settings: Settings, contract: Contract, environ: Mapping[str, str] | None = None,
+                credentials: StripeCredentials | None = None) -> StripeConnection:
+    """Connect to Stripe as `credentials` say (by default the environment's, or `environ`'s).
 
     No `STRIPE_API_KEY`: start the bundled emulator in-process on a free port, its state at
     `settings.emulator_state_path`, with the contract's grace period. With `STRIPE_API_KEY`
     (and optionally `STRIPE_API_BASE`, used for both the API and the meter event stream):
     that Stripe, after the key checks above.
     """
-    env = os.environ if environ is None else environ
-    key = env.get("STRIPE_API_KEY") or ""
+    credentials = credentials or stripe_credentials(environ)
+    key = credentials.api_key or ""
     if not key:
         if contract.environment == "live":
             raise StripeKeyRefused("the contract says environment: live but STRIPE_API_KEY is not set")
@@ -232,6 +232,6 @@ def open_stripe(settings: Settings, contract: Contract, environ: Mapping[str, st
             server.stop()
             raise
         return StripeConnection(client=client, mode="emulator", environment=contract.environment, server=server)
-    check_key(key, contract.environment, (env.get("METERING_ENV") or "").strip() or None)
-    client = _client(key, env.get("STRIPE_API_BASE"))
+    check_key(key, contract.environment, credentials.metering_env)
+    client = _client(key, credentials.api_base)
     return StripeConnection(client=client, mode="stripe", environment=contract.environment, _secrets=[key])

@@ -7,13 +7,13 @@ key (Stripe's own message for a bad key quotes part of it, so that message is no
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 
 import stripe
 
 from metering_dagster.billing.client import StripeKeyRefused
+from metering_dagster.settings import stripe_credentials
 
 STRIPE_DEFAULT_BASE = "https://api.stripe.com"
 
@@ -31,10 +31,10 @@ _NETWORK_REASONS = (
 
 def stripe_base(environ: Mapping[str, str] | None = None) -> str:
     """The Stripe address the commands use: `STRIPE_API_BASE`, else Stripe's, else the bundled emulator."""
-    env = os.environ if environ is None else environ
-    if env.get("STRIPE_API_BASE"):
-        return env["STRIPE_API_BASE"].rstrip("/")
-    return STRIPE_DEFAULT_BASE if env.get("STRIPE_API_KEY") else "the bundled Stripe emulator"
+    credentials = stripe_credentials(environ)
+    if credentials.api_base:
+        return credentials.api_base.rstrip("/")
+    return STRIPE_DEFAULT_BASE if credentials.api_key else "the bundled Stripe emulator"
 
 
 def _network_reason(message: str) -> str:

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from metering_dagster.contract import ContractError, load_contract
-from metering_dagster.settings import Settings
+from metering_dagster.settings import Settings, export_environment
 
 EXIT_OK, EXIT_FAILED, EXIT_WITHHELD, EXIT_BAD_CONTRACT, EXIT_ATTENTION = 0, 1, 2, 3, 4
 
 
 def prepare_environment(settings: Settings) -> None:
-    """Dagster's instance lives in DAGSTER_HOME; default it under the state folder."""
+    """Dagster's instance lives in DAGSTER_HOME; default it under the state folder. The paths, resolved, are
+    exported for the processes the command starts (the run's steps, dbt)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("METERING_STATE_DIR", str(settings.state_dir))
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
+    export_environment(settings, dagster_home=home)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text("telemetry:\n  enabled: false\n")

@@ -8,16 +8,14 @@ from it every line landed after a time and rebuilds from scratch. The copy is ma
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from metering_dagster.serving.reader_copy import require_reader_copy
-from metering_dagster.settings import Settings
+from metering_dagster.settings import Settings, subprocess_environment
 
 DBT_SELECTION = ["--exclude", "tag:reconciliation"]
 
@@ -39,14 +37,12 @@ def dbt_run(state_dir: Path, *, full_refresh: bool) -> None:
 
     In a child process: dbt-duckdb keeps its connection open in the process that ran it.
     """
-    from metering_dagster.defs.transform.project import DBT_PROJECT_DIR
+    from metering_dagster.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
 
-    dbt = Path(sys.executable).parent / "dbt"
-    args = [str(dbt), "run", *DBT_SELECTION, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+    args = [dbt_executable(), "run", *DBT_SELECTION, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
             str(DBT_PROJECT_DIR), "--target-path", str(state_dir / "target"), "--log-path", str(state_dir / "logs")]
     if full_refresh:
         args.append("--full-refresh")
-    env = {**os.environ, "METERING_STATE_DIR": str(state_dir)}
-    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True)
+    done = subprocess.run(args, check=False, env=subprocess_environment(METERING_STATE_DIR=str(state_dir)), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"dbt run failed in the scratch copy:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")

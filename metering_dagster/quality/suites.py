@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -32,8 +31,8 @@ from metering_dagster.quality.holds import (
     usage_holds,
 )
 
-# GE prints progress bars and usage statistics by default; a pipeline log wants neither.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# GE prints progress bars and usage statistics by default; a pipeline log wants neither (both are turned off
+# on each suite's context).
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
@@ -116,6 +115,7 @@ def _validate(name: str, frame, expectations: list, held: list[Hold], table: str
     frame = frame[~frame["customer_id"].isin({h.customer_id for h in held})].reset_index(drop=True)
 
     context = gx.get_context(mode="ephemeral")
+    context.enable_analytics(False)
     context.variables.progress_bars = {"globally": False}
     batch = (
         context.data_sources.add_pandas("warehouse")

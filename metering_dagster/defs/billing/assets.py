@@ -6,9 +6,9 @@ import dagster as dg
 from metering_dagster.billing.objects import sync_stripe_objects
 from metering_dagster.billing.snapshot import snapshot_stripe_view
 from metering_dagster.billing.upload import report_usage
+from metering_dagster.defs.billing.resources import StripeResource, stripe_resource
 from metering_dagster.defs.contract.assets import metering_contract
 from metering_dagster.defs.resources import MeteringResource
-from metering_dagster.defs.billing.resources import StripeResource
 from metering_dagster.defs.transform.assets import metering_dbt_models
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.locks import UPLOAD_POOL
@@ -70,5 +70,5 @@ def stripe_snapshot(context: dg.AssetExecutionContext, metering: MeteringResourc
 
 defs = dg.Definitions(
     assets=[stripe_billing_objects, stripe_usage_report, stripe_snapshot],
-    resources={"stripe": StripeResource()},
+    resources={"stripe": stripe_resource()},
 )

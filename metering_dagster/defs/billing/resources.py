@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import dagster as dg
+from pydantic import Field
 
 from metering_dagster.billing.client import StripeConnection, open_stripe
 from metering_dagster.contract import Contract
-from metering_dagster.settings import Settings
+from metering_dagster.settings import (
+    Settings,
+    StripeCredentials,
+    metering_env,
+    stripe_credentials,
+)
 
 
 class StripeResource(dg.ConfigurableResource):
-    """With STRIPE_API_KEY set: that Stripe (STRIPE_API_BASE optional). Without: the
-    bundled emulator, in-process, its state under METERING_STATE_DIR.
+    """With a key: that Stripe (at `api_base` when given). Without: the bundled emulator, in-process, its
+    state under METERING_STATE_DIR.
 
-    The key is read from the environment inside `open_stripe` and never stored in
-    run config, so it cannot reach the Dagster event log or the UI.
+    The fields are fed by `dg.EnvVar` (`stripe_resource`): Dagster resolves the variable when a step starts,
+    and its UI and run config show the variable's name, never the key.
     """
+
+    api_key: str | None = Field(default=None, description="a Stripe secret key; unset: the bundled emulator")
+    api_base: str | None = Field(default=None, description="another Stripe-compatible address")
 
     @contextmanager
     def connect(self, settings: Settings, contract: Contract) -> Iterator[StripeConnection]:
-        with open_stripe(settings, contract) as connection:
+        credentials = StripeCredentials(api_key=self.api_key, api_base=self.api_base, metering_env=metering_env())
+        with open_stripe(settings, contract, credentials=credentials) as connection:
             yield connection
+
+
+def stripe_resource() -> StripeResource:
+    """STRIPE_API_KEY and STRIPE_API_BASE as `dg.EnvVar`s, each only when set: Dagster refuses an unset one,
+    and an unset key means the bundled emulator."""
+    given = stripe_credentials()
+    return StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY") if given.api_key else None,
+                          api_base=dg.EnvVar("STRIPE_API_BASE") if given.api_base else None)

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from metering_dagster.settings import REPO_ROOT, export_environment
+from metering_dagster.defs.transform.resource import PipelineDbtCliResource
+from metering_dagster.settings import REPO_ROOT, dagster_dev_cli
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
-# dagster-dbt runs `dbt` from PATH. Run from the locked .venv without activating it
-# (`.venv/bin/metering run`), PATH lacks the venv: put this Python's bin folder first.
-_VENV_BIN = str(Path(sys.executable).parent)
-if shutil.which("dbt", path=_VENV_BIN) and shutil.which("dbt") != shutil.which("dbt", path=_VENV_BIN):
-    os.environ["PATH"] = _VENV_BIN + os.pathsep + os.environ.get("PATH", "")
-# profiles.yml reads METERING_STATE_DIR; give it the defaults of metering_dagster.settings.
-export_environment()
-
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def dbt_executable() -> str:
+    """This environment's dbt. Run from the locked .venv without activating it (`.venv/bin/metering run`),
+    PATH lacks the venv: dagster-dbt is given the dbt beside this Python instead of changing PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else "dbt"
+
+
+def dbt_resource() -> PipelineDbtCliResource:
+    """The dbt CLI resource on this project (DECISIONLOG.md "dbt from Dagster": why not the stock one)."""
+    return PipelineDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
 
 
 def manifest_is_current() -> bool:
@@ -37,13 +40,10 @@ def manifest_is_current() -> bool:
 def prepare_manifest(force: bool = False) -> None:
     """Write target/manifest.json (dbt parse) so the Definitions can load; skipped when current.
 
-    What dagster-dbt's preparer runs (the project has no packages to install), through our resource
-    so that a first run does not pay dagster-dbt's per-invocation overhead (resource.py).
+    What dagster-dbt's preparer runs (the project has no packages to install), when a dbt file changed.
     """
-    from metering_dagster.defs.transform.resource import PipelineDbtCliResource
-
     if force or not manifest_is_current():
-        PipelineDbtCliResource(project_dir=dbt_project).cli(
+        dbt_resource().cli(
             ["parse", "--quiet"], target_path=dbt_project.target_path
         ).wait()
 
@@ -51,5 +51,5 @@ def prepare_manifest(force: bool = False) -> None:
 # `dagster dev` (which sets DAGSTER_IS_DEV_CLI) parses the project when it starts or reloads and a dbt file
 # changed; `metering` and the tests call prepare_manifest() themselves. dagster-dbt's `prepare_if_dev()`
 # would parse on every start, through its own overhead.
-if os.getenv("DAGSTER_IS_DEV_CLI"):
+if dagster_dev_cli():
     prepare_manifest()

@@ -16,8 +16,9 @@ class PipelineDbtCliResource(DbtCliResource):
     from the Fusion engine, and (b) loads dbt's adapter and macros into this process. The adapter
     only serves `fetch_row_counts()` / `fetch_column_metadata()`, which our assets do not call;
     without it dagster-dbt also streams each model's result as dbt reports it instead of after
-    dbt exits. `project.py` puts this environment's dbt first on PATH, so the installed dbt-core
-    is the CLI that runs (a test checks that the two agree).
+    dbt exits. `project.py` gives it the dbt beside this Python, so the installed dbt-core is the
+    CLI that runs (a test checks that the two agree). Measured against the stock resource in
+    DECISIONLOG.md ("dbt from Dagster").
     """
 
     @cached_property
