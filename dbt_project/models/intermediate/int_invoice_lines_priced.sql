@@ -46,7 +46,9 @@ quantities as (
             -- ceil(q) <= limit / unit, in integers scaled by 10^12 (unit amounts have at most 12 decimals)
             else ceil(greatest(coalesce(usage.quantity, 0), 0))::hugeint
                 <= {{ var('max_line_amount_cents') }}::hugeint * 1000000000000
-                // ceil(least(price_bounds.largest_unit_amount, {{ var('max_line_amount_cents') }}) * 1000000000000)::hugeint
+                // ceil(
+                    least(price_bounds.largest_unit_amount, {{ var('max_line_amount_cents') }}) * 1000000000000
+                )::hugeint
         end as is_priceable
     from listed
     cross join meters
@@ -88,14 +90,15 @@ tiered as (
         lines.period_start,
         sum(
             case
-                when lines.price_model = 'graduated' then
-                    {{ units_in_tier('lines.billable_quantity', 'tiers.lower_bound', 'tiers.up_to') }}
+                when lines.price_model = 'graduated'
+                    then
+                        {{ units_in_tier('lines.billable_quantity', 'tiers.lower_bound', 'tiers.up_to') }}
                         * tiers.unit_amount_decimal
-                    + case
-                        when lines.billable_quantity > tiers.lower_bound or tiers.tier_index = 1
-                            then tiers.flat_amount_decimal
-                        else 0
-                    end
+                        + case
+                            when lines.billable_quantity > tiers.lower_bound or tiers.tier_index = 1
+                                then tiers.flat_amount_decimal
+                            else 0
+                        end
                 when (lines.billable_quantity > tiers.lower_bound or tiers.tier_index = 1)
                     and (tiers.up_to is null or lines.billable_quantity <= tiers.up_to)
                     then lines.billable_quantity * tiers.unit_amount_decimal + tiers.flat_amount_decimal
@@ -109,12 +112,14 @@ tiered as (
 )
 
 select
-    lines.* exclude (billable_quantity, is_priceable, unit_amount_decimal, package_size, package_round),
+    -- sqlfluff reads the excluded columns as references to qualify; they are names and cannot be
+    lines.* exclude (billable_quantity, is_priceable, unit_amount_decimal, package_size, package_round),  -- noqa: RF02
     case
         when not lines.is_priceable then null
         when lines.price_model = 'per_unit' then lines.billable_quantity * lines.unit_amount_decimal
-        when lines.price_model = 'package' then
-            {{ package_count('lines.billable_quantity', 'lines.package_size', 'lines.package_round') }}
+        when lines.price_model = 'package'
+            then
+                {{ package_count('lines.billable_quantity', 'lines.package_size', 'lines.package_round') }}
                 * lines.unit_amount_decimal
         else tiered.tiered_amount
     end::decimal(38, 24) as amount_decimal,

@@ -24,7 +24,7 @@ filters as (
 
 meter_filters as (
     -- per meter, each listed field with its allowed values
-    select meter, list({'json_path': field_json_path, 'allowed': allowed_values}) as fields
+    select meter, list({ 'json_path': field_json_path, 'allowed': allowed_values }) as fields
     from (
         select meter, field_json_path, list(allowed_value) as allowed_values
         from filters
@@ -46,9 +46,10 @@ fed as (
     from lines
     inner join meters on lines.action = meters.action
     left join meter_filters on meters.meter = meter_filters.meter
+    -- sqlfluff reads `field`, the parameter of a DuckDB lambda, as a table (noqa)
     where meter_filters.fields is null
-        or list_bool_and(list_transform(meter_filters.fields, lambda field: coalesce(list_contains(
-            field.allowed, {{ json_scalar_text('json_extract(lines.payload, field.json_path)') }}
+        or list_bool_and(list_transform(meter_filters.fields, lambda field: coalesce(list_contains(  -- noqa: RF02
+            field.allowed, {{ json_scalar_text('json_extract(lines.payload, field.json_path)') }}  -- noqa: RF01
         ), false)))
 ),
 
@@ -68,9 +69,10 @@ number_parts as (
     -- JSON number grammar, also accepted as a decimal string: -?int(.frac)?(e exp)?
     select
         *,
-        value_type = 'number'
+        (
+            value_type = 'number'
             or (value_type = 'string' and regexp_full_match(value_text, '-?\d+(\.\d+)?([eE][+-]?\d+)?'))
-            as is_decimal,
+        ) as is_decimal,
         regexp_extract(value_text, '^-?(\d+)', 1) as int_digits,
         regexp_extract(value_text, '^-?\d+\.(\d+)', 1) as frac_digits,
         coalesce(try_cast(regexp_extract(value_text, '[eE]([+-]?\d+)$', 1) as integer), 0) as exponent
@@ -84,8 +86,10 @@ checked as (
         *,
         length(rtrim(ltrim(int_digits || frac_digits, '0'), '0')) as significant_digits,
         length(rtrim(int_digits || frac_digits, '0')) - length(int_digits) - exponent as decimal_places,
-        length(int_digits) + exponent
-            - (length(int_digits || frac_digits) - length(ltrim(int_digits || frac_digits, '0'))) as integer_places
+        (
+            length(int_digits) + exponent
+            - (length(int_digits || frac_digits) - length(ltrim(int_digits || frac_digits, '0')))
+        ) as integer_places
     from number_parts
 ),
 
@@ -94,11 +98,12 @@ problems as (
         *,
         case
             when aggregation = 'count' then null
-            when aggregation = 'unique_count' then
-                case
-                    when value_type is null then 'value is missing'
-                    when value_type not in ('string', 'number', 'boolean') then 'value is not a scalar'
-                end
+            when aggregation = 'unique_count'
+                then
+                    case
+                        when value_type is null then 'value is missing'
+                        when value_type not in ('string', 'number', 'boolean') then 'value is not a scalar'
+                    end
             when value_type is null then 'value is missing'
             when not is_decimal then 'value is not a number or decimal string'
             when significant_digits > 15 then 'value has more than 15 significant digits'
@@ -108,8 +113,10 @@ problems as (
             when aggregation <> 'sum' and value_text like '-%' and significant_digits > 0
                 then 'value is negative (only sum meters take negative values)'
         end as value_problem,
-        aggregation not in ('count', 'unique_count') and is_decimal and significant_digits <= 15
-            and decimal_places <= 12 and integer_places > {{ var('max_value_integer_digits') }} as is_out_of_range
+        (
+            aggregation not in ('count', 'unique_count') and is_decimal and significant_digits <= 15
+            and decimal_places <= 12 and integer_places > {{ var('max_value_integer_digits') }}
+        ) as is_out_of_range
     from checked
 ),
 

@@ -98,21 +98,23 @@ checked as (
         value_problems.value_problem,
         customers.billing_anchor,
         -- which required fields are absent or null, and what is wrong with the ones present (for the detail)
-        concat_ws(', ',
+        concat_ws(
+            ', ',
             case when coalesce(timed.event_id_type, 'null') = 'null' then 'event_id' end,
             case when coalesce(timed.timestamp_type, 'null') = 'null' then 'timestamp' end,
             case when coalesce(timed.customer_id_type, 'null') = 'null' then 'customer_id' end,
             case when coalesce(timed.action_type, 'null') = 'null' then 'action' end
         ) as missing_fields,
-        concat_ws('; ',
+        concat_ws(
+            '; ',
             {%- for field in ['event_id', 'customer_id', 'action'] %}
-            case
-                when timed.{{ field }}_type <> 'string'
-                    then '{{ field }} is a JSON ' || timed.{{ field }}_type || ', not a string'
-                when length(timed.{{ field }}) = 0 then '{{ field }} is empty'
-                when length(timed.{{ field }}) > 100
-                    then '{{ field }} has ' || length(timed.{{ field }}) || ' characters, more than 100'
-            end{{ ',' if not loop.last }}
+                case
+                    when timed.{{ field }}_type <> 'string'
+                        then '{{ field }} is a JSON ' || timed.{{ field }}_type || ', not a string'
+                    when length(timed.{{ field }}) = 0 then '{{ field }} is empty'
+                    when length(timed.{{ field }}) > 100
+                        then '{{ field }} has ' || length(timed.{{ field }}) || ' characters, more than 100'
+                end{{ ',' if not loop.last }}
             {%- endfor %}
         ) as field_problems,
         left(timed.timestamp_text, 100) as timestamp_text,
@@ -129,21 +131,26 @@ checked as (
 )
 
 select
-    * exclude (value_problem, billing_anchor, missing_fields, field_problems, timestamp_text, environment,
-               contract_environment),
+    * exclude (
+        value_problem, billing_anchor, missing_fields, field_problems, timestamp_text, environment,
+        contract_environment
+    ),
     case quarantine_reason
         when 'missing_field' then 'missing or null: ' || missing_fields
         when 'invalid_field' then field_problems
-        when 'invalid_timestamp' then 'timestamp ' || coalesce(to_json(timestamp_text)::varchar, 'null')
-            || ' is not an RFC 3339 time with an offset (2026-10-05T10:00:00Z) nor Unix seconds'
-        when 'wrong_environment' then 'environment ' || coalesce(to_json(environment)::varchar, 'null')
-            || ', the contract says ' || contract_environment
+        when 'invalid_timestamp'
+            then 'timestamp ' || coalesce(to_json(timestamp_text)::varchar, 'null')
+                || ' is not an RFC 3339 time with an offset (2026-10-05T10:00:00Z) nor Unix seconds'
+        when 'wrong_environment'
+            then 'environment ' || coalesce(to_json(environment)::varchar, 'null')
+                || ', the contract says ' || contract_environment
         when 'unknown_customer' then 'customer_id ' || to_json(customer_id)::varchar || ' is not in the contract'
         when 'unmetered_action' then 'no meter of the contract counts the action ' || to_json(action)::varchar
         when 'invalid_value' then value_problem
         when 'value_out_of_range' then value_problem
-        when 'before_first_period' then 'before the first billing period, which starts at the anchor '
-            || strftime({{ utc_naive('billing_anchor') }}, '%Y-%m-%dT%H:%M:%SZ')
+        when 'before_first_period'
+            then 'before the first billing period, which starts at the anchor '
+                || strftime({{ utc_naive('billing_anchor') }}, '%Y-%m-%dT%H:%M:%SZ')
         when 'customer_not_in_contract'
             then 'the customer was in the contract and is no longer: its usage is not billed (put it back to bill it)'
         when 'timestamp_in_future' then 'more than {{ var("future_tolerance_seconds") }} s after landing'

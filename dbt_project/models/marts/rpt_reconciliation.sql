@@ -14,25 +14,24 @@ with expected as (
 summaries as (
     select *
     from {{ ref('stg_stripe__usage_summaries') }}
-    qualify row_number() over (
-        partition by customer_id, meter, period_start order by snapshot_at desc
-    ) = 1
+    qualify row_number() over (partition by customer_id, meter, period_start order by snapshot_at desc) = 1
 ),
 
 invoice_lines as (
     select *
     from {{ ref('stg_stripe__invoice_lines') }}
     where invoice_status <> 'void'
-    qualify row_number() over (
-        partition by customer_id, meter, period_start
-        order by
-            case
-                when invoice_status in {{ sql_list('billed_invoice_statuses') }} then 1
-                when invoice_status = 'draft' then 2
-                else 3
-            end,
-            snapshot_at desc
-    ) = 1
+    qualify
+        row_number() over (
+            partition by customer_id, meter, period_start
+            order by
+                case
+                    when invoice_status in {{ sql_list('billed_invoice_statuses') }} then 1
+                    when invoice_status = 'draft' then 2
+                    else 3
+                end,
+                snapshot_at desc
+        ) = 1
 ),
 
 adjustments as (
@@ -52,11 +51,16 @@ finalized_lines as (
         invoice_lines.* exclude (quantity, amount_cents),
         invoice_lines.invoice_status in {{ sql_list('billed_invoice_statuses') }} as is_final,
         invoice_lines.amount_cents as invoiced_amount_cents,
-        case when invoice_lines.invoice_status in {{ sql_list('billed_invoice_statuses') }}
-            then coalesce(adjustments.quantity_after, invoice_lines.quantity) else invoice_lines.quantity
+        case
+            when invoice_lines.invoice_status in {{ sql_list('billed_invoice_statuses') }}
+                then coalesce(adjustments.quantity_after, invoice_lines.quantity)
+            else invoice_lines.quantity
         end as quantity,
-        invoice_lines.amount_cents + case when invoice_lines.invoice_status in {{ sql_list('billed_invoice_statuses') }}
-            then coalesce(adjustments.amount_cents, 0) else 0
+        invoice_lines.amount_cents
+        + case
+            when invoice_lines.invoice_status in {{ sql_list('billed_invoice_statuses') }}
+                then coalesce(adjustments.amount_cents, 0)
+            else 0
         end as amount_cents,
         coalesce(adjustments.amount_cents, 0) as adjustment_amount_cents
     from invoice_lines
@@ -121,11 +125,11 @@ select
         when not has_local then 'missing_locally'
         when not has_stripe and local_quantity <> 0 then 'missing_in_stripe'
         when has_stripe and stripe_invoice_id is not null
-            and greatest(stripe_quantity, 0) is distinct from greatest(local_quantity, 0) then 'quantity_mismatch'
+            and (greatest(stripe_quantity, 0) is distinct from greatest(local_quantity, 0)) then 'quantity_mismatch'
         when has_stripe and stripe_invoice_id is null
-            and stripe_quantity is distinct from local_quantity then 'quantity_mismatch'
+            and (stripe_quantity is distinct from local_quantity) then 'quantity_mismatch'
         when stripe_invoice_id is null then 'not_yet_invoiced'
-        when stripe_amount_cents is distinct from local_amount_cents then 'amount_mismatch'
+        when (stripe_amount_cents is distinct from local_amount_cents) then 'amount_mismatch'
         else 'match'
     end as status,
     stripe_invoice_id,

@@ -11,7 +11,8 @@ renamed as (
         line_number,
         -- the line as received
         raw_line,
-        landing_problem,  -- invalid_utf8 | line_too_long | corrupt_gzip | empty_file | invalid_file_name | duplicate_key (landing/)
+        -- invalid_utf8 | line_too_long | corrupt_gzip | empty_file | invalid_file_name | duplicate_key (landing/)
+        landing_problem,
         is_json_object,
         payload,
         -- top-level fields: JSON type ('string', 'number', ...; NULL when absent) and exact text
