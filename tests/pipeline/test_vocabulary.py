@@ -147,3 +147,13 @@ def test_a_second_copy_that_drifts_is_found():
     assert family_of(("count", "unique_count")) is None
     assert QUOTED_LIST.search("x in ('open', 'paid',\n 'void')")
     assert family_of(("sum", "count", "max")) == "aggregations"
+
+
+def test_the_readme_documents_every_quarantine_reason_and_aggregation():
+    readme = (REPO / "README.md").read_text()
+    undocumented = [
+        word
+        for word in (*vocabulary.quarantine_reasons(), *vocabulary.aggregations())
+        if f"`{word}`" not in readme
+    ]
+    assert undocumented == []
