@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export METERING_STATE_DIR ?= $(CURDIR)/state
 export DAGSTER_HOME ?= $(METERING_STATE_DIR)/dagster_home
 
-.PHONY: venv demo test dev docs bench lock clean
+.PHONY: venv demo test check-imports dev docs bench lock clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# No import cycle among the package's modules and no import from a layer above (docs/ARCHITECTURE.md, "Layers").
+check-imports: venv
+	$(BIN)/python scripts/check_imports.py
 
 dev: venv
 	@mkdir -p $(DAGSTER_HOME)

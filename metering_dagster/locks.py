@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 
+from metering_dagster.schema import ensure_lease_table
 from metering_dagster.settings import lock_wait_seconds
 
 log = logging.getLogger(__name__)
@@ -109,16 +110,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-LEASE_DDL = """CREATE TABLE IF NOT EXISTS ops.upload_lease (
-    name VARCHAR PRIMARY KEY, holder VARCHAR NOT NULL, pid BIGINT NOT NULL, host VARCHAR NOT NULL,
-    acquired_at TIMESTAMPTZ NOT NULL)"""
-
-
 @contextlib.contextmanager
 def upload_lease(con: duckdb.DuckDBPyConnection, holder: str, name: str = UPLOAD_POOL) -> Iterator[None]:
     """Hold the warehouse's upload lease while sending (see module doc)."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    con.execute(LEASE_DDL)
+    ensure_lease_table(con)
     me, host = os.getpid(), socket.gethostname()
     row = con.execute("SELECT holder, pid, host, acquired_at FROM ops.upload_lease WHERE name = ?", [name]).fetchone()
     if row is not None:

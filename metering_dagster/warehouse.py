@@ -1,9 +1,8 @@
-"""The DuckDB warehouse: one connection helper and the source tables that Python writes.
+"""The DuckDB warehouse: one connection helper, and rows written in bulk.
 
-The tables below are the interface of docs/ARCHITECTURE.md ("Written by Python").
-They are created here, empty, so that dbt can build before anything has been
-landed, before the contract was written, and before any Stripe snapshot.
-Writers fill them (landing, contract, billing); dbt only reads them.
+A read-write connection creates the source tables (schema.py, the interface of docs/ARCHITECTURE.md, "Written
+by Python"), empty, so that dbt can build before anything has been landed, before the contract was written, and
+before any Stripe snapshot. Writers fill them (landing, contract, billing); dbt only reads them.
 """
 
 from __future__ import annotations
@@ -18,13 +17,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from metering_dagster.schema import ensure_source_tables
 from metering_dagster.settings import (
     duckdb_memory_limit,
     duckdb_threads,
     warehouse_wait_seconds,
 )
-
-SCHEMAS = ("raw", "contract", "stripe_view", "ops")
 
 # Settings for the 2-core machine the product targets: both cores, and a memory ceiling that
 # keeps a whole run under 2 GB whatever the volume: DuckDB spills past it to its default place,
@@ -33,102 +31,6 @@ SCHEMAS = ("raw", "contract", "stripe_view", "ops")
 # variables. TIMESTAMPTZ values are UTC.
 THREADS = duckdb_threads()
 MEMORY_LIMIT = duckdb_memory_limit()
-
-SOURCE_TABLES_DDL = """
-create table if not exists raw.landed_files (
-    source_file varchar not null,
-    content_sha256 varchar not null,
-    size_bytes bigint not null,
-    line_count bigint not null,
-    landing_run_id bigint not null,
-    landed_at timestamptz not null,
-    lines_blank bigint not null default 0,
-    file_mtime_ns bigint  -- the file's modification time when landed (NULL: landed before it was recorded)
-);
-create table if not exists raw.usage_lines (
-    landing_run_id bigint not null,
-    landed_at timestamptz not null,
-    source_file varchar not null,
-    line_number bigint not null,
-    -- The two long texts are zstd-compressed: DuckDB's default analysis (FSST, dictionary) of a
-    -- column of distinct JSON lines cost more than a third of landing, for a file 60% larger.
-    raw_line varchar using compression zstd not null,
-    -- parsed once at landing; numbers keep their exact text (see landing/parse.py)
-    is_json_object boolean not null,
-    payload json using compression zstd,
-    event_id_type varchar,
-    event_id varchar,
-    timestamp_type varchar,
-    timestamp_text varchar,
-    customer_id_type varchar,
-    customer_id varchar,
-    action_type varchar,
-    action varchar,
-    environment_type varchar,
-    environment varchar,
-    -- why the line cannot be an event before any parsing (landing/land.py), NULL when it can
-    landing_problem varchar
-);
-create table if not exists contract.settings (
-    environment varchar,
-    currency varchar,
-    grace_period_seconds bigint,
-    test_clock_start timestamptz,
-    contract_fingerprint varchar
-);
-create table if not exists contract.meters (
-    meter varchar,
-    display_name varchar,
-    action varchar,
-    value_path varchar,
-    aggregation varchar,
-    unit varchar,
-    stripe_formula varchar,
-    price_model varchar,
-    unit_amount_decimal decimal(38, 12),
-    package_size decimal(38, 12),
-    package_round varchar,
-    currency varchar,
-    price_fingerprint varchar
-);
-create table if not exists contract.meter_filters (
-    meter varchar,
-    field_path varchar,
-    allowed_value varchar
-);
-create table if not exists contract.price_tiers (
-    meter varchar,
-    tier_index integer,
-    up_to decimal(38, 12),
-    unit_amount_decimal decimal(38, 12),
-    flat_amount_decimal decimal(38, 12)
-);
-create table if not exists contract.customers (
-    customer_id varchar,
-    billing_anchor timestamptz,
-    billing_interval varchar
-);
-create table if not exists stripe_view.usage_summaries (
-    customer_id varchar,
-    meter varchar,
-    period_start timestamptz,
-    period_end timestamptz,
-    stripe_quantity decimal(38, 12),
-    snapshot_at timestamptz
-);
-create table if not exists stripe_view.invoice_lines (
-    customer_id varchar,
-    meter varchar,
-    period_start timestamptz,
-    period_end timestamptz,
-    stripe_invoice_id varchar,
-    invoice_status varchar,
-    quantity decimal(38, 12),
-    amount_cents bigint,
-    currency varchar,
-    snapshot_at timestamptz
-);
-"""
 
 
 class WarehouseHeld(Exception):
@@ -198,21 +100,6 @@ def connect(path: str | Path, read_only: bool = False, wait_seconds: float | Non
     if not read_only:
         ensure_source_tables(con)
     return con
-
-
-def ensure_source_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the schemas and the (empty) Python-written source tables if missing."""
-    for schema in SCHEMAS:
-        con.execute(f"create schema if not exists {schema}")
-    con.execute(SOURCE_TABLES_DDL)
-    # Columns added after the first release: warehouses created before get them here.
-    con.execute("alter table raw.usage_lines add column if not exists landing_problem varchar")
-    con.execute("alter table raw.landed_files add column if not exists lines_blank bigint default 0")
-    con.execute("alter table raw.landed_files add column if not exists file_mtime_ns bigint")
-    # Period close's tables, among them the dbt source stripe_view.invoice_adjustments.
-    from metering_dagster.periods.tables import ensure_period_tables
-
-    ensure_period_tables(con)
 
 
 class ArrowStream:

@@ -17,7 +17,7 @@ import stripe
 
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.months import add_months, epoch, from_epoch
-from metering_dagster.billing.tables import ensure_billing_tables
+from metering_dagster.schema import ensure_billing_tables
 from metering_dagster.contract.model import Contract
 from metering_dagster.progress import report
 

@@ -41,7 +41,7 @@ again (or held while the customer cannot receive events). A row whose value Stri
 `replaced` by the next row of its key, which then carries the whole difference.
 
 Once Stripe has finalized a period's invoice (`ops.period_invoices.finalized`, kept by
-`periods/invoices.py`), nothing more is sent to the meters for that period: no new rows are
+`billing/invoices.py`), nothing more is sent to the meters for that period: no new rows are
 planned, and rows still pending (deferred, failed) become `superseded`. What changed since is
 billed as an adjustment on the next invoice (`periods/adjustments.py`), never into the final one.
 """
@@ -57,13 +57,8 @@ from decimal import Decimal
 import duckdb
 
 from metering_dagster.billing.months import from_epoch
-from metering_dagster.billing.tables import ensure_billing_tables
+from metering_dagster.schema import ensure_billing_tables, ensure_period_tables, finalized_periods_sql, is_finalized_sql
 from metering_dagster.contract.model import Contract
-from metering_dagster.periods.tables import (
-    ensure_period_tables,
-    finalized_periods_sql,
-    is_finalized_sql,
-)
 from metering_dagster.warehouse import insert_rows
 
 USAGE_TABLE = "marts.fct_usage_by_period"

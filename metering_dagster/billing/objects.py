@@ -28,6 +28,7 @@ from typing import Any
 import duckdb
 import stripe
 
+from metering_dagster.billing.invoices import refresh_period_invoices
 from metering_dagster.billing.months import (add_months, epoch, from_epoch, month_boundary, period_containing,
                                               period_index)
 from metering_dagster.billing.problems import CustomerProblems
@@ -35,7 +36,7 @@ from metering_dagster.billing.reads import pick
 from metering_dagster.billing.values import decimal_str, metadata_of
 from metering_dagster.settings import stripe_verify_hours
 from metering_dagster.contract.model import Contract, Customer, Meter
-from metering_dagster.billing.tables import ensure_billing_tables
+from metering_dagster.schema import ensure_billing_tables
 
 TEST_CLOCK_NAME = "metering-pipeline"
 CUSTOMER_PAYLOAD_KEY = "stripe_customer_id"
@@ -553,9 +554,7 @@ def sync_stripe_objects(client: stripe.StripeClient, contract: Contract, con: du
     _sync_customers(client, con, contract, clock, result, trusted, problems)
     _sync_subscriptions(client, con, contract, clock, result, trusted, problems)
     result.trusted_customers = len(trusted)
-    # which periods Stripe has finalized since: the ledger must not send to those (periods/invoices.py)
-    from metering_dagster.periods.invoices import refresh_period_invoices
-
+    # which periods Stripe has finalized since: the ledger must not send to those (invoices.py)
     now = from_epoch(int(clock.frozen_time)) if clock is not None else _now()
     refresh_period_invoices(client, con, now, problems)
     problems.record(con)

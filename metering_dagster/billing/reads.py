@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
+import duckdb
 import stripe
 
 from metering_dagster.billing.problems import CustomerProblems
+from metering_dagster.billing.values import decimal_from_json_number, metadata_of
 
 
 def list_all(client: stripe.StripeClient, path: str, params: dict[str, Any] | None = None) -> Iterator[dict]:
@@ -81,3 +84,38 @@ def invoices_of(client: stripe.StripeClient, stripe_customers: dict[str, str], c
         customer_id = stripe_customers.get(invoice.get("customer"))
         if customer_id is not None:
             yield customer_id, invoice
+
+
+# An invoice line's quantity and meter, as the snapshot and period close both read them.
+def _line_price_id(line: Any) -> str | None:
+    price = pick(line, "pricing", "price_details", "price") or pick(line, "price")
+    if price is None:
+        return None
+    return price if isinstance(price, str) else pick(price, "id")
+
+
+def line_quantity(line: Any) -> Decimal | None:
+    q = pick(line, "quantity_decimal")
+    if q is None:
+        q = pick(line, "quantity")
+    return None if q is None else decimal_from_json_number(q)
+
+
+class MeterOfPrice:
+    def __init__(self, client: stripe.StripeClient, con: duckdb.DuckDBPyConnection):
+        self.client = client
+        self.by_price = dict(con.execute("SELECT stripe_price_id, meter FROM ops.stripe_prices").fetchall())
+        self.by_meter_id = dict(con.execute("SELECT stripe_meter_id, meter FROM ops.stripe_meters").fetchall())
+
+    def __call__(self, line: Any) -> str | None:
+        price_id = _line_price_id(line)
+        if price_id is not None and price_id not in self.by_price:
+            try:
+                price = self.client.v1.prices.retrieve(price_id)
+                meter_id = price.recurring.meter if price.recurring is not None else None
+            except stripe.InvalidRequestError:
+                meter_id = None
+            self.by_price[price_id] = self.by_meter_id.get(meter_id)
+        if price_id is not None and self.by_price.get(price_id):
+            return self.by_price[price_id]
+        return metadata_of(line).get("metering_meter")

@@ -35,16 +35,16 @@ from typing import Any
 import duckdb
 import stripe
 
+from metering_dagster.billing.clock import current_clock_time
 from metering_dagster.billing.ledger import USAGE_TABLE
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.months import add_months, epoch, period_index
 from metering_dagster.billing.problems import CustomerProblems, recorded_problems
-from metering_dagster.billing.reads import in_parallel, invoice_lines_of, invoices_of, pick
-from metering_dagster.billing.tables import ensure_billing_tables
+from metering_dagster.billing.reads import MeterOfPrice, in_parallel, invoice_lines_of, invoices_of, line_quantity, pick
+from metering_dagster.schema import ADJUSTMENT_KEY, ensure_billing_tables, ensure_period_tables
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
 from metering_dagster.settings import stripe_concurrency, stripe_verify_hours
 from metering_dagster.contract.model import Contract
-from metering_dagster.periods.tables import ADJUSTMENT_KEY
 from metering_dagster.warehouse import insert_rows
 
 
@@ -116,40 +116,6 @@ def _summaries(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, cust
         return None
 
     return [row for row in in_parallel(read, wanted, workers) if row is not None]
-
-
-def _line_price_id(line: Any) -> str | None:
-    price = pick(line, "pricing", "price_details", "price") or pick(line, "price")
-    if price is None:
-        return None
-    return price if isinstance(price, str) else pick(price, "id")
-
-
-def line_quantity(line: Any) -> Decimal | None:
-    q = pick(line, "quantity_decimal")
-    if q is None:
-        q = pick(line, "quantity")
-    return None if q is None else decimal_from_json_number(q)
-
-
-class MeterOfPrice:
-    def __init__(self, client: stripe.StripeClient, con: duckdb.DuckDBPyConnection):
-        self.client = client
-        self.by_price = dict(con.execute("SELECT stripe_price_id, meter FROM ops.stripe_prices").fetchall())
-        self.by_meter_id = dict(con.execute("SELECT stripe_meter_id, meter FROM ops.stripe_meters").fetchall())
-
-    def __call__(self, line: Any) -> str | None:
-        price_id = _line_price_id(line)
-        if price_id is not None and price_id not in self.by_price:
-            try:
-                price = self.client.v1.prices.retrieve(price_id)
-                meter_id = price.recurring.meter if price.recurring is not None else None
-            except stripe.InvalidRequestError:
-                meter_id = None
-            self.by_price[price_id] = self.by_meter_id.get(meter_id)
-        if price_id is not None and self.by_price.get(price_id):
-            return self.by_price[price_id]
-        return metadata_of(line).get("metering_meter")
 
 
 def _line_rows(customer_id: str, invoice: Any, status: str, lines, meter_of: MeterOfPrice) -> list[tuple]:
@@ -249,9 +215,6 @@ def _customers_with_current_usage(con: duckdb.DuckDBPyConnection, stripe_now: da
 def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract,
                          *, full: bool = False) -> SnapshotResult:
     """Refresh `stripe_view.usage_summaries` and `stripe_view.invoice_lines` from Stripe (module doc)."""
-    from metering_dagster.billing.clock import current_clock_time
-    from metering_dagster.periods.tables import ensure_period_tables
-
     ensure_billing_tables(con)
     ensure_period_tables(con)
     if not stripe_objects_exist(con, contract):

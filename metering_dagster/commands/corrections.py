@@ -16,16 +16,25 @@ from decimal import Decimal
 
 import duckdb
 
+from metering_dagster.billing.client import open_stripe
+from metering_dagster.billing.clock import current_clock_time
+from metering_dagster.billing.invoices import refresh_period_invoices
+from metering_dagster.billing.objects import stripe_objects_exist
 from metering_dagster.commands.common import (
     EXIT_FAILED,
     EXIT_OK,
     check_contract,
     prepare_environment,
 )
+from metering_dagster.commands.scratch import dbt_run, scratch_copy
+from metering_dagster.contract import load_contract, write_contract_tables
 from metering_dagster.display import count, money, quantity
+from metering_dagster.landing import land_new_files
 from metering_dagster.progress import ProgressDisplay, report
+from metering_dagster.schema import ensure_period_tables
 from metering_dagster.serving.reader_copy import ReaderCopyMissing
 from metering_dagster.settings import Settings
+from metering_dagster.transform.rebuild import contract_changed_since_build
 
 
 @dataclass(frozen=True)
@@ -55,16 +64,6 @@ class Preview:
 
 
 def preview_corrections(settings: Settings) -> Preview:
-    from metering_dagster.billing.client import open_stripe
-    from metering_dagster.billing.clock import current_clock_time
-    from metering_dagster.billing.objects import stripe_objects_exist
-    from metering_dagster.commands.scratch import dbt_run, scratch_copy
-    from metering_dagster.contract import load_contract, write_contract_tables
-    from metering_dagster.landing import land_new_files
-    from metering_dagster.periods.invoices import refresh_period_invoices
-    from metering_dagster.periods.tables import ensure_period_tables
-    from metering_dagster.transform.rebuild import contract_changed_since_build
-
     contract = load_contract(settings.contract_path)
     report("copying the reader copy of the warehouse into a scratch folder")
     with scratch_copy(settings) as folder:

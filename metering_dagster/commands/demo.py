@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-
 from metering_dagster.commands.clock import advance_clock
 from metering_dagster.commands.run import run_once
+from metering_dagster.contract import load_contract
 from metering_dagster.display import money, quantity
 from metering_dagster.locks import LOCK_FILE, run_lock
 from metering_dagster.settings import DEMO_DIR, REPO_ROOT, Settings
@@ -206,8 +206,6 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[st
 def print_invoices(settings: Settings) -> None:
     """One table: each customer's lines, ours against Stripe's, then the total of each of its Stripe invoices
     against ours for that period (the status column gives the invoice's status and id)."""
-    from metering_dagster.contract import load_contract
-
     currency = load_contract(settings.contract_path).currency
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:

@@ -27,9 +27,10 @@ import duckdb
 
 from metering_dagster.billing.months import period_containing
 from metering_dagster.commands.common import EXIT_FAILED, EXIT_OK, prepare_environment
+from metering_dagster.commands.scratch import dbt_run, scratch_copy
 from metering_dagster.display import count, currency_decimals, money, quantity
 from metering_dagster.progress import ProgressDisplay
-from metering_dagster.serving.reader_copy import ReaderCopyMissing
+from metering_dagster.serving.reader_copy import ReaderCopyMissing, open_reader
 from metering_dagster.settings import Settings
 
 QUARANTINED_SHOWN = 20  # per list; the rest is counted, with the query that lists it
@@ -318,9 +319,6 @@ def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: st
 
 
 def explain(settings: Settings, customer: str, period_start: str, as_of: datetime | None = None) -> Explanation:
-    from metering_dagster.commands.scratch import dbt_run, scratch_copy
-    from metering_dagster.serving.reader_copy import open_reader
-
     out_dir = settings.state_dir / "explain"
     con = open_reader(settings)
     try:

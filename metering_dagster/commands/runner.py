@@ -11,14 +11,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from metering_dagster.billing.errors import stripe_problem_line
+from metering_dagster.billing.retry import STATS
 from metering_dagster.commands.outcome import BLOCKING_CHECK_NAMES, RunOutcome
 from metering_dagster.commands.summary import warehouse_figures
+from metering_dagster.display import count
 from metering_dagster.locks import UPLOAD_POOL, pid_alive, run_lock
+from metering_dagster.progress import ProgressDisplay
 from metering_dagster.settings import load_settings
 
 
 def metering_job():
     """Module-level so Dagster can reconstruct the job in the run's process."""
+    # Imported here for start-up time: the Definitions load dagster, dagster-dbt and the dbt manifest, which
+    # `metering query`, `explain` and the other commands never need.
     from metering_dagster.definitions import defs
     from metering_dagster.defs.orchestration.jobs import METERING_JOB_NAME
 
@@ -36,10 +42,9 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
     The run holds the state folder's run lock throughout (`locks.run_lock`); a second run says
     who holds it, waits `METERING_LOCK_WAIT_SECONDS` and otherwise raises `RunLockBusy` without running.
     """
-    import dagster as dg
+    import dagster as dg  # here for start-up time (see metering_job)
 
     from metering_dagster.defs.transform.project import prepare_manifest
-    from metering_dagster.progress import ProgressDisplay
 
     settings = load_settings()
     log_path = log_path or settings.state_dir / "logs" / "last_run.log"
@@ -79,8 +84,6 @@ STEP_WORDS = {
 
 def _step_result(step: str, metadata: dict[str, Any]) -> str | None:
     """What a finished step did, from its materialization's metadata."""
-    from metering_dagster.display import count
-
     if step == "landed_usage_lines":
         return f"landed {count(int(metadata.get('files_landed', 0)), 'file')}, " \
                f"{count(int(metadata.get('lines_landed', 0)), 'line')}"
@@ -146,8 +149,6 @@ class RunProgress:
         self.display.update(text, **kind)
 
     def _on_event(self, event) -> None:
-        from metering_dagster.billing.retry import STATS
-
         kind, step = event.event_type_value, event.step_key or ""
         words = STEP_WORDS.get(step)
         if kind == "STEP_START" and not words:
@@ -174,9 +175,6 @@ class RunProgress:
 
     def _on_tick(self) -> None:
         """During a Stripe step, the requests made so far (the steps log nothing until they end)."""
-        from metering_dagster.billing.retry import STATS
-        from metering_dagster.display import count
-
         sent = STATS.requests - self._requests_at_start
         if self._step and self._step.startswith("stripe_") and sent and not self._result_shown:
             self._say(f"{STEP_WORDS[self._step]} ({count(sent, 'Stripe request')} so far)")
@@ -322,8 +320,6 @@ def outcome_of(result) -> RunOutcome:
 def step_error_line(error) -> str:
     """One line for a failed step: the step's own error, not Dagster's wrapper around it ("Error occurred while
     executing op"), and for Stripe unreachable or a refused key the line that says what to check."""
-    from metering_dagster.billing.errors import stripe_problem_line
-
     while error is not None and error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
         error = error.cause
     if error is None or not error.message:

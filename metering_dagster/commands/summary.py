@@ -7,6 +7,7 @@ from datetime import datetime
 import duckdb
 
 from metering_dagster.commands.outcome import RunOutcome, blocks
+from metering_dagster.contract import ContractError, load_contract
 from metering_dagster.display import count, money
 from metering_dagster.settings import Settings
 from metering_dagster.warehouse import connect
@@ -65,8 +66,6 @@ def warehouse_figures(settings: Settings, run_started_at: datetime | None = None
 
 
 def _currency(settings: Settings) -> str | None:
-    from metering_dagster.contract import ContractError, load_contract
-
     try:
         return load_contract(settings.contract_path).currency
     except (ContractError, OSError):

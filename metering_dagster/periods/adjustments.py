@@ -32,7 +32,7 @@ from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.values import decimal_str, metadata_of
 from metering_dagster.contract.model import Contract
 from metering_dagster.display import money
-from metering_dagster.periods.tables import ADJUSTMENT_KEY, ensure_period_tables
+from metering_dagster.schema import ADJUSTMENT_KEY, ensure_period_tables
 from metering_dagster.warehouse import insert_rows
 
 METADATA_IDS_LIMIT = 500  # Stripe metadata values hold at most 500 characters

@@ -29,9 +29,8 @@ from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.contract.model import Contract
 from metering_dagster.display import count
 from metering_dagster.periods.adjustments import AdjustmentResult, adjust_finalized_periods, snapshot_adjustments
-from metering_dagster.periods.invoices import PeriodInvoice, record_draft_update, refresh_period_invoices
-from metering_dagster.periods.tables import ensure_period_tables
-from metering_dagster.quality.holds import held_reasons
+from metering_dagster.billing.invoices import PeriodInvoice, record_draft_update, refresh_period_invoices
+from metering_dagster.schema import ensure_period_tables
 from metering_dagster.periods.watermarks import customer_sources, incomplete_sources, read_watermarks
 from metering_dagster.warehouse import insert_rows
 
@@ -185,13 +184,15 @@ def _close_draft(client, con, result: PeriodCloseResult, pi: PeriodInvoice, wate
 
 def close_periods(
     client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, *, raw_dir: Path, state_dir: Path,
+    held: dict[str, str],
 ) -> PeriodCloseResult:
+    """Close what Stripe's clock says has ended. `held`: each customer the quality gate holds this run, with its
+    reason (quality/holds.py `held_reasons`): their periods are reported, not uploaded, and get no adjustment."""
     ensure_period_tables(con)
     result = PeriodCloseResult(stripe_now=current_clock_time(client, con, contract))
     problems = CustomerProblems("period close")
     refresh_period_invoices(client, con, result.stripe_now, problems)
     _record_uploaded_through(con, ledger.pending_periods(con))
-    held = held_reasons(con, contract)
     if _drafts(client, con, result, raw_dir, result.stripe_now, contract.grace_period_seconds, problems, held):
         refresh_period_invoices(client, con, result.stripe_now, problems)
     result.superseded = ledger.supersede_finalized(con)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from metering_dagster.periods.tables import ensure_period_tables
+from metering_dagster.schema import ensure_period_tables
 
 
 @dataclass(frozen=True)

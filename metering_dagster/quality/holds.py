@@ -28,6 +28,7 @@ import duckdb
 
 from metering_dagster.billing.months import from_epoch, period_containing
 from metering_dagster.contract import Contract
+from metering_dagster.schema import ensure_billing_tables
 
 STRIPE_MAX_DIGITS = 15
 
@@ -73,8 +74,6 @@ def _iso(ts: datetime | int) -> str:
 
 
 def _ensure_outbox(con: duckdb.DuckDBPyConnection) -> None:
-    from metering_dagster.billing.tables import ensure_billing_tables
-
     ensure_billing_tables(con)  # before the first upload the outbox does not exist yet
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from metering_dagster.settings import Settings
+from metering_dagster.warehouse import MEMORY_LIMIT, THREADS
 
 READER_FILE = "reader.duckdb"
 
@@ -57,7 +58,5 @@ def require_reader_copy(settings: Settings) -> Path:
 
 def open_reader(settings: Settings) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the reader copy; it never waits for a run, and no run waits for it."""
-    from metering_dagster.warehouse import MEMORY_LIMIT, THREADS
-
     path = require_reader_copy(settings)
     return duckdb.connect(str(path), read_only=True, config={"threads": THREADS, "memory_limit": MEMORY_LIMIT})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metering_dagster.billing.tables import ensure_billing_tables
+from metering_dagster.schema import ensure_billing_tables
 from metering_dagster.contract import write_contract_tables
 from metering_dagster.quality.suites import validate_usage_upload
 

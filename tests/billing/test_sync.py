@@ -115,7 +115,7 @@ def test_in_the_grace_period_only_invoices_that_left_draft_are_read(stripe_conn,
     from datetime import datetime, timezone
 
     from metering_dagster.billing.clock import advance_test_clock
-    from metering_dagster.periods.invoices import refresh_period_invoices
+    from metering_dagster.billing.invoices import refresh_period_invoices
 
     from .conftest import CONTRACT_YAML, write_contract
 

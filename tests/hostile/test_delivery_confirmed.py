@@ -17,7 +17,7 @@ import pytest
 from metering_dagster.billing import error_reports, ledger
 from metering_dagster.billing.clock import advance_test_clock
 from metering_dagster.billing.objects import sync_stripe_objects
-from metering_dagster.billing.tables import ensure_billing_tables
+from metering_dagster.schema import ensure_billing_tables
 from metering_dagster.billing.upload import report_usage, send_pending
 from metering_dagster.defs.delivery.checks import DELIVERY_CHECK, evaluate_delivery
 from tests.billing.conftest import (  # noqa: F401

@@ -6,9 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import duckdb
 
-from metering_dagster.billing.tables import ensure_billing_tables
-from metering_dagster.periods.invoices import customers_awaiting_invoices
-from metering_dagster.periods.tables import ensure_period_tables
+from metering_dagster.schema import ensure_billing_tables, ensure_period_tables
+from metering_dagster.billing.invoices import customers_awaiting_invoices
 
 UTC = timezone.utc
 OCT, NOV = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)

@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from metering_dagster.billing.retry import STATS
 from metering_dagster.commands.bench.floor import duckdb_floor_seconds
 from metering_dagster.commands.bench.generate import (
     bench_contract_yaml,
@@ -18,7 +19,11 @@ from metering_dagster.commands.bench.generate import (
     generate_month,
 )
 from metering_dagster.commands.bench.memory import PeakMemory, in_fresh_process
+from metering_dagster.commands.clock import advance_clock
+from metering_dagster.commands.runner import execute_metering_job
+from metering_dagster.contract import load_contract
 from metering_dagster.settings import DEMO_DIR, REPO_ROOT, load_settings
+from metering_dagster.warehouse import connect
 
 RESULTS = REPO_ROOT / "bench" / "results"
 CLOCK_AT = datetime(2026, 11, 1, 0, 30, tzinfo=timezone.utc)
@@ -44,8 +49,6 @@ def stage_seconds(step_seconds: dict[str, float]) -> dict[str, float]:
 
 def _touched_since(since: datetime) -> int:
     """Customer × meter × periods the run reported to Stripe (outbox rows it wrote)."""
-    from metering_dagster.warehouse import connect
-
     con = connect(load_settings().warehouse_path, read_only=True)
     try:
         return con.execute(
@@ -57,8 +60,7 @@ def _touched_since(since: datetime) -> int:
 
 
 def _timed_run() -> tuple[float, dict]:
-    from metering_dagster.billing.retry import STATS
-    from metering_dagster.commands.runner import execute_metering_job
+    # Here for start-up time: dagster-dbt and the emulator's server are loaded only when the bench runs.
     from metering_dagster.defs.transform.project import prepare_manifest
     from stripe_emulator.server import SERVING
 
@@ -119,8 +121,6 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, re
         DAGSTER_HOME=str(workdir / "state" / "dagster_home"),
     )
     (workdir / "state" / "dagster_home").mkdir(parents=True)
-    from metering_dagster.commands.clock import advance_clock
-    from metering_dagster.contract import load_contract
 
     settings = load_settings()
     contract = load_contract(contract_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from metering_dagster.billing.tables import ensure_billing_tables
+from metering_dagster.schema import ensure_billing_tables
 from metering_dagster.defs.check_results import rows_result
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.billing.assets import stripe_billing_objects

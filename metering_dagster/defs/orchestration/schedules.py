@@ -13,9 +13,12 @@ from datetime import timedelta
 
 import dagster as dg
 
+from metering_dagster.contract import load_contract
 from metering_dagster.defs.orchestration.automation import default_schedule_status
 from metering_dagster.defs.orchestration.jobs import metering_job
 from metering_dagster.defs.periods.jobs import reconciliation_job
+from metering_dagster.periods.calendar import periods_finalized_within, periods_in_grace
+from metering_dagster.settings import load_settings
 
 CHECK_EVERY = timedelta(minutes=15)
 
@@ -30,9 +33,6 @@ hourly_metering_schedule = dg.ScheduleDefinition(
 
 
 def _contract():
-    from metering_dagster.contract import load_contract
-    from metering_dagster.settings import load_settings
-
     return load_contract(load_settings().contract_path)
 
 
@@ -55,14 +55,10 @@ def _period_schedule(name: str, job, cron: str, description: str, find, skip: st
 
 
 def _in_grace(contract, now):
-    from metering_dagster.periods.calendar import periods_in_grace
-
     return periods_in_grace(contract, now)
 
 
 def _just_finalized(contract, now):
-    from metering_dagster.periods.calendar import periods_finalized_within
-
     return periods_finalized_within(contract, now, CHECK_EVERY)
 
 

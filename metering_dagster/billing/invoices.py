@@ -28,10 +28,10 @@ import stripe
 
 from metering_dagster.billing.months import add_months, epoch, period_index
 from metering_dagster.billing.problems import CustomerProblems
-from metering_dagster.billing.reads import FEW_CUSTOMERS, invoice_lines_of, invoices_of
-from metering_dagster.billing.snapshot import MeterOfPrice, line_quantity
+from metering_dagster.billing.reads import FEW_CUSTOMERS, MeterOfPrice, invoice_lines_of, invoices_of, line_quantity
 from metering_dagster.billing.values import metadata_of
-from metering_dagster.periods.tables import ADJUSTMENT_KEY, FINALIZED, ensure_period_tables
+from metering_dagster.schema import ADJUSTMENT_KEY, ensure_period_tables
+from metering_dagster.vocabulary import finalized_invoice_statuses
 from metering_dagster.warehouse import insert_rows
 
 
@@ -47,7 +47,7 @@ class PeriodInvoice:
 
     @property
     def finalized(self) -> bool:
-        return self.status in FINALIZED
+        return self.status in finalized_invoice_statuses()
 
 
 def _metered_lines(client: stripe.StripeClient, invoice: Any, meter_of: MeterOfPrice) -> list[tuple[str, Any]]:

@@ -1,0 +1,336 @@
+"""Every table the product writes in the warehouse, and the migrations of warehouses created before a column was.
+
+One module owns the DDL, so a newcomer reads the warehouse's shape in one place (docs/ARCHITECTURE.md, "Warehouse",
+lists each table with its writer). Each `ensure_*` is idempotent: `CREATE ... IF NOT EXISTS`, then the columns added
+since the first release. The writers call the one for their tables before they write; dbt only reads them.
+
+- source tables (schemas `raw`, `contract`, `stripe_view`): landing, the contract and the Stripe snapshot fill them;
+  created empty with the connection, so dbt can build before anything has been landed;
+- billing (`ops.stripe_*`, `stripe_view.*`): which Stripe object stands for which contract object, the outbox of
+  meter events, the snapshot of what Stripe holds;
+- period close (`ops.period_invoices`, `ops.invoiced_lines`, `ops.stripe_adjustments`, `ops.period_reconciliation`,
+  `stripe_view.invoice_adjustments`);
+- the upload lease (`ops.upload_lease`, locks.py).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+SCHEMAS = ("raw", "contract", "stripe_view", "ops")
+
+SOURCE_TABLES_DDL = """
+create table if not exists raw.landed_files (
+    source_file varchar not null,
+    content_sha256 varchar not null,
+    size_bytes bigint not null,
+    line_count bigint not null,
+    landing_run_id bigint not null,
+    landed_at timestamptz not null,
+    lines_blank bigint not null default 0,
+    file_mtime_ns bigint  -- the file's modification time when landed (NULL: landed before it was recorded)
+);
+create table if not exists raw.usage_lines (
+    landing_run_id bigint not null,
+    landed_at timestamptz not null,
+    source_file varchar not null,
+    line_number bigint not null,
+    -- The two long texts are zstd-compressed: DuckDB's default analysis (FSST, dictionary) of a
+    -- column of distinct JSON lines cost more than a third of landing, for a file 60% larger.
+    raw_line varchar using compression zstd not null,
+    -- parsed once at landing; numbers keep their exact text (see landing/parse.py)
+    is_json_object boolean not null,
+    payload json using compression zstd,
+    event_id_type varchar,
+    event_id varchar,
+    timestamp_type varchar,
+    timestamp_text varchar,
+    customer_id_type varchar,
+    customer_id varchar,
+    action_type varchar,
+    action varchar,
+    environment_type varchar,
+    environment varchar,
+    -- why the line cannot be an event before any parsing (landing/land.py), NULL when it can
+    landing_problem varchar
+);
+create table if not exists contract.settings (
+    environment varchar,
+    currency varchar,
+    grace_period_seconds bigint,
+    test_clock_start timestamptz,
+    contract_fingerprint varchar
+);
+create table if not exists contract.meters (
+    meter varchar,
+    display_name varchar,
+    action varchar,
+    value_path varchar,
+    aggregation varchar,
+    unit varchar,
+    stripe_formula varchar,
+    price_model varchar,
+    unit_amount_decimal decimal(38, 12),
+    package_size decimal(38, 12),
+    package_round varchar,
+    currency varchar,
+    price_fingerprint varchar
+);
+create table if not exists contract.meter_filters (
+    meter varchar,
+    field_path varchar,
+    allowed_value varchar
+);
+create table if not exists contract.price_tiers (
+    meter varchar,
+    tier_index integer,
+    up_to decimal(38, 12),
+    unit_amount_decimal decimal(38, 12),
+    flat_amount_decimal decimal(38, 12)
+);
+create table if not exists contract.customers (
+    customer_id varchar,
+    billing_anchor timestamptz,
+    billing_interval varchar
+);
+create table if not exists stripe_view.usage_summaries (
+    customer_id varchar,
+    meter varchar,
+    period_start timestamptz,
+    period_end timestamptz,
+    stripe_quantity decimal(38, 12),
+    snapshot_at timestamptz
+);
+create table if not exists stripe_view.invoice_lines (
+    customer_id varchar,
+    meter varchar,
+    period_start timestamptz,
+    period_end timestamptz,
+    stripe_invoice_id varchar,
+    invoice_status varchar,
+    quantity decimal(38, 12),
+    amount_cents bigint,
+    currency varchar,
+    snapshot_at timestamptz
+);
+"""
+
+
+# Columns added to the source tables after the first release: warehouses created before get them here.
+SOURCE_MIGRATIONS = (
+    "alter table raw.usage_lines add column if not exists landing_problem varchar",
+    "alter table raw.landed_files add column if not exists lines_blank bigint default 0",
+    "alter table raw.landed_files add column if not exists file_mtime_ns bigint",
+)
+
+BILLING_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS ops",
+    "CREATE SCHEMA IF NOT EXISTS stripe_view",
+    # the shared test clock of `environment: test`
+    """CREATE TABLE IF NOT EXISTS ops.stripe_test_clocks (
+        test_clock_id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        frozen_time TIMESTAMPTZ,
+        synced_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.stripe_meters (
+        meter VARCHAR PRIMARY KEY,
+        stripe_meter_id VARCHAR NOT NULL,
+        event_name VARCHAR NOT NULL,
+        stripe_formula VARCHAR NOT NULL,
+        stripe_product_id VARCHAR NOT NULL,
+        synced_at TIMESTAMPTZ NOT NULL)""",
+    # every price we ever used, so old invoice lines still map back to their meter
+    """CREATE TABLE IF NOT EXISTS ops.stripe_prices (
+        stripe_price_id VARCHAR PRIMARY KEY,
+        meter VARCHAR NOT NULL,
+        lookup_key VARCHAR NOT NULL,
+        price_fingerprint VARCHAR NOT NULL,
+        is_current BOOLEAN NOT NULL,
+        synced_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.stripe_customers (
+        customer_id VARCHAR PRIMARY KEY,
+        stripe_customer_id VARCHAR NOT NULL,
+        stripe_test_clock_id VARCHAR,
+        stripe_subscription_id VARCHAR,
+        billing_anchor TIMESTAMPTZ NOT NULL,
+        synced_at TIMESTAMPTZ NOT NULL)""",
+    # each subscription's billing periods as Stripe last showed them, and where they leave the contract's
+    """CREATE TABLE IF NOT EXISTS ops.stripe_subscription_periods (
+        customer_id VARCHAR PRIMARY KEY,
+        stripe_subscription_id VARCHAR NOT NULL,
+        billing_cycle_anchor TIMESTAMPTZ NOT NULL,
+        current_period_start TIMESTAMPTZ,
+        current_period_end TIMESTAMPTZ,
+        billing_day_of_month INTEGER NOT NULL,
+        problem VARCHAR,
+        checked_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.stripe_subscription_items (
+        customer_id VARCHAR NOT NULL,
+        meter VARCHAR NOT NULL,
+        stripe_subscription_item_id VARCHAR NOT NULL,
+        stripe_price_id VARCHAR NOT NULL,
+        synced_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (customer_id, meter))""",
+    # the outbox: one row per meter event, written (pending) before it is sent
+    """CREATE TABLE IF NOT EXISTS ops.stripe_ledger (
+        identifier VARCHAR PRIMARY KEY,
+        customer_id VARCHAR NOT NULL,
+        meter VARCHAR NOT NULL,
+        period_start TIMESTAMPTZ NOT NULL,
+        period_end TIMESTAMPTZ NOT NULL,
+        seq INTEGER NOT NULL,
+        stripe_formula VARCHAR NOT NULL,
+        value DECIMAL(38, 12) NOT NULL,
+        quantity_after DECIMAL(38, 12) NOT NULL,
+        event_timestamp TIMESTAMPTZ NOT NULL,
+        status VARCHAR NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error VARCHAR,
+        last_error_at TIMESTAMPTZ,
+        created_at TIMESTAMPTZ NOT NULL,
+        sent_at TIMESTAMPTZ,
+        UNIQUE (customer_id, meter, period_start, seq))""",
+    # per customer: when its Stripe view was last read, and Stripe's time then (billing/snapshot.py)
+    """CREATE TABLE IF NOT EXISTS ops.stripe_snapshot_state (
+        customer_id VARCHAR PRIMARY KEY,
+        snapshot_at TIMESTAMPTZ NOT NULL,
+        stripe_now TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS stripe_view.usage_summaries (
+        customer_id VARCHAR NOT NULL,
+        meter VARCHAR NOT NULL,
+        period_start TIMESTAMPTZ NOT NULL,
+        period_end TIMESTAMPTZ NOT NULL,
+        stripe_quantity DECIMAL(38, 12),
+        snapshot_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS stripe_view.invoice_lines (
+        customer_id VARCHAR NOT NULL,
+        meter VARCHAR,
+        period_start TIMESTAMPTZ,
+        period_end TIMESTAMPTZ,
+        stripe_invoice_id VARCHAR,
+        invoice_status VARCHAR NOT NULL,
+        quantity DECIMAL(38, 12),
+        amount_cents BIGINT NOT NULL,
+        currency VARCHAR NOT NULL,
+        snapshot_at TIMESTAMPTZ NOT NULL)""",
+]
+
+
+PERIOD_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS ops",
+    "CREATE SCHEMA IF NOT EXISTS stripe_view",
+    """CREATE TABLE IF NOT EXISTS ops.period_invoices (
+        customer_id VARCHAR NOT NULL,
+        period_start TIMESTAMPTZ NOT NULL,
+        period_end TIMESTAMPTZ NOT NULL,
+        stripe_invoice_id VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        auto_advance BOOLEAN,
+        finalizes_at TIMESTAMPTZ,
+        finalized BOOLEAN NOT NULL,
+        held_at TIMESTAMPTZ,
+        hold_reason VARCHAR,
+        released_at TIMESTAMPTZ,
+        uploaded_through_run BIGINT,
+        synced_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (customer_id, period_start))""",
+    """CREATE TABLE IF NOT EXISTS ops.invoiced_lines (
+        customer_id VARCHAR NOT NULL,
+        meter VARCHAR NOT NULL,
+        period_start TIMESTAMPTZ NOT NULL,
+        period_end TIMESTAMPTZ NOT NULL,
+        stripe_invoice_id VARCHAR NOT NULL,
+        quantity DECIMAL(38, 12) NOT NULL,
+        amount_cents BIGINT NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (customer_id, meter, period_start))""",
+    """CREATE TABLE IF NOT EXISTS ops.stripe_adjustments (
+        identifier VARCHAR PRIMARY KEY,
+        customer_id VARCHAR NOT NULL,
+        meter VARCHAR NOT NULL,
+        period_start TIMESTAMPTZ NOT NULL,
+        period_end TIMESTAMPTZ NOT NULL,
+        seq INTEGER NOT NULL,
+        quantity_before DECIMAL(38, 12) NOT NULL,
+        quantity_after DECIMAL(38, 12) NOT NULL,
+        amount_before_cents BIGINT NOT NULL,
+        amount_after_cents BIGINT NOT NULL,
+        amount_cents BIGINT NOT NULL,
+        through_landing_run BIGINT,
+        late_event_count BIGINT NOT NULL,
+        late_event_ids VARCHAR,
+        events_csv VARCHAR,
+        status VARCHAR NOT NULL,          -- pending | sent | no_charge
+        stripe_invoice_item_id VARCHAR,
+        last_error VARCHAR,
+        created_at TIMESTAMPTZ NOT NULL,
+        sent_at TIMESTAMPTZ,
+        UNIQUE (customer_id, meter, period_start, seq))""",
+    """CREATE TABLE IF NOT EXISTS ops.period_reconciliation (
+        customer_id VARCHAR NOT NULL,
+        period_start TIMESTAMPTZ NOT NULL,
+        result VARCHAR NOT NULL,          -- match | difference
+        lines BIGINT NOT NULL,
+        differences BIGINT NOT NULL,
+        detail VARCHAR,
+        checked_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (customer_id, period_start))""",
+    """CREATE TABLE IF NOT EXISTS stripe_view.invoice_adjustments (
+        customer_id VARCHAR NOT NULL,
+        meter VARCHAR NOT NULL,
+        period_start TIMESTAMPTZ NOT NULL,
+        adjustment_id VARCHAR NOT NULL,
+        seq INTEGER NOT NULL,
+        stripe_invoice_item_id VARCHAR NOT NULL,
+        stripe_invoice_id VARCHAR,
+        amount_cents BIGINT NOT NULL,
+        quantity_after DECIMAL(38, 12),
+        snapshot_at TIMESTAMPTZ NOT NULL)""",
+]
+
+
+LEASE_DDL = """CREATE TABLE IF NOT EXISTS ops.upload_lease (
+    name VARCHAR PRIMARY KEY, holder VARCHAR NOT NULL, pid BIGINT NOT NULL, host VARCHAR NOT NULL,
+    acquired_at TIMESTAMPTZ NOT NULL)"""
+
+
+def ensure_source_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schemas and the (empty) Python-written source tables if missing, with period close's tables
+    (among them the dbt source stripe_view.invoice_adjustments)."""
+    for schema in SCHEMAS:
+        con.execute(f"create schema if not exists {schema}")
+    con.execute(SOURCE_TABLES_DDL)
+    for statement in SOURCE_MIGRATIONS:
+        con.execute(statement)
+    ensure_period_tables(con)
+
+
+def ensure_billing_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in BILLING_DDL:
+        con.execute(statement)
+
+
+def ensure_period_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in PERIOD_DDL:
+        con.execute(statement)
+
+
+def ensure_lease_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(LEASE_DDL)
+
+
+def finalized_periods_sql() -> str:
+    """(customer_id, period_start) of every period whose invoice Stripe has finalized."""
+    return "SELECT customer_id, period_start FROM ops.period_invoices WHERE finalized"
+
+
+def is_finalized_sql(alias: str) -> str:
+    """A SQL predicate: the row `alias` (customer_id, period_start) belongs to a finalized period."""
+    return (
+        "EXISTS (SELECT 1 FROM ops.period_invoices p WHERE p.finalized "
+        f"AND p.customer_id = {alias}.customer_id AND p.period_start = {alias}.period_start)"
+    )
+
+
+ADJUSTMENT_KEY = "metering_adjustment_id"  # metadata of an adjustment invoice item (and of its invoice line)
