@@ -28,6 +28,12 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+# The edit-test loop: the unit and component tests, under 3 minutes. Leaves out the tests marked `slow` (full
+# `metering run` or demo subprocesses, the fault soak, the benchmark), which `make test` and CI run.
+.PHONY: test-fast
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
 # No import cycle among the package's modules and no import from a layer above (docs/ARCHITECTURE.md, "Layers").
 check-imports: venv
 	$(BIN)/python scripts/check_imports.py

@@ -5,6 +5,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # three full runs of the pipeline
+
 EVENTS = 20_000  # 20 customers, the bench's smallest
 
 

@@ -8,6 +8,8 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from tests.pipeline import conftest as pipeline
 from tests.pipeline.conftest import Warehouse, event
 
@@ -134,6 +136,7 @@ def test_a_total_too_precise_for_stripe_holds_only_its_customer(warehouse, dbt):
         assert withheld_customers(con, contract) == {"c_big"}
 
 
+@pytest.mark.slow  # a full `metering run`
 def test_metering_run_uploads_the_others_and_names_the_customer_held(metering_env, dbt_manifest):
     """End to end: one customer's total too precise for Stripe no longer withholds every customer's upload."""
     import os

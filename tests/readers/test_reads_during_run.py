@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from metering_dagster.locks import run_lock
+
+pytestmark = pytest.mark.slow  # a full `metering run`
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METERING = [sys.executable, "-m", "metering_dagster.cli"]

@@ -55,6 +55,7 @@ def test_a_reader_holding_the_warehouse_stops_the_run_at_once_naming_it(warehous
     assert "Traceback" not in output and "Stack Trace" not in output
 
 
+@pytest.mark.slow  # a full `metering run` once the reader lets go
 def test_with_a_wait_set_the_run_says_so_and_goes_on_once_the_reader_lets_go(warehouse):
     reader = hold_warehouse(warehouse)
     env = {**os.environ, "METERING_WAREHOUSE_WAIT_SECONDS": "120"}
