@@ -5,12 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-import pytest
 
 from metering_dagster.periods.calendar import periods_finalized_within, periods_in_grace
 from metering_dagster.periods.watermarks import incomplete_sources, read_watermarks, source_of
-
-pytestmark = pytest.mark.slow
 
 
 def utc(*args) -> datetime:
