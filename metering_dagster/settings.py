@@ -99,6 +99,12 @@ def duckdb_memory_limit() -> str:
     return text
 
 
+def duckdb_config() -> dict[str, object]:
+    """Threads and memory ceiling of every DuckDB connection the pipeline opens (dbt's profile reads the same
+    variables), read when a connection is opened: importing a module reads nothing."""
+    return {"threads": duckdb_threads(), "memory_limit": duckdb_memory_limit()}
+
+
 def stripe_verify_hours() -> float:
     return _number("METERING_STRIPE_VERIFY_HOURS", 24, whole=False, minimum=0)
 

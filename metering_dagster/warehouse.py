@@ -18,19 +18,13 @@ import duckdb
 import polars as pl
 
 from metering_dagster.schema import ensure_source_tables
-from metering_dagster.settings import (
-    duckdb_memory_limit,
-    duckdb_threads,
-    warehouse_wait_seconds,
-)
+from metering_dagster.settings import duckdb_config, warehouse_wait_seconds
 
-# Settings for the 2-core machine the product targets: both cores, and a memory ceiling that
-# keeps a whole run under 2 GB whatever the volume: DuckDB spills past it to its default place,
+# Connections get `settings.duckdb_config()`, for the 2-core machine the product targets: both cores, and a
+# memory ceiling that keeps a whole run under 2 GB whatever the volume: DuckDB spills past it to its default place,
 # `warehouse.duckdb.tmp/` in the state folder (not set explicitly: dbt-duckdb sets settings on every
 # cursor, and DuckDB refuses to move a temp directory in use). dbt's profile reads the same
 # variables. TIMESTAMPTZ values are UTC.
-THREADS = duckdb_threads()
-MEMORY_LIMIT = duckdb_memory_limit()
 
 
 class WarehouseHeld(Exception):
@@ -76,7 +70,7 @@ def connect(path: str | Path, read_only: bool = False, wait_seconds: float | Non
     `METERING_WAREHOUSE_WAIT_SECONDS` (default 0) for the holder to let go.
     """
     path = Path(path)
-    config = {"threads": THREADS, "memory_limit": MEMORY_LIMIT}
+    config = duckdb_config()
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     if wait_seconds is None:
@@ -143,3 +137,9 @@ def insert_rows(con: duckdb.DuckDBPyConnection, head: str, row_sql: str, rows: S
     select = re.sub(r"\?", lambda _: next(columns), row_sql.strip()[1:-1])
     inserted_rows = ArrowStream(frame)  # noqa: F841  (found by DuckDB's replacement scan)
     con.execute(f"{head} SELECT {select} FROM inserted_rows {tail}")
+
+
+def utc_date(timestamptz_sql: str) -> str:
+    """SQL for the UTC calendar day of a TIMESTAMPTZ expression. A cast to DATE goes through the session's time
+    zone, which DuckDB takes from the machine (dbt_project/DECISIONLOG.md): through the epoch it is UTC's anywhere."""
+    return f"make_timestamp(epoch_us({timestamptz_sql}))::DATE"

@@ -35,6 +35,7 @@ from metering_dagster.schema import ensure_period_tables
 from metering_dagster.serving.reader_copy import ReaderCopyMissing
 from metering_dagster.settings import Settings
 from metering_dagster.transform.rebuild import contract_changed_since_build
+from metering_dagster.warehouse import utc_date
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def preview_corrections(settings: Settings) -> Preview:
         con = duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True)
         try:
             rows = con.execute(
-                """SELECT a.customer_id, a.period_start::DATE::VARCHAR, a.meter, b.quantity, a.quantity,
+                f"""SELECT a.customer_id, {utc_date("a.period_start")}::VARCHAR, a.meter, b.quantity, a.quantity,
                           coalesce(b.amount_cents, 0), coalesce(a.amount_cents, 0), coalesce(p.finalized, false),
                           a.amount_problem
                    FROM marts.fct_invoice_lines_expected a

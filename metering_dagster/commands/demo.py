@@ -19,20 +19,28 @@ the shipped logs (the folder was used for other data).
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+
 from metering_dagster.commands.clock import advance_clock
 from metering_dagster.commands.run import run_once
 from metering_dagster.contract import load_contract
 from metering_dagster.display import money, quantity
 from metering_dagster.locks import LOCK_FILE, run_lock
-from metering_dagster.settings import DEMO_DIR, REPO_ROOT, Settings
+from metering_dagster.settings import (
+    DEMO_DIR,
+    REPO_ROOT,
+    Settings,
+    export_environment,
+    stripe_variables_set,
+)
+from metering_dagster.warehouse import utc_date
 
 IN_GRACE = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
 AFTER_GRACE = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
@@ -55,7 +63,6 @@ DEMO_FILES = (
     "stripe_emulator.sqlite-journal",
     "logs", "dbt_target", "dbt_docs", "target", "explain", "adjustments",
 )
-STRIPE_VARIABLES = ("STRIPE_API_KEY", "STRIPE_API_BASE")
 _SHOWN = 8  # names listed in a refusal before "and N more"
 
 
@@ -68,9 +75,9 @@ def _names(paths: list[str]) -> str:
     return shown + (f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else "")
 
 
-def refuse_stripe_variables(environ=os.environ) -> None:
+def refuse_stripe_variables(environ: Mapping[str, str] | None = None) -> None:
     """The demo talks only to the bundled emulator: a configured Stripe is a sign of a real setup."""
-    present = [name for name in STRIPE_VARIABLES if environ.get(name)]
+    present = stripe_variables_set(environ)
     if present:
         unset = " ".join(f"-u {name}" for name in present)
         raise DemoRefused(
@@ -210,16 +217,16 @@ def print_invoices(settings: Settings) -> None:
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         lines = con.execute(
-            """
-            select customer_id, meter, period_start::date, local_quantity, stripe_quantity,
+            f"""
+            select customer_id, meter, {utc_date("period_start")}, local_quantity, stripe_quantity,
                    local_amount_cents, stripe_amount_cents, status
             from marts.rpt_reconciliation
             order by customer_id, period_start, meter
             """
         ).fetchall()
         invoices = con.execute(
-            """
-            select customer_id, stripe_invoice_id, invoice_status, min(period_start)::date, sum(amount_cents)
+            f"""
+            select customer_id, stripe_invoice_id, invoice_status, {utc_date("min(period_start)")}, sum(amount_cents)
             from stripe_view.invoice_lines where invoice_status <> 'preview'
             group by customer_id, stripe_invoice_id, invoice_status order by 1, 4, 2
             """
@@ -249,9 +256,7 @@ def run_demo(settings: Settings) -> int:
           f"{DEMO_RAW_DIR.relative_to(REPO_ROOT)}/ (METERING_CONTRACT and METERING_RAW_DIR are not used), "
           f"the bundled Stripe emulator, state in {settings.state_dir}", flush=True)
     # The demo's state must only ever be the demo's: every step (and the Dagster run it starts) reads these.
-    os.environ["METERING_CONTRACT"] = str(DEMO_CONTRACT)
-    os.environ["METERING_RAW_DIR"] = str(DEMO_RAW_DIR)
-    settings = replace(settings, contract_path=DEMO_CONTRACT, raw_dir=DEMO_RAW_DIR)
+    settings = export_environment(replace(settings, contract_path=DEMO_CONTRACT, raw_dir=DEMO_RAW_DIR))
     deleted = prepare_state(settings)
     _step(f"Demo state in {settings.state_dir}: " + (f"the previous demo's {', '.join(deleted)} deleted"
                                                      if deleted else "new") + " (Dagster's run history is kept)")

@@ -32,6 +32,7 @@ from metering_dagster.display import count, currency_decimals, money, quantity
 from metering_dagster.progress import ProgressDisplay
 from metering_dagster.serving.reader_copy import ReaderCopyMissing, open_reader
 from metering_dagster.settings import Settings
+from metering_dagster.warehouse import utc_date
 
 QUARANTINED_SHOWN = 20  # per list; the rest is counted, with the query that lists it
 
@@ -265,8 +266,9 @@ def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: st
         where = "customer_id = ? AND meter = ? AND period_start = ?::TIMESTAMPTZ"
         args = [customer, meter, period_start]
         daily = con.execute(
-            """SELECT usage_date::VARCHAR, quantity, event_count FROM marts.fct_usage_daily
-               WHERE customer_id = ? AND meter = ? AND usage_date >= ?::TIMESTAMPTZ::DATE AND usage_date < ?::TIMESTAMPTZ::DATE
+            f"""SELECT usage_date::VARCHAR, quantity, event_count FROM marts.fct_usage_daily
+               WHERE customer_id = ? AND meter = ? AND usage_date >= {utc_date("?::TIMESTAMPTZ")}
+                 AND usage_date < {utc_date("?::TIMESTAMPTZ")}
                ORDER BY 1""",
             [customer, meter, period_start, period_end],
         ).fetchall()
@@ -312,7 +314,7 @@ def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: st
             writer = csv.writer(f)
             writer.writerow(["meter", "event_id", "event_ts", "value", "source_file", "line_number", "landing_run_id"])
             for meter, event_id, ts, value, source_file, line_number, run in rows:
-                writer.writerow([meter, event_id, ts.isoformat(), "" if value is None else _q(value), source_file,
+                writer.writerow([meter, event_id, ts.astimezone(UTC).isoformat(), "" if value is None else _q(value), source_file,
                                  line_number, run])
     return Explanation(customer, period_start, period_end, as_of, explained, csv_path, invoice, currency, problem,
                        without_meter[:QUARANTINED_SHOWN], len(without_meter))

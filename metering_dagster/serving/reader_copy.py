@@ -20,8 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from metering_dagster.settings import Settings
-from metering_dagster.warehouse import MEMORY_LIMIT, THREADS
+from metering_dagster.settings import Settings, duckdb_config
 
 READER_FILE = "reader.duckdb"
 
@@ -59,4 +58,4 @@ def require_reader_copy(settings: Settings) -> Path:
 def open_reader(settings: Settings) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the reader copy; it never waits for a run, and no run waits for it."""
     path = require_reader_copy(settings)
-    return duckdb.connect(str(path), read_only=True, config={"threads": THREADS, "memory_limit": MEMORY_LIMIT})
+    return duckdb.connect(str(path), read_only=True, config=duckdb_config())

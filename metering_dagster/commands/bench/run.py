@@ -22,7 +22,13 @@ from metering_dagster.commands.bench.memory import PeakMemory, in_fresh_process
 from metering_dagster.commands.clock import advance_clock
 from metering_dagster.commands.runner import execute_metering_job
 from metering_dagster.contract import load_contract
-from metering_dagster.settings import DEMO_DIR, REPO_ROOT, load_settings
+from metering_dagster.settings import (
+    DEMO_DIR,
+    REPO_ROOT,
+    Settings,
+    export_environment,
+    load_settings,
+)
 from metering_dagster.warehouse import connect
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -114,12 +120,8 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, re
     contract_path = workdir / "metering.yml"
     workdir.mkdir(parents=True)
     contract_path.write_text(bench_contract_yaml(DEMO_DIR / "metering.yml", customers))
-    os.environ.update(
-        METERING_STATE_DIR=str(workdir / "state"),
-        METERING_RAW_DIR=str(raw),
-        METERING_CONTRACT=str(contract_path),
-        DAGSTER_HOME=str(workdir / "state" / "dagster_home"),
-    )
+    export_environment(Settings(state_dir=workdir / "state", raw_dir=raw, contract_path=contract_path),
+                       dagster_home=workdir / "state" / "dagster_home")
     (workdir / "state" / "dagster_home").mkdir(parents=True)
 
     settings = load_settings()

@@ -10,6 +10,7 @@ from metering_dagster.billing.months import from_epoch
 from metering_dagster.defs.delivery.assets import DEAD_LETTER_ASSET
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.settings import dead_letter_max_age_seconds
+from metering_dagster.warehouse import utc_date
 
 DELIVERY_CHECK = "usage_delivered"
 
@@ -51,7 +52,7 @@ def undelivered(con) -> list[dict[str, str]]:
     out = [
         {"customer_id": c, "meter": m, "period_start": str(ps), "reason": f"dead letter: {error}"}
         for c, m, ps, error in con.execute(
-            """SELECT customer_id, meter, period_start::DATE, error FROM ops.stripe_dead_letters
+            f"""SELECT customer_id, meter, {utc_date("period_start")}, error FROM ops.stripe_dead_letters
                WHERE resolved_at IS NULL ORDER BY ALL"""
         ).fetchall()
     ]
@@ -63,7 +64,7 @@ def undelivered(con) -> list[dict[str, str]]:
     out += [
         {"customer_id": c, "meter": m, "period_start": str(ps), "reason": f"refused by Stripe: {error}"}
         for c, m, ps, error in con.execute(
-            """SELECT customer_id, meter, period_start::DATE, coalesce(last_error, rejected_code) FROM ops.stripe_ledger
+            f"""SELECT customer_id, meter, {utc_date("period_start")}, coalesce(last_error, rejected_code) FROM ops.stripe_ledger
                WHERE status = 'pending' AND rejected_code IS NOT NULL
                  AND customer_id NOT IN (SELECT customer_id FROM ops.stripe_rejected_customers)
                ORDER BY ALL"""
