@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import stripe
 
-from metering_dagster.billing import delivery
+from metering_dagster.billing import retry
 from metering_dagster.billing.client import StripeKeyRefused, _client, open_stripe
 from metering_dagster.contract import load_contract
 from metering_dagster.settings import load_settings
@@ -78,7 +78,7 @@ def test_a_key_with_whitespace_or_control_characters_is_refused_naming_the_probl
 def test_what_the_http_library_raises_never_carries_the_key(monkeypatch):
     """Past the key check (or with a key it cannot foresee), requests' InvalidHeader quotes the whole
     `Bearer sk_…` header: the exception leaving the SDK is masked and loses that cause."""
-    monkeypatch.setattr(delivery, "DEFAULT_POLICY", delivery.RetryPolicy(max_attempts=1))
+    monkeypatch.setattr(retry, "DEFAULT_POLICY", retry.RetryPolicy(max_attempts=1))
     key = TEST_KEY + "\r"
     client = _client(key, "http://127.0.0.1:9")
     with pytest.raises(stripe.APIConnectionError) as info:
