@@ -7,10 +7,11 @@ since the first release. The writers call the one for their tables before they w
 - source tables (schemas `raw`, `contract`, `stripe_view`): landing, the contract and the Stripe snapshot fill them;
   created empty with the connection, so dbt can build before anything has been landed;
 - billing (`ops.stripe_*`, `stripe_view.*`): which Stripe object stands for which contract object, the outbox of
-  meter events, the snapshot of what Stripe holds;
+  meter events (the ledger, its incarnation and meters), Stripe's error reports, the customers Stripe refuses or
+  could not be read, the dead letters, the snapshot of what Stripe holds;
 - period close (`ops.period_invoices`, `ops.invoiced_lines`, `ops.stripe_adjustments`, `ops.period_reconciliation`,
   `stripe_view.invoice_adjustments`);
-- the upload lease (`ops.upload_lease`, locks.py).
+- the upload lease (`ops.upload_lease`, locks.py) and the contract dbt last built with (`ops.dbt_contract_built`).
 """
 
 from __future__ import annotations
@@ -294,6 +295,82 @@ LEASE_DDL = """CREATE TABLE IF NOT EXISTS ops.upload_lease (
     acquired_at TIMESTAMPTZ NOT NULL)"""
 
 
+# Columns added to ops.stripe_ledger after its first release (an existing ledger gets them on its next run).
+LEDGER_ADDED_COLUMNS = {
+    # 'event' (sent to Stripe), 'baseline' (what Stripe already held when this ledger met the key) or
+    # 'summary' (what Stripe held of rows not trusted after the identifier window); the last two are never sent
+    "kind": "VARCHAR DEFAULT 'event'",
+    "sent_to": "VARCHAR",  # the Stripe customer the row was delivered to
+    "rejected_code": "VARCHAR",  # Stripe's code while Stripe refuses the row (cleared once it is accepted)
+    "confirmed_at": "TIMESTAMPTZ",  # no rejection reported within error_reports.CONFIRM_AFTER_SECONDS
+    "first_sent_at": "TIMESTAMPTZ",  # our time when the row was first tried (set before the request)
+    "first_sent_stripe_at": "TIMESTAMPTZ",  # Stripe's time then, on the customer's clock
+}
+# A ledger older than `first_sent_at` may have tried any event row since it was written.
+LEDGER_BACKFILL = {"first_sent_at": "UPDATE ops.stripe_ledger SET first_sent_at = created_at WHERE kind = 'event'"}
+LEDGER_DDL = [
+    """CREATE TABLE IF NOT EXISTS ops.stripe_ledger_incarnation (
+        incarnation_id VARCHAR PRIMARY KEY,
+        created_at TIMESTAMPTZ NOT NULL)""",
+    # per meter, once per incarnation: may an earlier ledger have sent usage to it (baseline.py)?
+    """CREATE TABLE IF NOT EXISTS ops.stripe_ledger_meters (
+        meter VARCHAR NOT NULL,
+        stripe_meter_id VARCHAR NOT NULL,
+        incarnation_id VARCHAR NOT NULL,
+        claimed_at TIMESTAMPTZ NOT NULL,
+        baseline_before TIMESTAMPTZ,     -- NULL: no earlier ledger; else keys of periods starting before it
+        earlier_ledger VARCHAR,          -- why an earlier ledger may have sent usage
+        stamped BOOLEAN NOT NULL,        -- Stripe knows this ledger owns the meter now
+        PRIMARY KEY (meter, stripe_meter_id, incarnation_id))""",
+]
+
+ERROR_REPORT_DDL = [
+    """CREATE TABLE IF NOT EXISTS ops.stripe_error_reports (
+        event_id VARCHAR PRIMARY KEY,
+        event_type VARCHAR NOT NULL,
+        stripe_meter_id VARCHAR,
+        created TIMESTAMPTZ NOT NULL,      -- Stripe's time
+        error_count BIGINT NOT NULL,
+        rows_rejected BIGINT NOT NULL,     -- ledger rows it sent back to pending
+        rows_delivered BIGINT NOT NULL,    -- ledger rows it showed Stripe had (duplicates)
+        summary VARCHAR,
+        read_at TIMESTAMPTZ NOT NULL)""",
+    # customers whose events Stripe refuses (their Stripe customer is gone): nothing is sent for them meanwhile
+    """CREATE TABLE IF NOT EXISTS ops.stripe_rejected_customers (
+        customer_id VARCHAR PRIMARY KEY,
+        stripe_customer_id VARCHAR,
+        code VARCHAR NOT NULL,
+        message VARCHAR NOT NULL,
+        rejected_at TIMESTAMPTZ NOT NULL,
+        checked_at TIMESTAMPTZ NOT NULL)""",
+]
+
+CUSTOMER_PROBLEMS_DDL = """CREATE TABLE IF NOT EXISTS ops.stripe_customer_problems (
+    customer_id VARCHAR NOT NULL,
+    step VARCHAR NOT NULL,
+    problem VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL)"""
+
+DEAD_LETTER_DDL = """CREATE TABLE IF NOT EXISTS ops.stripe_dead_letters (
+    identifier VARCHAR PRIMARY KEY,       -- ops.stripe_ledger.identifier
+    customer_id VARCHAR NOT NULL,
+    meter VARCHAR NOT NULL,
+    period_start TIMESTAMPTZ NOT NULL,
+    value DECIMAL(38, 12) NOT NULL,
+    error VARCHAR NOT NULL,               -- the last error (never a key: Stripe errors do not carry it)
+    dead_lettered_at TIMESTAMPTZ NOT NULL, -- first parked
+    retries INTEGER NOT NULL DEFAULT 0,    -- re-sends by the dead-letter retry
+    last_retry_at TIMESTAMPTZ,
+    resolved_at TIMESTAMPTZ,               -- NULL while open
+    resolution VARCHAR)"""
+
+# the contract the incremental models were last built with (transform/rebuild.py)
+CONTRACT_BUILT_DDL = """
+create schema if not exists ops;
+create table if not exists ops.dbt_contract_built (fingerprint varchar not null, built_at timestamptz not null)
+"""
+
+
 def ensure_source_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the schemas and the (empty) Python-written source tables if missing, with period close's tables
     (among them the dbt source stripe_view.invoice_adjustments)."""
@@ -318,6 +395,44 @@ def ensure_period_tables(con: duckdb.DuckDBPyConnection) -> None:
 def ensure_lease_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS ops")
     con.execute(LEASE_DDL)
+
+
+def ensure_ledger_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The outbox and what it reads (billing and period tables), with the columns added since its first release."""
+    ensure_billing_tables(con)
+    ensure_period_tables(con)
+    present = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'ops' AND table_name = 'stripe_ledger'"
+        ).fetchall()
+    }
+    for name, kind in LEDGER_ADDED_COLUMNS.items():
+        if name not in present:
+            con.execute(f"ALTER TABLE ops.stripe_ledger ADD COLUMN IF NOT EXISTS {name} {kind}")
+            if name in LEDGER_BACKFILL:
+                con.execute(LEDGER_BACKFILL[name])
+    for statement in LEDGER_DDL:
+        con.execute(statement)
+
+
+def ensure_error_report_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in ERROR_REPORT_DDL:
+        con.execute(statement)
+
+
+def ensure_customer_problems_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(CUSTOMER_PROBLEMS_DDL)
+
+
+def ensure_dead_letter_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(DEAD_LETTER_DDL)
+
+
+def ensure_contract_built_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(CONTRACT_BUILT_DDL)
 
 
 def finalized_periods_sql() -> str:

@@ -19,25 +19,13 @@ from datetime import datetime
 
 import duckdb
 
-DDL = """CREATE TABLE IF NOT EXISTS ops.stripe_dead_letters (
-    identifier VARCHAR PRIMARY KEY,       -- ops.stripe_ledger.identifier
-    customer_id VARCHAR NOT NULL,
-    meter VARCHAR NOT NULL,
-    period_start TIMESTAMPTZ NOT NULL,
-    value DECIMAL(38, 12) NOT NULL,
-    error VARCHAR NOT NULL,               -- the last error (never a key: Stripe errors do not carry it)
-    dead_lettered_at TIMESTAMPTZ NOT NULL, -- first parked
-    retries INTEGER NOT NULL DEFAULT 0,    -- re-sends by the dead-letter retry
-    last_retry_at TIMESTAMPTZ,
-    resolved_at TIMESTAMPTZ,               -- NULL while open
-    resolution VARCHAR)"""
+from metering_dagster.schema import ensure_dead_letter_table
 
 DEFAULT_MAX_AGE_SECONDS = 6 * 3600  # the asset check fails while an open row is older than this
 
 
 def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    con.execute(DDL)
+    ensure_dead_letter_table(con)
 
 
 def park(con: duckdb.DuckDBPyConnection, identifiers: list[str], error: str, *, retry: bool = False) -> None:

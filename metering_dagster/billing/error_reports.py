@@ -52,6 +52,7 @@ from metering_dagster.billing import ledger
 from metering_dagster.billing.reads import pick
 from metering_dagster.billing.snapshot import _summary_total
 from metering_dagster.billing.values import decimal_from_json_number
+from metering_dagster.schema import ensure_error_report_tables
 
 REPORT_TYPES = ("v1.billing.meter.error_report_triggered", "v1.billing.meter.no_meter_found")
 CONFIRM_AFTER_SECONDS = 3600
@@ -63,32 +64,9 @@ DUPLICATE = "duplicate_meter_event"
 CUSTOMER_CODES = frozenset(ledger.CUSTOMER_REJECTIONS)
 TIME_CODES = frozenset({"timestamp_too_far_in_past", "timestamp_in_future"})
 
-DDL = [
-    """CREATE TABLE IF NOT EXISTS ops.stripe_error_reports (
-        event_id VARCHAR PRIMARY KEY,
-        event_type VARCHAR NOT NULL,
-        stripe_meter_id VARCHAR,
-        created TIMESTAMPTZ NOT NULL,      -- Stripe's time
-        error_count BIGINT NOT NULL,
-        rows_rejected BIGINT NOT NULL,     -- ledger rows it sent back to pending
-        rows_delivered BIGINT NOT NULL,    -- ledger rows it showed Stripe had (duplicates)
-        summary VARCHAR,
-        read_at TIMESTAMPTZ NOT NULL)""",
-    # customers whose events Stripe refuses (their Stripe customer is gone): nothing is sent for them meanwhile
-    """CREATE TABLE IF NOT EXISTS ops.stripe_rejected_customers (
-        customer_id VARCHAR PRIMARY KEY,
-        stripe_customer_id VARCHAR,
-        code VARCHAR NOT NULL,
-        message VARCHAR NOT NULL,
-        rejected_at TIMESTAMPTZ NOT NULL,
-        checked_at TIMESTAMPTZ NOT NULL)""",
-]
-
-
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     ledger.ensure_ledger(con)
-    for statement in DDL:
-        con.execute(statement)
+    ensure_error_report_tables(con)
 
 
 def parse_time(value: Any) -> float:

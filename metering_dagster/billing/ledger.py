@@ -57,61 +57,22 @@ from decimal import Decimal
 import duckdb
 
 from metering_dagster.billing.months import from_epoch
-from metering_dagster.schema import ensure_billing_tables, ensure_period_tables, finalized_periods_sql, is_finalized_sql
 from metering_dagster.contract.model import Contract
+from metering_dagster.schema import (
+    ensure_ledger_tables,
+    ensure_period_tables,
+    finalized_periods_sql,
+    is_finalized_sql,
+)
 from metering_dagster.warehouse import insert_rows
 
 USAGE_TABLE = "marts.fct_usage_by_period"
 INVOICE_LINES_TABLE = "marts.fct_invoice_lines_expected"
 
-# Columns added to ops.stripe_ledger after its first release (an existing ledger gets them on its next run).
-ADDED_COLUMNS = {
-    # 'event' (sent to Stripe), 'baseline' (what Stripe already held when this ledger met the key) or
-    # 'summary' (what Stripe held of rows not trusted after the identifier window); the last two are never sent
-    "kind": "VARCHAR DEFAULT 'event'",
-    "sent_to": "VARCHAR",  # the Stripe customer the row was delivered to
-    "rejected_code": "VARCHAR",  # Stripe's code while Stripe refuses the row (cleared once it is accepted)
-    "confirmed_at": "TIMESTAMPTZ",  # no rejection reported within error_reports.CONFIRM_AFTER_SECONDS
-    "first_sent_at": "TIMESTAMPTZ",  # our time when the row was first tried (set before the request)
-    "first_sent_stripe_at": "TIMESTAMPTZ",  # Stripe's time then, on the customer's clock
-}
-# A ledger older than `first_sent_at` may have tried any event row since it was written.
-BACKFILL = {"first_sent_at": "UPDATE ops.stripe_ledger SET first_sent_at = created_at WHERE kind = 'event'"}
-LEDGER_DDL = [
-    """CREATE TABLE IF NOT EXISTS ops.stripe_ledger_incarnation (
-        incarnation_id VARCHAR PRIMARY KEY,
-        created_at TIMESTAMPTZ NOT NULL)""",
-    # per meter, once per incarnation: may an earlier ledger have sent usage to it (baseline.py)?
-    """CREATE TABLE IF NOT EXISTS ops.stripe_ledger_meters (
-        meter VARCHAR NOT NULL,
-        stripe_meter_id VARCHAR NOT NULL,
-        incarnation_id VARCHAR NOT NULL,
-        claimed_at TIMESTAMPTZ NOT NULL,
-        baseline_before TIMESTAMPTZ,     -- NULL: no earlier ledger; else keys of periods starting before it
-        earlier_ledger VARCHAR,          -- why an earlier ledger may have sent usage
-        stamped BOOLEAN NOT NULL,        -- Stripe knows this ledger owns the meter now
-        PRIMARY KEY (meter, stripe_meter_id, incarnation_id))""",
-]
-
-
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> str:
     """The ledger's tables, and its incarnation id (created with the ledger, or on the first run of an
     existing ledger, which is then as old as its first row)."""
-    ensure_billing_tables(con)
-    ensure_period_tables(con)
-    present = {
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'ops' AND table_name = 'stripe_ledger'"
-        ).fetchall()
-    }
-    for name, kind in ADDED_COLUMNS.items():
-        if name not in present:
-            con.execute(f"ALTER TABLE ops.stripe_ledger ADD COLUMN IF NOT EXISTS {name} {kind}")
-            if name in BACKFILL:
-                con.execute(BACKFILL[name])
-    for statement in LEDGER_DDL:
-        con.execute(statement)
+    ensure_ledger_tables(con)
     row = con.execute("SELECT incarnation_id FROM ops.stripe_ledger_incarnation").fetchone()
     if row is not None:
         return row[0]

@@ -21,15 +21,10 @@ from dataclasses import dataclass, field
 import duckdb
 import stripe
 
+from metering_dagster.schema import ensure_customer_problems_table
 from metering_dagster.warehouse import insert_rows
 
 TABLE = "ops.stripe_customer_problems"
-DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-    customer_id VARCHAR NOT NULL,
-    step VARCHAR NOT NULL,
-    problem VARCHAR NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL)"""
-
 # What one customer's read can raise: Stripe's errors, and the ways a malformed object fails to read.
 CUSTOMER_ERRORS = (stripe.StripeError, KeyError, IndexError, TypeError, ValueError, AttributeError,
                    decimal.InvalidOperation)
@@ -74,7 +69,7 @@ class CustomerProblems:
 
     def record(self, con: duckdb.DuckDBPyConnection) -> None:
         """Replace this step's rows: a customer whose read works again is no longer a problem."""
-        con.execute(DDL)
+        ensure_customer_problems_table(con)
         con.execute(f"DELETE FROM {TABLE} WHERE step = ?", [self.step])
         insert_rows(con, f"INSERT INTO {TABLE}", "(?, ?, ?, now())",
                     [[c, self.step, "; ".join(p)] for c, p in sorted(self.by_customer.items())])
@@ -82,5 +77,5 @@ class CustomerProblems:
 
 def recorded_problems(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
     """(customer, step, problem) of every customer whose Stripe reads failed in the last run of each step."""
-    con.execute(DDL)
+    ensure_customer_problems_table(con)
     return con.execute(f"SELECT customer_id, step, problem FROM {TABLE} ORDER BY 1, 2").fetchall()

@@ -21,13 +21,9 @@ import json
 import duckdb
 
 from metering_dagster.contract import Contract
+from metering_dagster.schema import ensure_contract_built_table
 
 VALIDATION_RULES = 2  # 2: before_first_period, value_out_of_range, customer_not_in_contract
-
-_DDL = """
-create schema if not exists ops;
-create table if not exists ops.dbt_contract_built (fingerprint varchar not null, built_at timestamptz not null)
-"""
 
 
 def validation_fingerprint(contract: Contract) -> str:
@@ -44,14 +40,14 @@ def validation_fingerprint(contract: Contract) -> str:
 
 def contract_changed_since_build(con: duckdb.DuckDBPyConnection, contract: Contract) -> bool:
     """True when the models were last built with another contract (or never recorded): rebuild them all."""
-    con.execute(_DDL)
+    ensure_contract_built_table(con)
     built = con.execute("select fingerprint from ops.dbt_contract_built").fetchall()
     return built != [(validation_fingerprint(contract),)]
 
 
 def record_build(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     """After a dbt build that succeeded: the models now follow this contract."""
-    con.execute(_DDL)
+    ensure_contract_built_table(con)
     con.execute("begin transaction")
     try:
         con.execute("delete from ops.dbt_contract_built")
@@ -64,6 +60,6 @@ def record_build(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
 
 def built_generation(con: duckdb.DuckDBPyConnection) -> str | None:
     """The contract fingerprint the models were last rebuilt for: it changes only with a full rebuild."""
-    con.execute(_DDL)
+    ensure_contract_built_table(con)
     row = con.execute("select fingerprint from ops.dbt_contract_built").fetchone()
     return row[0] if row else None
