@@ -19,6 +19,7 @@ from __future__ import annotations
 import duckdb
 
 SCHEMAS = ("raw", "contract", "stripe_view", "ops")
+OPS_SCHEMA = "CREATE SCHEMA IF NOT EXISTS ops"
 
 SOURCE_TABLES_DDL = """
 create table if not exists raw.landed_files (
@@ -382,19 +383,21 @@ def ensure_source_tables(con: duckdb.DuckDBPyConnection) -> None:
     ensure_period_tables(con)
 
 
-def ensure_billing_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for statement in BILLING_DDL:
+def _execute(con: duckdb.DuckDBPyConnection, *statements: str) -> None:
+    for statement in statements:
         con.execute(statement)
+
+
+def ensure_billing_tables(con: duckdb.DuckDBPyConnection) -> None:
+    _execute(con, *BILLING_DDL)
 
 
 def ensure_period_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for statement in PERIOD_DDL:
-        con.execute(statement)
+    _execute(con, *PERIOD_DDL)
 
 
 def ensure_lease_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    con.execute(LEASE_DDL)
+    _execute(con, OPS_SCHEMA, LEASE_DDL)
 
 
 def ensure_ledger_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -412,23 +415,19 @@ def ensure_ledger_tables(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"ALTER TABLE ops.stripe_ledger ADD COLUMN IF NOT EXISTS {name} {kind}")
             if name in LEDGER_BACKFILL:
                 con.execute(LEDGER_BACKFILL[name])
-    for statement in LEDGER_DDL:
-        con.execute(statement)
+    _execute(con, *LEDGER_DDL)
 
 
 def ensure_error_report_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for statement in ERROR_REPORT_DDL:
-        con.execute(statement)
+    _execute(con, *ERROR_REPORT_DDL)
 
 
 def ensure_customer_problems_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    con.execute(CUSTOMER_PROBLEMS_DDL)
+    _execute(con, OPS_SCHEMA, CUSTOMER_PROBLEMS_DDL)
 
 
 def ensure_dead_letter_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    con.execute(DEAD_LETTER_DDL)
+    _execute(con, OPS_SCHEMA, DEAD_LETTER_DDL)
 
 
 def ensure_contract_built_table(con: duckdb.DuckDBPyConnection) -> None:
