@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import DEMO_DIR
 
+pytestmark = pytest.mark.slow  # each test builds the run's steps up to the marts (dbt included) two or three times
+
 UMBRELLA = '  - {id: cus_umbrella, billing_anchor: "2026-10-01T00:00:00Z", interval: month}\n'
 
 
