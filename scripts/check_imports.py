@@ -21,7 +21,7 @@ from pathlib import Path
 # Bottom to top: a module may import from its own layer and the layers below. The first matching prefix wins;
 # a module no prefix matches is reported, so a new folder gets a place before it gets code.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("settings", "vocabulary", "schema", "display", "progress", "warehouse", "locks", "crashpoints")),
+    ("foundation", ("settings", "vocabulary", "schema", "display", "progress", "warehouse", "locks")),
     ("contract", ("contract",)),
     ("landing, billing, transform", ("landing", "billing", "transform")),
     ("periods", ("periods",)),

@@ -24,6 +24,7 @@ from typing import Any
 
 import stripe
 
+from metering_dagster.billing.retry import RetryingRequestsClient
 from metering_dagster.contract.model import Contract
 from metering_dagster.settings import Settings, StripeCredentials, stripe_credentials
 
@@ -176,7 +177,6 @@ class StripeConnection:
 
 def _scrubbing_client(secrets: list[str]):
     """The SDK's HTTP client (with our retries) whose exceptions and error bodies never carry a secret."""
-    from metering_dagster.billing.retry import RetryingRequestsClient
 
     class _KeyScrubbingClient(RetryingRequestsClient):
         def request_with_retries(self, *args, **kwargs):
@@ -219,7 +219,7 @@ def open_stripe(settings: Settings, contract: Contract, environ: Mapping[str, st
     if not key:
         if contract.environment == "live":
             raise StripeKeyRefused("the contract says environment: live but STRIPE_API_KEY is not set")
-        from stripe_emulator import EmulatorServer
+        from stripe_emulator import EmulatorServer  # here for start-up time: only when no Stripe is configured
 
         settings.emulator_state_path.parent.mkdir(parents=True, exist_ok=True)
         server = EmulatorServer(

@@ -37,6 +37,7 @@ def dbt_run(state_dir: Path, *, full_refresh: bool) -> None:
 
     In a child process: dbt-duckdb keeps its connection open in the process that ran it.
     """
+    # Here for start-up time: the dbt project module loads dagster-dbt, which only a rebuild needs.
     from metering_dagster.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
 
     args = [dbt_executable(), "run", *DBT_SELECTION, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
