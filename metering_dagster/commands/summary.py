@@ -117,6 +117,9 @@ def _uploaded_row(upload: dict[str, object], customers: int | None) -> str:
         notes.append(f"{count(int(upload['deferred']), 'meter event')} waiting for Stripe's clock")
     if upload.get("dead_lettered"):
         notes.append(f"{count(int(upload['dead_lettered']), 'meter event')} parked in the dead-letter table")
+    if upload.get("baselines"):
+        # A rebuilt warehouse: these started from Stripe's meter event summaries, so nothing is sent twice.
+        notes.append(f"{count(int(upload['baselines']), 'customer-meter-period')} started from what Stripe already held")
     if upload.get("withheld_customers"):
         notes.append(f"{count(int(upload['withheld_customers']), 'customer')} withheld by the quality gate")
     held = upload.get("held_customers")

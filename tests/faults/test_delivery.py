@@ -175,7 +175,7 @@ def test_a_reader_holding_the_warehouse_makes_a_writer_wait_not_fail(tmp_path):
     import subprocess
     import sys
 
-    from metering_dagster.warehouse import connect
+    from metering_dagster.warehouse import WarehouseHeld, connect
 
     path = tmp_path / "warehouse.duckdb"
     connect(path).close()
@@ -186,7 +186,7 @@ def test_a_reader_holding_the_warehouse_makes_a_writer_wait_not_fail(tmp_path):
         stdout=subprocess.PIPE, text=True)
     try:
         assert reader.stdout.readline().strip() == "open"
-        with pytest.raises(duckdb.IOException, match="lock"):
+        with pytest.raises(WarehouseHeld, match=f"process {reader.pid}"):  # at 0 s: at once, naming the reader
             connect(path, wait_seconds=0).close()
         started = time.monotonic()
         con = connect(path, wait_seconds=30)
