@@ -31,7 +31,8 @@ from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.reads import FEW_CUSTOMERS, MeterOfPrice, invoice_lines_of, invoices_of, line_quantity
 from metering_dagster.billing.values import metadata_of
 from metering_dagster.schema import ADJUSTMENT_KEY, ensure_period_tables
-from metering_dagster.vocabulary import finalized_invoice_statuses
+# An invoice leaves draft as one of the billed statuses (a void one was open first, and is skipped anyway).
+from metering_dagster.vocabulary import billed_invoice_statuses, finalized_invoice_statuses
 from metering_dagster.warehouse import insert_rows
 
 
@@ -72,10 +73,6 @@ def _period_invoice(client: stripe.StripeClient, customer_id: str, invoice: dict
         customer_id, invoice["id"], int(period["start"]), int(period["end"]), invoice["status"],
         bool(invoice.get("auto_advance")), invoice.get("automatically_finalizes_at"),
     ), lines
-
-
-# Statuses an invoice takes when it leaves draft (a void one was open first, and is skipped anyway).
-LEFT_DRAFT = ("open", "paid", "uncollectible")
 
 
 @dataclass(frozen=True)
@@ -148,7 +145,7 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
         lists = [invoices_of(client, stripe_ids(read), min(read.values(), default=None), problems=problems)]
         if watched:
             lists += [invoices_of(client, stripe_ids(watched), min(watched.values()), status=status, problems=problems)
-                      for status in LEFT_DRAFT]
+                      for status in billed_invoice_statuses()]
         invoices = chain(*lists)
     found: list[PeriodInvoice] = []
     frozen_lines: list[list] = []

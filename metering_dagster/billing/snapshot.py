@@ -45,6 +45,7 @@ from metering_dagster.schema import ADJUSTMENT_KEY, ensure_billing_tables, ensur
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
 from metering_dagster.settings import stripe_concurrency, stripe_verify_hours
 from metering_dagster.contract.model import Contract
+from metering_dagster.vocabulary import billed_invoice_statuses, finalized_invoice_statuses
 from metering_dagster.warehouse import insert_rows
 
 
@@ -256,8 +257,8 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
     if since is not None:  # lines of final invoices kept from earlier snapshots cover their periods too
         covered |= {(c, m, int(ps)) for c, m, ps, invoice in con.execute(
             """SELECT customer_id, meter, epoch(period_start)::BIGINT, stripe_invoice_id FROM stripe_view.invoice_lines
-               WHERE invoice_status IN ('open', 'paid', 'uncollectible') AND meter IS NOT NULL
-                 AND period_start IS NOT NULL""").fetchall() if invoice not in fetched}
+               WHERE list_contains(?::VARCHAR[], invoice_status) AND meter IS NOT NULL
+                 AND period_start IS NOT NULL""", [list(billed_invoice_statuses())]).fetchall() if invoice not in fetched}
     summaries = _summaries(client, con, wanted, covered, workers, problems)
     # A customer whose reads failed keeps its earlier rows and is read again next run; the others go on.
     wanted -= set(problems.by_customer)
@@ -281,9 +282,9 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
         con.execute(
             """DELETE FROM stripe_view.invoice_lines
                WHERE customer_id IN (SELECT customer_id FROM snapshot_customers)
-                 AND (? OR invoice_status NOT IN ('open', 'paid', 'uncollectible', 'void')
+                 AND (? OR NOT list_contains(?::VARCHAR[], invoice_status)
                       OR stripe_invoice_id IN (SELECT stripe_invoice_id FROM snapshot_invoices))""",
-            [since is None],
+            [since is None, list(finalized_invoice_statuses())],
         )
         if summaries:
             insert_rows(

@@ -2,7 +2,6 @@
 
 from .load import load_contract
 from .model import (
-    AGGREGATIONS,
     PRICE_MODELS,
     Contract,
     ContractError,
@@ -16,7 +15,6 @@ from .model import (
 from .warehouse import contract_rows, write_contract_tables
 
 __all__ = [
-    "AGGREGATIONS",
     "PRICE_MODELS",
     "Contract",
     "ContractError",

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from .model import (
-    AGGREGATIONS,
     PRICE_MODELS,
     Contract,
     ContractError,
@@ -21,6 +20,7 @@ from .model import (
     Tier,
 )
 from .read import decode, parse, shown
+from ..vocabulary import aggregations
 
 METER_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
 FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*\Z")
@@ -151,8 +151,8 @@ def _meter(raw: Any, at: str, currency: str, e: _Errors) -> Meter | None:
     if not isinstance(action, str) or not 1 <= len(action) <= 100:
         e.add(f"{at}.action", f"must be a string of 1-100 chars, got {shown(action)}")
     aggregation = raw.get("aggregation")
-    if aggregation not in AGGREGATIONS:
-        e.add(f"{at}.aggregation", f"must be one of {', '.join(AGGREGATIONS)}, got {shown(aggregation)}")
+    if aggregation not in aggregations():
+        e.add(f"{at}.aggregation", f"must be one of {', '.join(aggregations())}, got {shown(aggregation)}")
     value_path = raw.get("value")
     if aggregation == "count":
         if value_path is not None:

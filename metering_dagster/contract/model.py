@@ -9,7 +9,6 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-AGGREGATIONS = ("sum", "count", "max", "last_during_period", "last_ever", "unique_count")
 PRICE_MODELS = ("per_unit", "package", "graduated", "volume")
 # Stripe meter formula per aggregation (docs/ARCHITECTURE.md, "Stripe mapping").
 STRIPE_FORMULA = {
