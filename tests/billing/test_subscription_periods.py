@@ -42,10 +42,10 @@ def _sync(dbt_manifest):
     from metering_dagster.defs.resources import MeteringResource
     from metering_dagster.defs.billing.assets import stripe_billing_objects
     from metering_dagster.defs.billing.checks import stripe_periods_match_contract
-    from metering_dagster.defs.billing.resources import StripeResource
+    from metering_dagster.defs.billing.resources import stripe_resource
 
     result = dg.materialize([stripe_billing_objects, stripe_periods_match_contract],
-                            resources={"metering": MeteringResource(), "stripe": StripeResource()})
+                            resources={"metering": MeteringResource(), "stripe": stripe_resource()})
     [check] = result.get_asset_check_evaluations()
     return check
 

@@ -270,7 +270,7 @@ def test_the_upload_resends_dead_letters_and_its_check_fails_until_delivered(
     from metering_dagster.defs.delivery.checks import upload_checks
     from metering_dagster.defs.resources import MeteringResource
     from metering_dagster.defs.billing.assets import stripe_usage_report
-    from metering_dagster.defs.billing.resources import StripeResource
+    from metering_dagster.defs.billing.resources import stripe_resource
 
     _ready(chaos_client, contract, con)
     con.execute("""CREATE TABLE marts.fct_invoice_lines_expected (customer_id VARCHAR, meter VARCHAR,
@@ -288,7 +288,7 @@ def test_the_upload_resends_dead_letters_and_its_check_fails_until_delivered(
     def upload() -> tuple[dg.ExecuteInProcessResult, dg.AssetCheckEvaluation]:
         """The upload asset and its checks, as the metering job runs them."""
         run = dg.materialize([stripe_usage_report, *upload_checks], selection=[stripe_usage_report.key],
-                             resources={"metering": MeteringResource(), "stripe": StripeResource()})
+                             resources={"metering": MeteringResource(), "stripe": stripe_resource()})
         (check,) = [e for e in run.get_asset_check_evaluations() if e.check_name == DELIVERY_CHECK]
         return run, check
 
