@@ -38,6 +38,14 @@ test-fast: venv
 check-imports: venv
 	$(BIN)/python scripts/check_imports.py
 
+# Python: ruff's lint rules and its formatting (pyproject.toml); SQL: sqlfluff on the dbt models (.sqlfluff),
+# whose dbt templater opens a scratch warehouse of its own, never the state folder's.
+.PHONY: lint
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@d=$$(mktemp -d); METERING_STATE_DIR=$$d $(BIN)/sqlfluff lint dbt_project/models; s=$$?; rm -rf $$d; exit $$s
+
 dev: venv
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml

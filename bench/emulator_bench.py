@@ -7,6 +7,7 @@ stripe SDK from a few client threads. Targets: >= 5,000 events/s on the v2 strea
 
 Prints the figures and writes them to bench/results/emulator.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,12 @@ TARGETS = {"v2_stream_events_per_s": 5000, "v1_requests_per_s": 300}
 
 
 def start_emulator(state: str):
-    proc = subprocess.Popen([sys.executable, "-m", "stripe_emulator", "--port", "0", "--state", state],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stripe_emulator", "--port", "0", "--state", state],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     url = proc.stdout.readline().strip()
     if not url.startswith("http"):
         proc.kill()
@@ -56,6 +61,7 @@ def run_threads(n: int, seconds: float, work) -> int:
     def loop(i):
         while time.perf_counter() < deadline:
             counts[i] += work(i)
+
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
@@ -73,8 +79,9 @@ def main(argv=None):
         proc, url = start_emulator(os.path.join(tmp, "bench.sqlite"))
         try:
             c = client("sk_test_bench", url)
-            c.v1.billing.meters.create({"display_name": "bench", "event_name": "bench",
-                                        "default_aggregation": {"formula": "sum"}})
+            c.v1.billing.meters.create(
+                {"display_name": "bench", "event_name": "bench", "default_aggregation": {"formula": "sum"}}
+            )
             customers = [c.v1.customers.create({"name": f"bench {i}"}).id for i in range(10)]
             now = int(time.time()) - 60
 
@@ -83,8 +90,15 @@ def main(argv=None):
             streams = [client(token, url) for _ in range(args.threads)]
 
             def stream_batch(i):
-                events = [{"event_name": "bench", "identifier": uuid.uuid4().hex, "timestamp": now,
-                           "payload": {"stripe_customer_id": customers[j % 10], "value": "1"}} for j in range(100)]
+                events = [
+                    {
+                        "event_name": "bench",
+                        "identifier": uuid.uuid4().hex,
+                        "timestamp": now,
+                        "payload": {"stripe_customer_id": customers[j % 10], "value": "1"},
+                    }
+                    for j in range(100)
+                ]
                 streams[i].v2.billing.meter_event_stream.create({"events": events})
                 return 100
 
@@ -96,8 +110,13 @@ def main(argv=None):
             v1 = [client("sk_test_bench", url) for _ in range(args.threads)]
 
             def v1_event(i):
-                v1[i].v1.billing.meter_events.create({"event_name": "bench", "timestamp": now, "payload": {
-                    "stripe_customer_id": customers[i % 10], "value": "1"}})
+                v1[i].v1.billing.meter_events.create(
+                    {
+                        "event_name": "bench",
+                        "timestamp": now,
+                        "payload": {"stripe_customer_id": customers[i % 10], "value": "1"},
+                    }
+                )
                 return 1
 
             t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
@@ -107,17 +126,23 @@ def main(argv=None):
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-    result = {"v2_stream_events_per_s": round(stream_rate), "v1_requests_per_s": round(v1_rate),
-              # what one core of emulator could take, from its own CPU time (the SDK clients share the machine)
-              "emulator_cpu_ms_per_stream_event": round(1000 * stream_cpu / events, 4) if events else None,
-              "emulator_cpu_ms_per_v1_request": round(1000 * v1_cpu / requests, 3) if requests else None,
-              "v2_stream_events_per_emulator_cpu_s": round(events / stream_cpu) if stream_cpu else None,
-              "v1_requests_per_emulator_cpu_s": round(requests / v1_cpu) if v1_cpu else None,
-              "load_average_1m": os.getloadavg()[0],
-              "v2_stream_events": events, "v1_requests": requests, "seconds_each": args.seconds,
-              "client_threads": args.threads, "cpus": os.cpu_count(), "targets": TARGETS,
-              "meets_targets": stream_rate >= TARGETS["v2_stream_events_per_s"]
-              and v1_rate >= TARGETS["v1_requests_per_s"]}
+    result = {
+        "v2_stream_events_per_s": round(stream_rate),
+        "v1_requests_per_s": round(v1_rate),
+        # what one core of emulator could take, from its own CPU time (the SDK clients share the machine)
+        "emulator_cpu_ms_per_stream_event": round(1000 * stream_cpu / events, 4) if events else None,
+        "emulator_cpu_ms_per_v1_request": round(1000 * v1_cpu / requests, 3) if requests else None,
+        "v2_stream_events_per_emulator_cpu_s": round(events / stream_cpu) if stream_cpu else None,
+        "v1_requests_per_emulator_cpu_s": round(requests / v1_cpu) if v1_cpu else None,
+        "load_average_1m": os.getloadavg()[0],
+        "v2_stream_events": events,
+        "v1_requests": requests,
+        "seconds_each": args.seconds,
+        "client_threads": args.threads,
+        "cpus": os.cpu_count(),
+        "targets": TARGETS,
+        "meets_targets": stream_rate >= TARGETS["v2_stream_events_per_s"] and v1_rate >= TARGETS["v1_requests_per_s"],
+    }
     out = ROOT / "bench" / "results" / "emulator.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

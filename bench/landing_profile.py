@@ -42,10 +42,14 @@ def main(n_events: int, workdir: Path) -> None:
     rows = con.execute("select count(*) from raw.usage_lines").fetchone()[0]
     con.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"landing {n_events}: {seconds:.2f} s ({cpu:.2f} s CPU), {len(result.landed)} files, {result.lines_read} read, "
-          f"{rows} rows, {result.lines_quarantined} quarantined, peak RSS {rss:.0f} MB")
+    print(
+        f"landing {n_events}: {seconds:.2f} s ({cpu:.2f} s CPU), {len(result.landed)} files, {result.lines_read} read, "
+        f"{rows} rows, {result.lines_quarantined} quarantined, peak RSS {rss:.0f} MB"
+    )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000,
-         Path(sys.argv[2]) if len(sys.argv) > 2 else Path("/tmp/landing-helper"))
+    main(
+        int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000,
+        Path(sys.argv[2]) if len(sys.argv) > 2 else Path("/tmp/landing-helper"),
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from metering_dagster.billing.errors import stripe_problem
 from metering_dagster.commands.bench.run import run_bench
@@ -35,7 +35,7 @@ def _parse_time(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r}: give an offset, e.g. 2026-11-01T03:00:00Z")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _parse_period(text: str) -> datetime:
@@ -45,7 +45,9 @@ def _parse_period(text: str) -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="metering", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="metering", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the metering job once for what has arrived")
     sub.add_parser("demo", help="reset the demo state and run the demo story on the shipped data")
@@ -65,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     explain_p.add_argument("--as-of", type=_parse_time, help="rebuild from the lines landed up to this time")
     query = sub.add_parser("query", help="SQL on the analysts' read-only copy of the marts (safe during a run)")
     query.add_argument("sql", help='e.g. "select * from marts.rpt_reconciliation"')
-    query.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                       help="table (every column; a wide result one row at a time), csv or json (exact decimals as text)")
+    query.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table (every column; a wide result one row at a time), csv or json (exact decimals as text)",
+    )
     args = parser.parse_args(argv)
 
     try:

@@ -10,9 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 # Stripe's zero-decimal currencies: the amount is already in whole units (https://docs.stripe.com/currencies).
-ZERO_DECIMAL_CURRENCIES = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
-)
+ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 
 
 def currency_decimals(currency: str) -> int:

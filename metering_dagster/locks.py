@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -57,8 +57,9 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def run_lock(state_dir: Path, *, wait_seconds: float | None = None,
-             say: Callable[[str], None] = lambda m: None) -> Iterator[None]:
+def run_lock(
+    state_dir: Path, *, wait_seconds: float | None = None, say: Callable[[str], None] = lambda m: None
+) -> Iterator[None]:
     """Hold the state folder for one run (see module doc)."""
     if wait_seconds is None:
         wait_seconds = lock_wait_seconds(0)
@@ -87,8 +88,11 @@ def run_lock(state_dir: Path, *, wait_seconds: float | None = None,
                 say(f"waiting: {holder} holds {path} (up to {wait_seconds:g} s)")
                 told = True
             time.sleep(0.5)
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         try:
@@ -127,9 +131,7 @@ def upload_lease(con: duckdb.DuckDBPyConnection, holder: str, name: str = UPLOAD
             )
         else:
             log.warning(f"took over the upload lease left by {other} (pid {pid}, dead) since {since}")
-    con.execute(
-        "INSERT OR REPLACE INTO ops.upload_lease VALUES (?, ?, ?, ?, now())", [name, holder, me, host]
-    )
+    con.execute("INSERT OR REPLACE INTO ops.upload_lease VALUES (?, ?, ?, ?, now())", [name, holder, me, host])
     try:
         yield
     finally:

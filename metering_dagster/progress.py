@@ -28,8 +28,9 @@ def report(text: str, *, done: bool = False) -> None:
 class ProgressDisplay:
     """Writes progress for one command to `stream` (module doc). Thread-safe: a watcher thread may update it."""
 
-    def __init__(self, prefix: str, stream: TextIO | None = None, *, interactive: bool | None = None,
-                 every_seconds: float = 10.0):
+    def __init__(
+        self, prefix: str, stream: TextIO | None = None, *, interactive: bool | None = None, every_seconds: float = 10.0
+    ):
         self.prefix = prefix
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = self.stream.isatty() if interactive is None else interactive

@@ -150,9 +150,16 @@ def automation_enabled() -> bool:
 
 # Every tuning variable's parser (the defaults given here do not matter): `check_tuning` runs them all.
 TUNING: tuple[Callable[[], object], ...] = (
-    duckdb_threads, duckdb_memory_limit, stripe_verify_hours, stripe_concurrency, lambda: lock_wait_seconds(0),
-    warehouse_wait_seconds, lambda: landing_settle_seconds(0), lambda: dead_letter_max_age_seconds(1),
-    metering_env, automation_enabled,
+    duckdb_threads,
+    duckdb_memory_limit,
+    stripe_verify_hours,
+    stripe_concurrency,
+    lambda: lock_wait_seconds(0),
+    warehouse_wait_seconds,
+    lambda: landing_settle_seconds(0),
+    lambda: dead_letter_max_age_seconds(1),
+    metering_env,
+    automation_enabled,
 )
 
 
@@ -205,8 +212,9 @@ def stripe_credentials(environ: Mapping[str, str] | None = None) -> StripeCreden
     STRIPE_API_BASE and METERING_ENV, from `environ` (a test's) or this process's environment."""
     env = os.environ if environ is None else environ
     metering = (env.get("METERING_ENV") or "").strip() or None
-    return StripeCredentials(api_key=env.get("STRIPE_API_KEY") or None, api_base=env.get("STRIPE_API_BASE") or None,
-                             metering_env=metering)
+    return StripeCredentials(
+        api_key=env.get("STRIPE_API_KEY") or None, api_base=env.get("STRIPE_API_BASE") or None, metering_env=metering
+    )
 
 
 STRIPE_VARIABLES = ("STRIPE_API_KEY", "STRIPE_API_BASE")

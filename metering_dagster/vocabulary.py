@@ -18,14 +18,8 @@ DBT_PROJECT_FILE = REPO_ROOT / "dbt_project" / "dbt_project.yml"
 @cache
 def _words(name: str) -> tuple[str, ...]:
     words = (yaml.safe_load(DBT_PROJECT_FILE.read_text()).get("vars") or {}).get(name)
-    if not (
-        isinstance(words, list)
-        and words
-        and all(isinstance(word, str) for word in words)
-    ):
-        raise ValueError(
-            f"{DBT_PROJECT_FILE}: vars.{name} must be a list of words, got {words!r}"
-        )
+    if not (isinstance(words, list) and words and all(isinstance(word, str) for word in words)):
+        raise ValueError(f"{DBT_PROJECT_FILE}: vars.{name} must be a list of words, got {words!r}")
     return tuple(words)
 
 

@@ -57,9 +57,11 @@ def _holder(error: duckdb.Error) -> str:
 def held_message(path: Path, error: duckdb.Error, waited: float) -> str:
     """Who holds the warehouse and what to do, in one line."""
     waited_text = f" for {waited:g} s" if waited else ""
-    return (f"the warehouse {path} is held{waited_text} by {_holder(error)}; DuckDB lets no other process open it meanwhile. "
-            "Close that session (read analytics.duckdb or use `metering query` instead: they never hold the "
-            "warehouse), or set METERING_WAREHOUSE_WAIT_SECONDS to wait for it")
+    return (
+        f"the warehouse {path} is held{waited_text} by {_holder(error)}; DuckDB lets no other process open it meanwhile. "
+        "Close that session (read analytics.duckdb or use `metering query` instead: they never hold the "
+        "warehouse), or set METERING_WAREHOUSE_WAIT_SECONDS to wait for it"
+    )
 
 
 def connect(path: str | Path, read_only: bool = False, wait_seconds: float | None = None) -> duckdb.DuckDBPyConnection:
@@ -87,8 +89,12 @@ def connect(path: str | Path, read_only: bool = False, wait_seconds: float | Non
             if time.monotonic() >= deadline:
                 raise WarehouseHeld(held_message(path, error, wait_seconds)) from None
             if not told:  # never wait in silence: on the terminal of `metering run`, in the step's stderr in the UI
-                print(f"metering: waiting up to {wait_seconds:g} s for {_holder(error)} to let go of the warehouse "
-                      f"{path}", file=sys.stderr, flush=True)
+                print(
+                    f"metering: waiting up to {wait_seconds:g} s for {_holder(error)} to let go of the warehouse "
+                    f"{path}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 told = True
             time.sleep(0.25)
     if not read_only:
@@ -121,8 +127,9 @@ def _rows_frame(rows: Sequence[Sequence]) -> tuple[pl.DataFrame, list[str]]:
     return pl.DataFrame(columns), names
 
 
-def insert_rows(con: duckdb.DuckDBPyConnection, head: str, row_sql: str, rows: Sequence[Sequence],
-                tail: str = "") -> None:
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, head: str, row_sql: str, rows: Sequence[Sequence], tail: str = ""
+) -> None:
     """`{head} SELECT {row_sql} FROM the rows {tail}`: `row_sql` is one row's VALUES tuple, e.g.
     `(?, to_timestamp(?))`, each `?` standing for the row's next column.
 

@@ -1,5 +1,6 @@
 """Meter aggregation over [start, end): sum, count, last; with event_time_window only the latest event of each
 window counts. Canceled events never count. Exact decimals."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -10,14 +11,16 @@ WINDOW_SECONDS = {"hour": 3600, "day": 86400}
 def aggregate(tx, meter: dict, customer: str, start: int, end: int) -> Decimal:
     rows = tx.conn.execute(
         "SELECT value, ts, seq FROM meter_events WHERE meter = ? AND customer = ? AND ts >= ? AND ts < ? "
-        "AND canceled_at IS NULL", (meter["id"], customer, start, end)).fetchall()
+        "AND canceled_at IS NULL",
+        (meter["id"], customer, start, end),
+    ).fetchall()
     return aggregate_rows(meter, rows)
 
 
 def aggregate_rows(meter: dict, rows) -> Decimal:
     """rows: (value text, timestamp, receipt sequence)."""
     formula = meter["default_aggregation"]["formula"]
-    window = (meter.get("event_time_window") or None)
+    window = meter.get("event_time_window") or None
     if window:
         size = WINDOW_SECONDS[window]
         latest: dict = {}

@@ -5,6 +5,7 @@ For each period [start, end) crossed: a `subscription_cycle` invoice in draft, o
 period in advance, pending invoice items attached. The draft follows the meters until it is finalized,
 which happens when the clock reaches end + grace period and `auto_advance` is true.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -28,31 +29,59 @@ def period_end_after(sub: dict, t: int) -> int:
     config = sub.get("billing_cycle_anchor_config")
     if config is None:
         return next_boundary(sub["billing_cycle_anchor"], t, interval, count)
-    return next_boundary(sub["billing_cycle_anchor"], t, interval, count, day_of_month=config["day_of_month"],
-                         at=(config["hour"], config["minute"], config["second"]))
+    return next_boundary(
+        sub["billing_cycle_anchor"],
+        t,
+        interval,
+        count,
+        day_of_month=config["day_of_month"],
+        at=(config["hour"], config["minute"], config["second"]),
+    )
 
 
 def _bill_period(tx, sub: dict, start: int, end: int, next_end: int, grace: int):
     customer = tx.get(sub["customer"], "customer", include_deleted=True)
-    inv = invoice_model.new_invoice(customer, created=end, billing_reason="subscription_cycle",
-                                    currency=sub["currency"], subscription=sub, period_start=start,
-                                    period_end=end)
+    inv = invoice_model.new_invoice(
+        customer,
+        created=end,
+        billing_reason="subscription_cycle",
+        currency=sub["currency"],
+        subscription=sub,
+        period_start=start,
+        period_end=end,
+    )
     inv["automatically_finalizes_at"] = end + grace
     tx.insert(inv)
     for item in sub["items"]["data"]:
         price = tx.get(item["price"]["id"], "price")
         name = (tx.get(price["product"], "product") or {}).get("name", "")
         if price["recurring"]["usage_type"] == "metered":
-            line = invoice_model.new_line(inv, kind="metered", amount=0, currency=price["currency"],
-                                          period=(start, end), description=name, price=price,
-                                          quantity=Decimal(0), subscription=sub["id"], subscription_item=item["id"])
+            line = invoice_model.new_line(
+                inv,
+                kind="metered",
+                amount=0,
+                currency=price["currency"],
+                period=(start, end),
+                description=name,
+                price=price,
+                quantity=Decimal(0),
+                subscription=sub["id"],
+                subscription_item=item["id"],
+            )
         else:
             q = Decimal(item.get("quantity") or 1)
-            line = invoice_model.new_line(inv, kind="licensed",
-                                          amount=pricing.line_amount(price, price.get("_tiers"), q),
-                                          currency=price["currency"], period=(end, next_end),
-                                          description=f"{q} × {name}", price=price, quantity=q,
-                                          subscription=sub["id"], subscription_item=item["id"])
+            line = invoice_model.new_line(
+                inv,
+                kind="licensed",
+                amount=pricing.line_amount(price, price.get("_tiers"), q),
+                currency=price["currency"],
+                period=(end, next_end),
+                description=f"{q} × {name}",
+                price=price,
+                quantity=q,
+                subscription=sub["id"],
+                subscription_item=item["id"],
+            )
         tx.insert(line)
     attach_pending_items(tx, inv, sub["id"])
     invoice_model.refresh_draft(tx, inv)
@@ -71,10 +100,19 @@ def attach_pending_items(tx, inv: dict, subscription_id: str | None):
 def line_for_item(tx, inv: dict, ii: dict) -> dict:
     price_id = ((ii.get("pricing") or {}).get("price_details") or {}).get("price")
     price = tx.get(price_id, "price") if price_id else None
-    return invoice_model.new_line(inv, kind="invoiceitem", amount=ii["amount"], currency=ii["currency"],
-                                  period=(ii["period"]["start"], ii["period"]["end"]), description=ii["description"],
-                                  price=price, quantity=Decimal(ii["quantity"]), subscription=ii.get("_subscription"),
-                                  invoice_item=ii["id"], metadata=ii.get("metadata"))
+    return invoice_model.new_line(
+        inv,
+        kind="invoiceitem",
+        amount=ii["amount"],
+        currency=ii["currency"],
+        period=(ii["period"]["start"], ii["period"]["end"]),
+        description=ii["description"],
+        price=price,
+        quantity=Decimal(ii["quantity"]),
+        subscription=ii.get("_subscription"),
+        invoice_item=ii["id"],
+        metadata=ii.get("metadata"),
+    )
 
 
 def process_subscription(tx, sub: dict, now: int, grace: int) -> dict:

@@ -1,4 +1,5 @@
 """What a handler gets: the transaction, the parameters, and the emulator's clocks and settings."""
+
 from __future__ import annotations
 
 import time

@@ -1,13 +1,22 @@
 """Stripe-shaped errors: raised by any handler, rendered by the server as Stripe's error body."""
+
 from __future__ import annotations
 
 
 class StripeError(Exception):
     """An API error with Stripe's status code and `{"error": {...}}` body."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None,
-                 should_retry: bool | None = None, headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        should_retry: bool | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -27,8 +36,9 @@ class StripeError(Exception):
         return {"error": err}
 
 
-def invalid(message: str, *, param: str | None = None, code: str | None = None,
-            should_retry: bool | None = None) -> StripeError:
+def invalid(
+    message: str, *, param: str | None = None, code: str | None = None, should_retry: bool | None = None
+) -> StripeError:
     return StripeError(400, message, param=param, code=code, should_retry=should_retry)
 
 

@@ -1,4 +1,5 @@
 """Deliberate misbehaviour for reliability tests: rate limit, random 500s, drops after commit, latency."""
+
 from __future__ import annotations
 
 import random
@@ -7,8 +8,14 @@ import time
 
 
 class Faults:
-    def __init__(self, rate_limit: float | None = None, fail_rate: float = 0.0,
-                 drop_after_commit_rate: float = 0.0, latency_ms: float = 0, seed: int | None = None):
+    def __init__(
+        self,
+        rate_limit: float | None = None,
+        fail_rate: float = 0.0,
+        drop_after_commit_rate: float = 0.0,
+        latency_ms: float = 0,
+        seed: int | None = None,
+    ):
         self.rate_limit = rate_limit
         self.fail_rate = fail_rate
         self.drop_after_commit_rate = drop_after_commit_rate

@@ -3,6 +3,7 @@
 Shared by the invoice endpoints and the billing cycle. Money is integer cents; each line is priced with
 `pricing.line_amount` (exact decimals, one half-up rounding per line).
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -12,48 +13,119 @@ from .storage import new_id
 
 
 def customer_snapshot(customer: dict) -> dict:
-    return {"customer": customer["id"], "customer_account": None, "customer_address": customer.get("address"),
-            "customer_email": customer.get("email"), "customer_name": customer.get("name"),
-            "customer_phone": customer.get("phone"), "customer_shipping": customer.get("shipping"),
-            "customer_tax_exempt": customer.get("tax_exempt", "none"), "customer_tax_ids": []}
+    return {
+        "customer": customer["id"],
+        "customer_account": None,
+        "customer_address": customer.get("address"),
+        "customer_email": customer.get("email"),
+        "customer_name": customer.get("name"),
+        "customer_phone": customer.get("phone"),
+        "customer_shipping": customer.get("shipping"),
+        "customer_tax_exempt": customer.get("tax_exempt", "none"),
+        "customer_tax_ids": [],
+    }
 
 
-def new_invoice(customer: dict, *, created: int, billing_reason: str, currency: str = "usd",
-                subscription: dict | None = None, period_start: int | None = None, period_end: int | None = None,
-                auto_advance: bool = True, invoice_id: str | None = None) -> dict:
+def new_invoice(
+    customer: dict,
+    *,
+    created: int,
+    billing_reason: str,
+    currency: str = "usd",
+    subscription: dict | None = None,
+    period_start: int | None = None,
+    period_end: int | None = None,
+    auto_advance: bool = True,
+    invoice_id: str | None = None,
+) -> dict:
     parent = None
     if subscription is not None:
-        parent = {"quote_details": None, "type": "subscription_details",
-                  "subscription_details": {"metadata": subscription.get("metadata") or {},
-                                           "subscription": subscription["id"]}}
+        parent = {
+            "quote_details": None,
+            "type": "subscription_details",
+            "subscription_details": {
+                "metadata": subscription.get("metadata") or {},
+                "subscription": subscription["id"],
+            },
+        }
     return {
-        "id": invoice_id or new_id("in"), "object": "invoice", "account_country": "US",
-        "account_name": "Stripe emulator", "account_tax_ids": None, "amount_due": 0, "amount_overpaid": 0,
-        "amount_paid": 0, "amount_remaining": 0, "amount_shipping": 0, "application": None,
-        "attempt_count": 0, "attempted": False, "auto_advance": auto_advance,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
-                          "status": None},
-        "automatically_finalizes_at": None, "billing_reason": billing_reason,
+        "id": invoice_id or new_id("in"),
+        "object": "invoice",
+        "account_country": "US",
+        "account_name": "Stripe emulator",
+        "account_tax_ids": None,
+        "amount_due": 0,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_remaining": 0,
+        "amount_shipping": 0,
+        "application": None,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": auto_advance,
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": False,
+            "liability": None,
+            "provider": None,
+            "status": None,
+        },
+        "automatically_finalizes_at": None,
+        "billing_reason": billing_reason,
         "collection_method": (subscription or {}).get("collection_method", "charge_automatically"),
-        "created": created, "currency": currency, "custom_fields": None, **customer_snapshot(customer),
-        "default_payment_method": None, "default_source": None, "default_tax_rates": [], "description": None,
-        "discounts": [], "due_date": None, "effective_at": None, "ending_balance": None, "footer": None,
-        "from_invoice": None, "hosted_invoice_url": None, "invoice_pdf": None, "issuer": {"type": "self"},
-        "last_finalization_error": None, "latest_revision": None, "livemode": False, "metadata": {},
-        "next_payment_attempt": None, "number": None, "on_behalf_of": None, "parent": parent,
-        "payment_settings": {"default_mandate": None, "payment_method_options": None,
-                             "payment_method_types": None},
+        "created": created,
+        "currency": currency,
+        "custom_fields": None,
+        **customer_snapshot(customer),
+        "default_payment_method": None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [],
+        "due_date": None,
+        "effective_at": None,
+        "ending_balance": None,
+        "footer": None,
+        "from_invoice": None,
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "latest_revision": None,
+        "livemode": False,
+        "metadata": {},
+        "next_payment_attempt": None,
+        "number": None,
+        "on_behalf_of": None,
+        "parent": parent,
+        "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
         "period_end": period_end if period_end is not None else created,
         "period_start": period_start if period_start is not None else created,
-        "post_payment_credit_notes_amount": 0, "pre_payment_credit_notes_amount": 0, "receipt_number": None,
-        "rendering": None, "shipping_cost": None, "shipping_details": None, "starting_balance": 0,
-        "statement_descriptor": None, "status": "draft",
-        "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None,
-                               "voided_at": None},
-        "subscription": subscription["id"] if subscription else None, "subtotal": 0,
-        "subtotal_excluding_tax": 0, "test_clock": customer.get("test_clock"), "total": 0,
-        "total_discount_amounts": [], "total_excluding_tax": 0, "total_pretax_credit_amounts": [],
-        "total_taxes": [], "webhooks_delivered_at": created,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
+        "starting_balance": 0,
+        "statement_descriptor": None,
+        "status": "draft",
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+        "subscription": subscription["id"] if subscription else None,
+        "subtotal": 0,
+        "subtotal_excluding_tax": 0,
+        "test_clock": customer.get("test_clock"),
+        "total": 0,
+        "total_discount_amounts": [],
+        "total_excluding_tax": 0,
+        "total_pretax_credit_amounts": [],
+        "total_taxes": [],
+        "webhooks_delivered_at": created,
     }
 
 
@@ -62,32 +134,73 @@ def _quantity_fields(q: Decimal) -> dict:
     return {"quantity": int(q) if whole else float(q), "quantity_decimal": format(q.normalize(), "f") if q else "0"}
 
 
-def new_line(invoice: dict, *, kind: str, amount: int, currency: str, period: tuple[int, int],
-             description: str | None, price: dict | None = None, quantity: Decimal = Decimal(1),
-             subscription: str | None = None, subscription_item: str | None = None,
-             invoice_item: str | None = None, metadata: dict | None = None) -> dict:
+def new_line(
+    invoice: dict,
+    *,
+    kind: str,
+    amount: int,
+    currency: str,
+    period: tuple[int, int],
+    description: str | None,
+    price: dict | None = None,
+    quantity: Decimal = Decimal(1),
+    subscription: str | None = None,
+    subscription_item: str | None = None,
+    invoice_item: str | None = None,
+    metadata: dict | None = None,
+) -> dict:
     if invoice_item:
-        parent = {"type": "invoice_item_details", "subscription_item_details": None,
-                  "invoice_item_details": {"invoice_item": invoice_item, "proration": False,
-                                           "proration_details": {"credited_items": None},
-                                           "subscription": subscription}}
+        parent = {
+            "type": "invoice_item_details",
+            "subscription_item_details": None,
+            "invoice_item_details": {
+                "invoice_item": invoice_item,
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": subscription,
+            },
+        }
     else:
-        parent = {"type": "subscription_item_details", "invoice_item_details": None,
-                  "subscription_item_details": {"invoice_item": None, "proration": False,
-                                                "proration_details": {"credited_items": None},
-                                                "subscription": subscription,
-                                                "subscription_item": subscription_item}}
+        parent = {
+            "type": "subscription_item_details",
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": subscription,
+                "subscription_item": subscription_item,
+            },
+        }
     pricing_info = {"type": "price_details", "unit_amount_decimal": None, "price_details": None}
     if price is not None:
-        pricing_info = {"type": "price_details", "unit_amount_decimal": price.get("unit_amount_decimal"),
-                        "price_details": {"price": price["id"], "product": price["product"]}}
+        pricing_info = {
+            "type": "price_details",
+            "unit_amount_decimal": price.get("unit_amount_decimal"),
+            "price_details": {"price": price["id"], "product": price["product"]},
+        }
     return {
-        "id": new_id("il"), "object": "line_item", "amount": amount, "currency": currency,
-        "description": description, "discount_amounts": [], "discountable": True, "discounts": [],
-        "invoice": invoice["id"], "livemode": False, "metadata": metadata or {}, "parent": parent,
-        "period": {"end": period[1], "start": period[0]}, "pretax_credit_amounts": [], "pricing": pricing_info,
-        **_quantity_fields(quantity), "subscription": subscription, "subtotal": amount, "taxes": [],
-        "_kind": kind, "_customer": invoice["customer"],
+        "id": new_id("il"),
+        "object": "line_item",
+        "amount": amount,
+        "currency": currency,
+        "description": description,
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": invoice["id"],
+        "livemode": False,
+        "metadata": metadata or {},
+        "parent": parent,
+        "period": {"end": period[1], "start": period[0]},
+        "pretax_credit_amounts": [],
+        "pricing": pricing_info,
+        **_quantity_fields(quantity),
+        "subscription": subscription,
+        "subtotal": amount,
+        "taxes": [],
+        "_kind": kind,
+        "_customer": invoice["customer"],
     }
 
 
@@ -150,8 +263,14 @@ def _refreshed(tx, invoice: dict) -> tuple[dict, list[dict] | None]:
 
 def set_totals(invoice: dict, lines: list[dict]):
     total = sum(line["amount"] for line in lines)
-    invoice.update(subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total,
-                   amount_due=max(total, 0), amount_remaining=max(total, 0) - invoice["amount_paid"])
+    invoice.update(
+        subtotal=total,
+        subtotal_excluding_tax=total,
+        total=total,
+        total_excluding_tax=total,
+        amount_due=max(total, 0),
+        amount_remaining=max(total, 0) - invoice["amount_paid"],
+    )
 
 
 def finalize(tx, invoice: dict, now: int) -> dict:
@@ -178,5 +297,12 @@ def render(tx, invoice: dict, lines: list[dict] | None = None) -> dict:
     """The invoice with its first 10 lines embedded; the rest behind `lines.url`, as Stripe pages them."""
     if lines is None:
         lines = lines_of(tx, invoice["id"])
-    return {**invoice, "lines": {"object": "list", "data": lines[:10], "has_more": len(lines) > 10,
-                                 "url": f"/v1/invoices/{invoice['id']}/lines"}}
+    return {
+        **invoice,
+        "lines": {
+            "object": "list",
+            "data": lines[:10],
+            "has_more": len(lines) > 10,
+            "url": f"/v1/invoices/{invoice['id']}/lines",
+        },
+    }

@@ -2,6 +2,7 @@
 
 v2 bodies arrive as JSON; the same getters accept native JSON values, so handlers do not care which.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
@@ -92,7 +93,7 @@ class Params:
         try:
             return int(v)
         except (TypeError, ValueError):
-            raise invalid(f"Invalid integer: {v}", param=self.name(key), code="parameter_invalid_integer")
+            raise invalid(f"Invalid integer: {v}", param=self.name(key), code="parameter_invalid_integer") from None
 
     def int_between(self, key, low: int, high: int, required=False):
         """An integer in [low, high], refused in Stripe's words outside it."""
@@ -152,7 +153,7 @@ def parse_decimal(v, param: str) -> Decimal:
     try:
         d = Decimal(str(v))
     except (InvalidOperation, ValueError):
-        raise invalid(f"Invalid decimal: {v}", param=param, code="parameter_invalid_decimal")
+        raise invalid(f"Invalid decimal: {v}", param=param, code="parameter_invalid_decimal") from None
     if not d.is_finite():
         raise invalid(f"Invalid decimal: {v}", param=param, code="parameter_invalid_decimal")
     return d

@@ -4,6 +4,7 @@ Exact decimals throughout; the line's amount is rounded half-up to whole cents o
 A negative quantity is billed as 0. Tiered prices: quantity 0 falls in the first tier (its flat amount is
 charged). transform_quantity divides the quantity and rounds up or down to a whole number before pricing.
 """
+
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal

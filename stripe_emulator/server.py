@@ -3,6 +3,7 @@
 `App.handle` does the work and knows nothing of sockets; `EmulatorServer` serves it over HTTP/1.1 with
 one thread per connection (http.server), in-process or from `python -m stripe_emulator`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -41,8 +42,11 @@ def _public(value):
     """
     # Scalars are copied without a call: a page of 100 invoices holds some 150,000 values.
     if isinstance(value, dict):
-        return {k: v if k == "metadata" or not isinstance(v, (dict, list)) else _public(v)
-                for k, v in value.items() if k[:1] != "_"}
+        return {
+            k: v if k == "metadata" or not isinstance(v, (dict, list)) else _public(v)
+            for k, v in value.items()
+            if k[:1] != "_"
+        }
     if isinstance(value, list):
         return [_public(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
@@ -98,23 +102,33 @@ class App:
         if route is not None and route.auth == "session":
             if key and session_valid(self.store, key):
                 return
-            raise StripeError(401, "The meter event session token is missing, invalid or expired; "
-                              "create a new one with POST /v2/billing/meter_event_session.",
-                              type="temporary_session_expired" if key and not key.startswith(("sk_", "rk_"))
-                              else "invalid_request_error")
+            raise StripeError(
+                401,
+                "The meter event session token is missing, invalid or expired; "
+                "create a new one with POST /v2/billing/meter_event_session.",
+                type="temporary_session_expired"
+                if key and not key.startswith(("sk_", "rk_"))
+                else "invalid_request_error",
+            )
         if not key:
-            raise StripeError(401, "You did not provide an API key. You need to provide your API key in the "
-                              "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').")
+            raise StripeError(
+                401,
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+            )
         if key.startswith(("sk_live_", "rk_live_")):
-            raise StripeError(401, "This is the Stripe emulator: live mode keys (sk_live_...) are refused. "
-                              "Use any sk_test_ key.")
+            raise StripeError(
+                401, "This is the Stripe emulator: live mode keys (sk_live_...) are refused. Use any sk_test_ key."
+            )
         if not key.startswith(("sk_test_", "rk_test_")):
             raise StripeError(401, f"Invalid API Key provided: {key[:12]}***")
 
     def handle(self, method: str, raw_path: str, body: bytes, headers) -> Response:
         request_id = "req_" + secrets.token_hex(7)
-        base_headers = {"Request-Id": request_id,
-                        "Stripe-Version": headers.get("Stripe-Version") or "2026-10-28.endive"}
+        base_headers = {
+            "Request-Id": request_id,
+            "Stripe-Version": headers.get("Stripe-Version") or "2026-10-28.endive",
+        }
         resp = self._handle(method, raw_path, body, headers, request_id)
         resp.headers = {**base_headers, **resp.headers}
         return resp
@@ -127,37 +141,60 @@ class App:
         try:
             self._authenticate(route, _api_key(headers), api_mode)
             if self.faults.over_rate_limit():
-                raise StripeError(429, "Request rate limit exceeded. You can learn more about rate limits here "
-                                  "https://stripe.com/docs/rate-limits.", code="rate_limit")
+                raise StripeError(
+                    429,
+                    "Request rate limit exceeded. You can learn more about rate limits here "
+                    "https://stripe.com/docs/rate-limits.",
+                    code="rate_limit",
+                )
             if route is None:
-                raise StripeError(404, f"Unrecognized request URL ({method}: {path}). Please see "
-                                  "https://stripe.com/docs or we can help at https://support.stripe.com/.")
+                raise StripeError(
+                    404,
+                    f"Unrecognized request URL ({method}: {path}). Please see "
+                    "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+                )
             if self.faults.should_fail():
-                raise StripeError(500, "An unknown error occurred (injected by --fail-rate).",
-                                  type="api_error", should_retry=True)
+                raise StripeError(
+                    500, "An unknown error occurred (injected by --fail-rate).", type="api_error", should_retry=True
+                )
             params = self._params(method, api_mode, url.query, body)
         except StripeError as e:
             return _error_response(e)
 
-        idem_key = headers.get("Idempotency-Key") if (method == "POST" or (api_mode == "V2" and method == "DELETE")) else None
+        idem_key = (
+            headers.get("Idempotency-Key") if (method == "POST" or (api_mode == "V2" and method == "DELETE")) else None
+        )
         fingerprint = hashlib.sha256(json.dumps([method, path, params], sort_keys=True).encode()).hexdigest()
         try:
             with self.store.transaction(write=route.write) as tx:
                 if idem_key:
-                    row = tx.conn.execute("SELECT fingerprint, status, body FROM idempotency WHERE key = ?",
-                                          (idem_key,)).fetchone()
+                    row = tx.conn.execute(
+                        "SELECT fingerprint, status, body FROM idempotency WHERE key = ?", (idem_key,)
+                    ).fetchone()
                     if row is not None:
                         if row[0] != fingerprint:
                             raise StripeError(
-                                400, "Keys for idempotent requests can only be used with the same parameters they "
+                                400,
+                                "Keys for idempotent requests can only be used with the same parameters they "
                                 f"were first used with. Try using a key other than '{idem_key}' if you meant to "
-                                "execute a different request.", type="idempotency_error")
+                                "execute a different request.",
+                                type="idempotency_error",
+                            )
                         stored = json.loads(row[2])
-                        return Response(row[1], stored["body"].encode(),
-                                        {**stored["headers"], "Idempotent-Replayed": "true",
-                                         "Idempotency-Key": idem_key})
-                ctx = Ctx(tx=tx, params=Params(params), path=path_params, settings=self.settings,
-                          api_mode=api_mode, request_id=request_id, idempotency_key=idem_key)
+                        return Response(
+                            row[1],
+                            stored["body"].encode(),
+                            {**stored["headers"], "Idempotent-Replayed": "true", "Idempotency-Key": idem_key},
+                        )
+                ctx = Ctx(
+                    tx=tx,
+                    params=Params(params),
+                    path=path_params,
+                    settings=self.settings,
+                    api_mode=api_mode,
+                    request_id=request_id,
+                    idempotency_key=idem_key,
+                )
                 tx.conn.execute("SAVEPOINT handler")
                 try:
                     status, result = route.handler(ctx)
@@ -170,8 +207,14 @@ class App:
                 if idem_key and resp.status < 500:
                     tx.conn.execute(
                         "INSERT INTO idempotency (key, fingerprint, status, body, created) VALUES (?, ?, ?, ?, ?)",
-                        (idem_key, fingerprint, resp.status,
-                         json.dumps({"body": resp.body.decode(), "headers": resp.headers}), int(time.time())))
+                        (
+                            idem_key,
+                            fingerprint,
+                            resp.status,
+                            json.dumps({"body": resp.body.decode(), "headers": resp.headers}),
+                            int(time.time()),
+                        ),
+                    )
         except StripeError as e:
             return _error_response(e)
         if idem_key:
@@ -188,7 +231,7 @@ class App:
             try:
                 data = json.loads(text) if text.strip() else {}
             except ValueError:
-                raise StripeError(400, "Invalid JSON body.")
+                raise StripeError(400, "Invalid JSON body.") from None
             if not isinstance(data, dict):
                 raise StripeError(400, "The request body must be a JSON object.")
             return data
@@ -223,9 +266,12 @@ class _Handler(BaseHTTPRequestHandler):
         if resp.drop:
             self.close_connection = True
             return
-        head = [f"HTTP/1.1 {resp.status} {self.responses.get(resp.status, ('',))[0]}",
-                "Content-Type: application/json", f"Content-Length: {len(resp.body)}",
-                *(f"{k}: {v}" for k, v in resp.headers.items())]
+        head = [
+            f"HTTP/1.1 {resp.status} {self.responses.get(resp.status, ('',))[0]}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(resp.body)}",
+            *(f"{k}: {v}" for k, v in resp.headers.items()),
+        ]
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + resp.body)
 
     def do_GET(self):
@@ -247,13 +293,24 @@ class _HTTPServer(ThreadingHTTPServer):
 class EmulatorServer:
     """The emulator on a loopback port, in this process (a background thread)."""
 
-    def __init__(self, state_path, host: str = "127.0.0.1", port: int = 0, grace_period_seconds: int = 3600,
-                 rate_limit: float | None = None, fail_rate: float = 0.0, drop_after_commit_rate: float = 0.0,
-                 latency_ms: float = 0, seed: int | None = None, identifier_window_seconds: int | None = None):
+    def __init__(
+        self,
+        state_path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        grace_period_seconds: int = 3600,
+        rate_limit: float | None = None,
+        fail_rate: float = 0.0,
+        drop_after_commit_rate: float = 0.0,
+        latency_ms: float = 0,
+        seed: int | None = None,
+        identifier_window_seconds: int | None = None,
+    ):
         self.state_path = state_path
         self.host, self.port = host, port
-        self.settings = Settings(grace_period_seconds=grace_period_seconds,
-                                 identifier_window_seconds=identifier_window_seconds)
+        self.settings = Settings(
+            grace_period_seconds=grace_period_seconds, identifier_window_seconds=identifier_window_seconds
+        )
         self.faults = Faults(rate_limit, fail_rate, drop_after_commit_rate, latency_ms, seed)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -263,13 +320,17 @@ class EmulatorServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "EmulatorServer":
+    def start(self) -> EmulatorServer:
         self.store = Store(self.state_path)
         self._httpd = _HTTPServer((self.host, self.port), _Handler)
         self._httpd.app = App(self.store, self.settings, self.faults)  # type: ignore[attr-defined]
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"stripe-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"stripe-emulator:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -287,7 +348,7 @@ class EmulatorServer:
             self.store.close()
             self.store = None
 
-    def __enter__(self) -> "EmulatorServer":
+    def __enter__(self) -> EmulatorServer:
         return self.start()
 
     def __exit__(self, *exc):

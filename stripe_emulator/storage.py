@@ -5,6 +5,7 @@ Objects are JSON documents in `objects`, with a few columns copied out of the do
 Meter events have their own table because they are many and aggregated by time. The lines of the invoice
 previews returned lately are kept apart (`invoice_previews`): previews are not invoices.
 """
+
 from __future__ import annotations
 
 import json
@@ -175,8 +176,16 @@ class Tx:
         ).fetchall()
         return [self._loaded(json.loads(r[0])) for r in rows]
 
-    def page(self, type: str, *, limit: int, starting_after: str | None, ending_before: str | None,
-             order: str = "desc", **filters) -> tuple[list[dict], bool]:
+    def page(
+        self,
+        type: str,
+        *,
+        limit: int,
+        starting_after: str | None,
+        ending_before: str | None,
+        order: str = "desc",
+        **filters,
+    ) -> tuple[list[dict], bool]:
         """One page in Stripe's order (newest first unless order='asc'), and whether more exist."""
         where, args = self._where(type, filters)
         desc = order == "desc"
@@ -186,8 +195,9 @@ class Tx:
             row = self.conn.execute("SELECT seq FROM objects WHERE id = ?", (cursor,)).fetchone()
             if row is None:
                 from .errors import missing
+
                 raise missing("object", cursor, param="starting_after" if forward else "ending_before")
-            older = (forward == desc)
+            older = forward == desc
             where.append("seq < ?" if older else "seq > ?")
             args.append(row[0])
         sql_desc = desc if forward else not desc
@@ -202,17 +212,28 @@ class Tx:
         return items, has_more
 
     # -- invoice previews --------------------------------------------------
-    def keep_preview(self, preview_id: str, customer: str, lines: list[dict], *, created: int,
-                     expire_before: int, keep_per_customer: int) -> None:
+    def keep_preview(
+        self,
+        preview_id: str,
+        customer: str,
+        lines: list[dict],
+        *,
+        created: int,
+        expire_before: int,
+        keep_per_customer: int,
+    ) -> None:
         """Keep a preview's lines as returned; drop previews created before `expire_before` and all but the
         customer's newest `keep_per_customer`. Compressed: a run previews every customer's invoice."""
-        self.conn.execute("INSERT INTO invoice_previews (id, customer, created, lines) VALUES (?, ?, ?, ?)",
-                          (preview_id, customer, created, zlib.compress(json.dumps(lines).encode(), 1)))
+        self.conn.execute(
+            "INSERT INTO invoice_previews (id, customer, created, lines) VALUES (?, ?, ?, ?)",
+            (preview_id, customer, created, zlib.compress(json.dumps(lines).encode(), 1)),
+        )
         self.conn.execute("DELETE FROM invoice_previews WHERE created < ?", (expire_before,))
         self.conn.execute(
             """DELETE FROM invoice_previews WHERE customer = ? AND rowid NOT IN
                (SELECT rowid FROM invoice_previews WHERE customer = ? ORDER BY rowid DESC LIMIT ?)""",
-            (customer, customer, keep_per_customer))
+            (customer, customer, keep_per_customer),
+        )
 
     def preview_lines(self, preview_id: str) -> list[dict] | None:
         row = self.conn.execute("SELECT lines FROM invoice_previews WHERE id = ?", (preview_id,)).fetchone()

@@ -1,4 +1,5 @@
 """Time: Stripe's month arithmetic for billing periods and the ISO timestamps of the v2 API."""
+
 from __future__ import annotations
 
 import calendar
@@ -38,8 +39,14 @@ def add_months(anchor: int, k: int) -> int:
     return on_day(month_index(anchor) + k, datetime.fromtimestamp(anchor, UTC).day, time_of_day(anchor))
 
 
-def next_boundary(anchor: int, t: int, interval: str = "month", count: int = 1,
-                  day_of_month: int | None = None, at: tuple[int, int, int] | None = None) -> int:
+def next_boundary(
+    anchor: int,
+    t: int,
+    interval: str = "month",
+    count: int = 1,
+    day_of_month: int | None = None,
+    at: tuple[int, int, int] | None = None,
+) -> int:
     """The first period boundary strictly after t; boundaries are anchor + k intervals, k computed from the anchor.
 
     Month and year boundaries fall on the anchor's day and time, the day clamped to shorter months, unless
@@ -62,8 +69,9 @@ def next_boundary(anchor: int, t: int, interval: str = "month", count: int = 1,
     return on_day(first + k * months, day, at)
 
 
-def configured_anchor(now: int, months: int, day: int, at: tuple[int, int, int],
-                      month: int | None = None) -> tuple[int, int]:
+def configured_anchor(
+    now: int, months: int, day: int, at: tuple[int, int, int], month: int | None = None
+) -> tuple[int, int]:
     """(the first period end, the billing_cycle_anchor) of a billing_cycle_anchor_config created at `now`.
 
     The first period ends at the next occurrence, at or after now, of `day` (clamped to shorter months) at
@@ -89,8 +97,7 @@ def configured_anchor(now: int, months: int, day: int, at: tuple[int, int, int],
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{int(round((ts % 1) * 1000)) % 1000:03d}Z"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(round((ts % 1) * 1000)) % 1000:03d}Z"
 
 
 def parse_timestamp(v, param: str) -> int:
@@ -105,7 +112,7 @@ def parse_timestamp(v, param: str) -> int:
         try:
             dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
         except ValueError:
-            raise invalid(f"Invalid timestamp: {v}", param=param)
+            raise invalid(f"Invalid timestamp: {v}", param=param) from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
         return int(dt.timestamp())

@@ -26,25 +26,31 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
 
 def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     check = _checker()
-    root = _package(tmp_path, {
-        "__init__.py": "",
-        "cli.py": "from pkg.demo import run\n",
-        "demo.py": "def run():\n    from pkg.cli import main\n    return main\n",
-        "settings.py": "",
-    })
+    root = _package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "cli.py": "from pkg.demo import run\n",
+            "demo.py": "def run():\n    from pkg.cli import main\n    return main\n",
+            "settings.py": "",
+        },
+    )
     graph = check.build_graph(root)
     assert check.cycles(graph) == [["pkg.cli", "pkg.demo"]]
 
 
 def test_relative_and_submodule_imports_resolve_and_an_upward_import_is_named(tmp_path):
     check = _checker()
-    root = _package(tmp_path, {
-        "__init__.py": "",
-        "settings.py": "from . import cli\n",  # the bottom layer reaching the top
-        "cli.py": "from .periods import close\n",
-        "periods/__init__.py": "",
-        "periods/close.py": "from ..settings import x\n",
-    })
+    root = _package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "settings.py": "from . import cli\n",  # the bottom layer reaching the top
+            "cli.py": "from .periods import close\n",
+            "periods/__init__.py": "",
+            "periods/close.py": "from ..settings import x\n",
+        },
+    )
     graph = check.build_graph(root)
     assert graph["pkg.settings"] == {"pkg.cli": 1}
     assert graph["pkg.cli"] == {"pkg.periods": 1, "pkg.periods.close": 1}  # the package runs first

@@ -12,13 +12,13 @@ from __future__ import annotations
 import gzip
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 RAW = Path(__file__).resolve().parent / "raw"
 CUSTOMERS = ["cus_acme", "cus_globex", "cus_initech", "cus_umbrella"]
-START = datetime(2026, 10, 1, tzinfo=timezone.utc)
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)  # exclusive: no event after 2026-10-31T23:59:59Z
+START = datetime(2026, 10, 1, tzinfo=UTC)
+END = datetime(2026, 11, 1, tzinfo=UTC)  # exclusive: no event after 2026-10-31T23:59:59Z
 OFFSETS = [timedelta(0), timedelta(hours=2), timedelta(hours=-5), timedelta(hours=5, minutes=30)]
 
 
@@ -68,12 +68,22 @@ def main() -> None:
     for e in events:
         del e["value"]
     # decimal values whose float sum rounds the other way: 0.1 + 0.2 + ... exact in DECIMAL
-    events.append({"event_id": "evt_decimal_a", "timestamp": "2026-10-31T23:59:59Z", "customer_id": "cus_acme",
-                   "action": "storage_snapshot", "metadata": {"gb": 0.1}})
+    events.append(
+        {
+            "event_id": "evt_decimal_a",
+            "timestamp": "2026-10-31T23:59:59Z",
+            "customer_id": "cus_acme",
+            "action": "storage_snapshot",
+            "metadata": {"gb": 0.1},
+        }
+    )
     files = {"2026-10-01.jsonl": [], "2026-10-11.jsonl.gz": [], "eu/2026-10-21.jsonl": []}
     for e in events:
-        name = "2026-10-01.jsonl" if e["event_id"] < "evt_000970" else (
-            "2026-10-11.jsonl.gz" if e["event_id"] < "evt_001940" else "eu/2026-10-21.jsonl")
+        name = (
+            "2026-10-01.jsonl"
+            if e["event_id"] < "evt_000970"
+            else ("2026-10-11.jsonl.gz" if e["event_id"] < "evt_001940" else "eu/2026-10-21.jsonl")
+        )
         files[name].append(json.dumps(e))
     late = files["eu/2026-10-21.jsonl"]
     # exact duplicates (a retried upload) and one conflicting duplicate
@@ -83,18 +93,22 @@ def main() -> None:
     late.append(json.dumps(conflict))
     # one line per quarantine reason
     ok = {"timestamp": "2026-10-20T12:00:00Z", "customer_id": "cus_acme", "action": "api_request", "metadata": {}}
-    late.extend([
-        '{"event_id": "bad_json", "timestamp": ',  # invalid_json
-        json.dumps({**ok, "event_id": "bad_missing", "customer_id": None}),  # missing_field
-        json.dumps({**ok, "event_id": "x" * 101}),  # invalid_field
-        json.dumps({**ok, "event_id": "bad_ts", "timestamp": "2026-10-20 12:00:00"}),  # invalid_timestamp (no offset)
-        json.dumps({**ok, "event_id": "bad_future", "timestamp": "2099-01-01T00:00:00Z"}),  # timestamp_in_future
-        json.dumps({**ok, "event_id": "bad_env", "environment": "live"}),  # wrong_environment
-        json.dumps({**ok, "event_id": "bad_customer", "customer_id": "cus_unknown"}),  # unknown_customer
-        json.dumps({**ok, "event_id": "bad_action", "action": "model_training"}),  # unmetered_action
-        '{"event_id": "bad_value", "timestamp": "2026-10-20T12:00:00Z", "customer_id": "cus_acme", '
-        '"action": "storage_snapshot", "metadata": {"gb": 0.30000000000000004444}}',  # invalid_value (>15 digits)
-    ])
+    late.extend(
+        [
+            '{"event_id": "bad_json", "timestamp": ',  # invalid_json
+            json.dumps({**ok, "event_id": "bad_missing", "customer_id": None}),  # missing_field
+            json.dumps({**ok, "event_id": "x" * 101}),  # invalid_field
+            json.dumps(
+                {**ok, "event_id": "bad_ts", "timestamp": "2026-10-20 12:00:00"}
+            ),  # invalid_timestamp (no offset)
+            json.dumps({**ok, "event_id": "bad_future", "timestamp": "2099-01-01T00:00:00Z"}),  # timestamp_in_future
+            json.dumps({**ok, "event_id": "bad_env", "environment": "live"}),  # wrong_environment
+            json.dumps({**ok, "event_id": "bad_customer", "customer_id": "cus_unknown"}),  # unknown_customer
+            json.dumps({**ok, "event_id": "bad_action", "action": "model_training"}),  # unmetered_action
+            '{"event_id": "bad_value", "timestamp": "2026-10-20T12:00:00Z", "customer_id": "cus_acme", '
+            '"action": "storage_snapshot", "metadata": {"gb": 0.30000000000000004444}}',  # invalid_value (>15 digits)
+        ]
+    )
     RAW.mkdir(parents=True, exist_ok=True)
     for name, lines in files.items():
         path = RAW / name

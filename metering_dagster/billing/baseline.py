@@ -31,8 +31,8 @@ import duckdb
 import stripe
 
 from metering_dagster.billing import ledger
-from metering_dagster.billing.objects import _retrieve_or_none
 from metering_dagster.billing.months import from_epoch
+from metering_dagster.billing.objects import _retrieve_or_none
 from metering_dagster.billing.reads import in_parallel, pick
 from metering_dagster.billing.snapshot import _summary_total
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
@@ -51,8 +51,13 @@ class BaselineResult:
     unreadable: list[str] = field(default_factory=list)  # "customer/meter/period: why" (retried next run)
 
 
-def claim_meters(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, incarnation: str,
-                 stripe_now: int, result: BaselineResult) -> None:
+def claim_meters(
+    client: stripe.StripeClient,
+    con: duckdb.DuckDBPyConnection,
+    incarnation: str,
+    stripe_now: int,
+    result: BaselineResult,
+) -> None:
     """Claim every meter this incarnation has not claimed yet (module doc)."""
     ledger_born = con.execute(
         "SELECT epoch(created_at) FROM ops.stripe_ledger_incarnation WHERE incarnation_id = ?", [incarnation]
@@ -71,7 +76,10 @@ def claim_meters(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, in
             earlier = f"its product {product_id} was not found"
         elif stamp is not None and stamp != incarnation:
             earlier = f"ledger {stamp} claimed it before"
-        elif stamp is None and float(pick(product, "created", default=0)) < float(ledger_born) - UNSTAMPED_OLDER_THAN_SECONDS:
+        elif (
+            stamp is None
+            and float(pick(product, "created", default=0)) < float(ledger_born) - UNSTAMPED_OLDER_THAN_SECONDS
+        ):
             earlier = "its product is older than this ledger and carries no ledger's stamp"
         else:
             earlier = None
@@ -94,12 +102,19 @@ def claim_meters(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, in
         except stripe.InvalidRequestError as err:
             if getattr(err, "http_status", None) != 404:
                 raise
-        con.execute("UPDATE ops.stripe_ledger_meters SET stamped = true WHERE meter = ? AND incarnation_id = ?",
-                    [meter, incarnation])
+        con.execute(
+            "UPDATE ops.stripe_ledger_meters SET stamped = true WHERE meter = ? AND incarnation_id = ?",
+            [meter, incarnation],
+        )
 
 
-def read_baselines(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, incarnation: str,
-                   stripe_now: dict[str | None, int], result: BaselineResult) -> None:
+def read_baselines(
+    client: stripe.StripeClient,
+    con: duckdb.DuckDBPyConnection,
+    incarnation: str,
+    stripe_now: dict[str | None, int],
+    result: BaselineResult,
+) -> None:
     """Stripe's total of every key awaiting its baseline (withheld customers' too: it is only read),
     recorded as a baseline row."""
     keys = [k for k in ledger.keys_awaiting_baseline(con, incarnation) if k[4] is not None]
@@ -119,23 +134,33 @@ def read_baselines(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, 
         customer, meter, ps, pe, stripe_customer, _ = key
         if isinstance(answer, stripe.StripeError):
             result.unreadable.append(
-                f"{customer}/{meter}/{from_epoch(ps).date()}: {answer.user_message or type(answer).__name__}")
+                f"{customer}/{meter}/{from_epoch(ps).date()}: {answer.user_message or type(answer).__name__}"
+            )
             continue
         total = decimal_from_json_number(answer[4])
         now = stripe_now.get(clocks.get(customer), max(stripe_now.values()))
-        rows.append(ledger.LedgerRow(
-            identifier=ledger.baseline_identifier(incarnation, customer, meter, ps),
-            customer_id=customer, meter=meter, period_start=from_epoch(ps), period_end=from_epoch(pe), seq=0,
-            stripe_formula=formulas.get(meter, "sum"), value=total, quantity_after=total,
-            event_timestamp=from_epoch(max(ps, min(now - 1, pe - 1))),
-        ))
+        rows.append(
+            ledger.LedgerRow(
+                identifier=ledger.baseline_identifier(incarnation, customer, meter, ps),
+                customer_id=customer,
+                meter=meter,
+                period_start=from_epoch(ps),
+                period_end=from_epoch(pe),
+                seq=0,
+                stripe_formula=formulas.get(meter, "sum"),
+                value=total,
+                quantity_after=total,
+                event_timestamp=from_epoch(max(ps, min(now - 1, pe - 1))),
+            )
+        )
         sent_to[customer] = stripe_customer
     ledger.write_baselines(con, rows, sent_to)
     result.baselines += len(rows)
 
 
-def prepare_baselines(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection,
-                      stripe_now: dict[str | None, int]) -> BaselineResult:
+def prepare_baselines(
+    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, stripe_now: dict[str | None, int]
+) -> BaselineResult:
     """Claim the meters, then read what Stripe holds where an earlier ledger may have sent usage."""
     incarnation = ledger.ensure_ledger(con)
     result = BaselineResult()

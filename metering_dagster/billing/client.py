@@ -43,8 +43,13 @@ def key_kind(key: str) -> str:
     return m.group(2)
 
 
-_CHARACTER_NAMES = {"\r": "a carriage return (\\r)", "\n": "a line feed (\\n)", "\t": "a tab (\\t)", " ": "a space",
-                    "\x00": "a NUL byte"}
+_CHARACTER_NAMES = {
+    "\r": "a carriage return (\\r)",
+    "\n": "a line feed (\\n)",
+    "\t": "a tab (\\t)",
+    " ": "a space",
+    "\x00": "a NUL byte",
+}
 
 
 def _key_character_problem(key: str) -> str | None:
@@ -53,8 +58,10 @@ def _key_character_problem(key: str) -> str | None:
         if not (ch.isascii() and (ch.isalnum() or ch == "_")):
             name = _CHARACTER_NAMES.get(ch, f"the character U+{ord(ch):04X}")
             where = "at the end" if position == len(key) else "at the start" if position == 1 else "inside"
-            return (f"STRIPE_API_KEY has {name} {where} (character {position} of {len(key)}); a Stripe key has only "
-                    "letters, digits and _ (a .env file saved with Windows line endings leaves a carriage return)")
+            return (
+                f"STRIPE_API_KEY has {name} {where} (character {position} of {len(key)}); a Stripe key has only "
+                "letters, digits and _ (a .env file saved with Windows line endings leaves a carriage return)"
+            )
     return None
 
 
@@ -205,8 +212,12 @@ def _client(api_key: str, base: str | None) -> stripe.StripeClient:
     return stripe.StripeClient(api_key, **kwargs)
 
 
-def open_stripe(settings: Settings, contract: Contract, environ: Mapping[str, str] | None = None,
-                credentials: StripeCredentials | None = None) -> StripeConnection:
+def open_stripe(
+    settings: Settings,
+    contract: Contract,
+    environ: Mapping[str, str] | None = None,
+    credentials: StripeCredentials | None = None,
+) -> StripeConnection:
     """Connect to Stripe as `credentials` say (by default the environment's, or `environ`'s).
 
     No `STRIPE_API_KEY`: start the bundled emulator in-process on a free port, its state at

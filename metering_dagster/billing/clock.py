@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import stripe
 
-from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.months import add_months, epoch, from_epoch
-from metering_dagster.schema import ensure_billing_tables
+from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.contract.model import Contract
 from metering_dagster.progress import report
+from metering_dagster.schema import ensure_billing_tables
 
 
 class ClockError(Exception):
@@ -56,7 +56,7 @@ def _clock_id(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contr
 def current_clock_time(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract) -> datetime:
     """Stripe's now for our customers: the test clock's frozen time in test mode, the wall clock in live."""
     if contract.environment == "live":
-        return datetime.now(timezone.utc).replace(microsecond=0)
+        return datetime.now(UTC).replace(microsecond=0)
     clock = client.v1.test_helpers.test_clocks.retrieve(_clock_id(client, con, contract))
     return from_epoch(clock.frozen_time)
 
@@ -100,8 +100,10 @@ def advance_test_clock(
     while current < target:
         nxt = min(target, add_months(current, 1))
         # Stripe bills every customer of the clock at each step (period ends, invoices): it can take a while
-        report(f"Stripe test clock at {current.isoformat()}: moving to {nxt.isoformat()} "
-               f"(target {target.isoformat()}, a month at a time)")
+        report(
+            f"Stripe test clock at {current.isoformat()}: moving to {nxt.isoformat()} "
+            f"(target {target.isoformat()}, a month at a time)"
+        )
         client.v1.test_helpers.test_clocks.advance(clock_id, {"frozen_time": epoch(nxt)})
         clock = _wait_ready(client, clock_id, timeout_seconds)
         current = from_epoch(clock.frozen_time)

@@ -61,7 +61,9 @@ def resolve_delivered(con: duckdb.DuckDBPyConnection) -> int:
 
 def open_identifiers(con: duckdb.DuckDBPyConnection) -> set[str]:
     ensure_table(con)
-    return {r[0] for r in con.execute("SELECT identifier FROM ops.stripe_dead_letters WHERE resolved_at IS NULL").fetchall()}
+    return {
+        r[0] for r in con.execute("SELECT identifier FROM ops.stripe_dead_letters WHERE resolved_at IS NULL").fetchall()
+    }
 
 
 @dataclass(frozen=True)

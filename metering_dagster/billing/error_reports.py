@@ -64,6 +64,7 @@ DUPLICATE = "duplicate_meter_event"
 CUSTOMER_CODES = frozenset(ledger.CUSTOMER_REJECTIONS)
 TIME_CODES = frozenset({"timestamp_too_far_in_past", "timestamp_in_future"})
 
+
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     ledger.ensure_ledger(con)
     ensure_error_report_tables(con)
@@ -188,8 +189,9 @@ def _sent_in_window(con, window: tuple[float, float], where: str, params: list) 
     )
 
 
-def _plan_report(con, report: Any, meter_of: dict[str, str], plan: _Plan,
-                 suspects: dict[tuple, list]) -> tuple[int, str]:
+def _plan_report(
+    con, report: Any, meter_of: dict[str, str], plan: _Plan, suspects: dict[tuple, list]
+) -> tuple[int, str]:
     """Read one report into the plan; rows it counts but does not name go to `suspects`."""
     data = pick(report, "data")
     stripe_meter = pick(report, "related_object", "id")
@@ -197,10 +199,13 @@ def _plan_report(con, report: Any, meter_of: dict[str, str], plan: _Plan,
     error_types = pick(data, "reason", "error_types", default=[])
     named = [
         (pick(t, "code"), pick(s, "request", "identifier"), pick(s, "error_message", default=""))
-        for t in error_types for s in pick(t, "sample_errors", default=[])
+        for t in error_types
+        for s in pick(t, "sample_errors", default=[])
     ]
-    known = {r.identifier: r for r in _rows(con, "l.identifier IN (SELECT unnest(?::VARCHAR[]))",
-                                            [[i for _, i, _ in named if i]])}
+    known = {
+        r.identifier: r
+        for r in _rows(con, "l.identifier IN (SELECT unnest(?::VARCHAR[]))", [[i for _, i, _ in named if i]])
+    }
     for code, identifier, message in named:
         row = known.get(identifier)
         if row is None:
@@ -212,8 +217,12 @@ def _plan_report(con, report: Any, meter_of: dict[str, str], plan: _Plan,
             stripe_customer = row.sent_to or row.current_stripe_customer
             plan.held.setdefault(row.customer_id, (stripe_customer, code, message))
             plan.reject(row.identifier, code, text)
-            for other in _sent_in_window(con, window, "l.customer_id = ? AND l.sent_to IS NOT DISTINCT FROM ?",
-                                         [row.customer_id, stripe_customer]):
+            for other in _sent_in_window(
+                con,
+                window,
+                "l.customer_id = ? AND l.sent_to IS NOT DISTINCT FROM ?",
+                [row.customer_id, stripe_customer],
+            ):
                 plan.reject(other.identifier, code, text)
         elif code in TIME_CODES:
             plan.reject(row.identifier, None, text)
@@ -229,7 +238,8 @@ def _plan_report(con, report: Any, meter_of: dict[str, str], plan: _Plan,
         for row in _sent_in_window(con, window, "l.meter = ?", [meter_of[stripe_meter]]):
             if row.identifier not in plan.rejected:
                 suspects[(row.customer_id, row.meter, row.period_start_epoch)].append(
-                    (row, code, f"rejected by Stripe: {code} (one of {unnamed} errors its report does not name)"))
+                    (row, code, f"rejected by Stripe: {code} (one of {unnamed} errors its report does not name)")
+                )
     count = int(pick(data, "reason", "error_count", default=0))
     return count, str(pick(data, "developer_message_summary", default=""))[:300]
 
@@ -269,13 +279,14 @@ def _check_suspects(client, con, suspects: dict[tuple, list], plan: _Plan, resul
         stripe_customer = row.sent_to or row.current_stripe_customer
         try:
             _, _, _, _, stripe_total = _summary_total(
-                client, (customer, meter, ps, ends[key], stripe_customer, meters[meter]))
+                client, (customer, meter, ps, ends[key], stripe_customer, meters[meter])
+            )
         except stripe.InvalidRequestError as err:
             if getattr(err, "http_status", None) != 404:
                 raise
             # the Stripe customer is gone: every row sent to it was refused
             plan.held.setdefault(customer, (stripe_customer, "meter_event_customer_not_found", str(err.user_message)))
-            for suspect, code, text in entries:
+            for suspect, _code, text in entries:
                 plan.reject(suspect.identifier, "meter_event_customer_not_found", text)
             continue
         result.summaries_checked += 1
@@ -306,9 +317,13 @@ def _apply(con, plan: _Plan, result: ReportsResult, started: float) -> None:
             by_reason[(code, message)].append(identifier)
     con.execute("BEGIN TRANSACTION")
     try:
-        pending = [r[0] for r in con.execute(
-            "SELECT identifier FROM ops.stripe_ledger WHERE status = 'pending' AND identifier IN (SELECT unnest(?::VARCHAR[]))",
-            [sorted(plan.delivered)]).fetchall()]
+        pending = [
+            r[0]
+            for r in con.execute(
+                "SELECT identifier FROM ops.stripe_ledger WHERE status = 'pending' AND identifier IN (SELECT unnest(?::VARCHAR[]))",
+                [sorted(plan.delivered)],
+            ).fetchall()
+        ]
         ledger.mark_sent(con, pending, note=f"delivered earlier ({DUPLICATE})")
         result.delivered += len(pending)
         for (code, message), identifiers in sorted(by_reason.items(), key=lambda kv: str(kv[0])):
@@ -325,15 +340,18 @@ def _apply(con, plan: _Plan, result: ReportsResult, started: float) -> None:
             ledger.mark_rejected(con, identifiers, code, message)
         _hold(con, plan, result)
         if plan.reports:
-            con.executemany("INSERT OR IGNORE INTO ops.stripe_error_reports VALUES (?, ?, ?, to_timestamp(?), ?, ?, ?, ?, now())",
-                            plan.reports)
+            con.executemany(
+                "INSERT OR IGNORE INTO ops.stripe_error_reports VALUES (?, ?, ?, to_timestamp(?), ?, ?, ?, ?, now())",
+                plan.reports,
+            )
         result.confirmed = con.execute(
             """UPDATE ops.stripe_ledger SET confirmed_at = now()
                WHERE status = 'sent' AND kind = 'event' AND confirmed_at IS NULL AND sent_at < to_timestamp(?)""",
             [started - CONFIRM_AFTER_SECONDS],
         ).fetchone()[0]
         con.execute(
-            f"DELETE FROM ops.stripe_error_reports WHERE created < now() - INTERVAL {KEEP_REPORT_IDS_DAYS} DAYS")
+            f"DELETE FROM ops.stripe_error_reports WHERE created < now() - INTERVAL {KEEP_REPORT_IDS_DAYS} DAYS"
+        )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -353,12 +371,22 @@ def read_error_reports(client: stripe.StripeClient, con: duckdb.DuckDBPyConnecti
         try:
             _check_suspects(client, con, suspects, one, result)
         except stripe.StripeError as err:  # not recorded: read again next time, when Stripe answers
-            result.problems.append(f"error report {pick(report, 'id')} left for the next read: {err.user_message or err}")
+            result.problems.append(
+                f"error report {pick(report, 'id')} left for the next read: {err.user_message or err}"
+            )
             continue
-        one.reports.append((
-            pick(report, "id"), pick(report, "type"), pick(report, "related_object", "id"),
-            parse_time(pick(report, "created")), count, len(one.rejected), len(one.delivered), summary,
-        ))
+        one.reports.append(
+            (
+                pick(report, "id"),
+                pick(report, "type"),
+                pick(report, "related_object", "id"),
+                parse_time(pick(report, "created")),
+                count,
+                len(one.rejected),
+                len(one.delivered),
+                summary,
+            )
+        )
         plan.merge(one)
     _apply(con, plan, result, started)
     result.reports_read = len(plan.reports)
@@ -411,13 +439,17 @@ def release_customers(client: stripe.StripeClient, con: duckdb.DuckDBPyConnectio
                 if getattr(err, "http_status", None) != 404:
                     raise
         if not (remapped or exists):
-            con.execute("UPDATE ops.stripe_rejected_customers SET checked_at = now() WHERE customer_id = ?",
-                        [held.customer_id])
+            con.execute(
+                "UPDATE ops.stripe_rejected_customers SET checked_at = now() WHERE customer_id = ?", [held.customer_id]
+            )
             continue
         con.execute(
             f"""UPDATE ops.stripe_ledger SET rejected_code = NULL
-                    {", status = 'replaced', last_error = 'replaced: the customer has a new Stripe customer'"
-                     if remapped else ""}
+                    {
+                ", status = 'replaced', last_error = 'replaced: the customer has a new Stripe customer'"
+                if remapped
+                else ""
+            }
                WHERE customer_id = ? AND status = 'pending' AND rejected_code IN (SELECT unnest(?::VARCHAR[]))""",
             [held.customer_id, sorted(CUSTOMER_CODES)],
         )

@@ -20,8 +20,10 @@ STRIPE_DEFAULT_BASE = "https://api.stripe.com"
 # The network's reason, as requests/urllib3 word it inside the SDK's message, in plain words.
 _NETWORK_REASONS = (
     (r"Connection refused", "connection refused"),
-    (r"Name or service not known|nodename nor servname|getaddrinfo failed|Temporary failure in name",
-     "the host name does not resolve"),
+    (
+        r"Name or service not known|nodename nor servname|getaddrinfo failed|Temporary failure in name",
+        "the host name does not resolve",
+    ),
     (r"timed out|timeout", "no answer in time"),
     (r"Network is unreachable|No route to host", "no route to the host"),
     (r"SSL|certificate", "the TLS handshake failed"),
@@ -49,14 +51,20 @@ def stripe_problem_line(kind: str, message: str, environ: Mapping[str, str] | No
     error names it) and text `message`; None when it is not a connection or key error."""
     base = stripe_base(environ)
     if kind.endswith("APIConnectionError"):
-        return (f"Stripe could not be reached at {base} ({_network_reason(message)}, after retrying): check the "
-                "network, a proxy or firewall, and STRIPE_API_BASE (unset: Stripe itself); then run the command again")
+        return (
+            f"Stripe could not be reached at {base} ({_network_reason(message)}, after retrying): check the "
+            "network, a proxy or firewall, and STRIPE_API_BASE (unset: Stripe itself); then run the command again"
+        )
     if kind.endswith("AuthenticationError"):
-        return (f"Stripe at {base} refused the key (authentication failed): check that STRIPE_API_KEY is a current "
-                "secret key of this account and mode (test or live); the key is not shown")
+        return (
+            f"Stripe at {base} refused the key (authentication failed): check that STRIPE_API_KEY is a current "
+            "secret key of this account and mode (test or live); the key is not shown"
+        )
     if kind == "StripePermissionError":
-        return (f"Stripe at {base} refused a request with this key (permission denied): a restricted key needs "
-                "write access to Billing (meters, meter events, customers, subscriptions, invoices, test clocks)")
+        return (
+            f"Stripe at {base} refused a request with this key (permission denied): a restricted key needs "
+            "write access to Billing (meters, meter events, customers, subscriptions, invoices, test clocks)"
+        )
     if kind.endswith("StripeKeyRefused"):  # already says what is wrong, never the key
         text = message.strip().splitlines()[0] if message.strip() else ""
         return re.sub(r"^[\w.]*StripeKeyRefused: ", "", text) or None

@@ -46,13 +46,23 @@ def untrusted(row: ledger.PendingEvent, stripe_now: dict[str | None, int]) -> bo
     if row.first_sent_age_seconds is not None and row.first_sent_age_seconds > TRUST_IDENTIFIER_SECONDS:
         return True
     now = stripe_now.get(row.stripe_test_clock_id)
-    return row.first_sent_stripe_at is not None and now is not None and now - row.first_sent_stripe_at > TRUST_IDENTIFIER_SECONDS
+    return (
+        row.first_sent_stripe_at is not None
+        and now is not None
+        and now - row.first_sent_stripe_at > TRUST_IDENTIFIER_SECONDS
+    )
 
 
-def settle_untrusted(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, rows: list[ledger.PendingEvent],
-                     stripe_now: dict[str | None, int], result: SettleResult,
-                     *, withheld_customers: frozenset[str] = frozenset(),
-                     held_customers: frozenset[str] = frozenset()) -> list[ledger.PendingEvent]:
+def settle_untrusted(
+    client: stripe.StripeClient,
+    con: duckdb.DuckDBPyConnection,
+    rows: list[ledger.PendingEvent],
+    stripe_now: dict[str | None, int],
+    result: SettleResult,
+    *,
+    withheld_customers: frozenset[str] = frozenset(),
+    held_customers: frozenset[str] = frozenset(),
+) -> list[ledger.PendingEvent]:
     """The rows to send: `rows`, where every key holding an untrusted row is replaced by what Stripe's
     summary says it lacks (module doc)."""
     stripe_ids = {
@@ -88,15 +98,19 @@ def settle_untrusted(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection
         if isinstance(answer, stripe.StripeError):
             why = answer.user_message or type(answer).__name__
             result.unreadable.append(f"{customer}/{meter}/{from_epoch(ps).date()}: {why}")
-            ledger.mark_error(con, [r.identifier for r in rows if r.key == key],
-                              f"not sent: first tried over {TRUST_IDENTIFIER_SECONDS // 3600} h ago, so Stripe may "
-                              f"have forgotten its identifier, and Stripe's usage could not be read: {why}",
-                              attempted=False)
+            ledger.mark_error(
+                con,
+                [r.identifier for r in rows if r.key == key],
+                f"not sent: first tried over {TRUST_IDENTIFIER_SECONDS // 3600} h ago, so Stripe may "
+                f"have forgotten its identifier, and Stripe's usage could not be read: {why}",
+                attempted=False,
+            )
             settled.add(key)
             continue
         result.keys_checked += 1
         outcome = ledger.settle_by_summary(
-            con, key, answer, f"first tried over {TRUST_IDENTIFIER_SECONDS // 3600} h ago: identifier not trusted")
+            con, key, answer, f"first tried over {TRUST_IDENTIFIER_SECONDS // 3600} h ago: identifier not trusted"
+        )
         settled.add(key)
         if outcome.delivered:
             result.delivered_by_summary += outcome.rows
@@ -105,7 +119,8 @@ def settle_untrusted(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection
         if outcome.new_identifier:
             new_identifiers.add(outcome.new_identifier)
     fresh = [
-        r for r in ledger.pending_events(con, withheld_customers=withheld_customers, held_customers=held_customers)
+        r
+        for r in ledger.pending_events(con, withheld_customers=withheld_customers, held_customers=held_customers)
         if r.identifier in new_identifiers
     ]
     return [r for r in rows if r.key not in settled] + fresh

@@ -19,7 +19,7 @@ Between period ends that is nobody, so an hourly run makes no request here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
@@ -31,6 +31,7 @@ from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.reads import FEW_CUSTOMERS, MeterOfPrice, invoice_lines_of, invoices_of, line_quantity
 from metering_dagster.billing.values import metadata_of
 from metering_dagster.schema import ADJUSTMENT_KEY, ensure_period_tables
+
 # An invoice leaves draft as one of the billed statuses (a void one was open first, and is skipped anyway).
 from metering_dagster.vocabulary import billed_invoice_statuses, finalized_invoice_statuses
 from metering_dagster.warehouse import insert_rows
@@ -62,16 +63,22 @@ def _metered_lines(client: stripe.StripeClient, invoice: Any, meter_of: MeterOfP
     return out
 
 
-def _period_invoice(client: stripe.StripeClient, customer_id: str, invoice: dict,
-                    meter_of: MeterOfPrice) -> tuple[PeriodInvoice | None, list[tuple[str, Any]]]:
+def _period_invoice(
+    client: stripe.StripeClient, customer_id: str, invoice: dict, meter_of: MeterOfPrice
+) -> tuple[PeriodInvoice | None, list[tuple[str, Any]]]:
     """The period invoice and its metered lines; None for an invoice without metered lines."""
     lines = _metered_lines(client, invoice, meter_of)
     if not lines:
         return None, lines
     period = lines[0][1]["period"]
     return PeriodInvoice(
-        customer_id, invoice["id"], int(period["start"]), int(period["end"]), invoice["status"],
-        bool(invoice.get("auto_advance")), invoice.get("automatically_finalizes_at"),
+        customer_id,
+        invoice["id"],
+        int(period["start"]),
+        int(period["end"]),
+        invoice["status"],
+        bool(invoice.get("auto_advance")),
+        invoice.get("automatically_finalizes_at"),
     ), lines
 
 
@@ -86,8 +93,8 @@ class Awaiting:
 def customers_awaiting_invoices(con: duckdb.DuckDBPyConnection, now: datetime) -> Awaiting:
     """Who to read at Stripe's `now`, and how (module doc)."""
     recorded = {
-        (c, ps) for c, ps in con.execute(
-            "SELECT customer_id, epoch(period_start)::BIGINT FROM ops.period_invoices").fetchall()
+        (c, ps)
+        for c, ps in con.execute("SELECT customer_id, epoch(period_start)::BIGINT FROM ops.period_invoices").fetchall()
     }
     read: dict[str, int] = {}
     watched: dict[str, int] = {}
@@ -98,11 +105,11 @@ def customers_awaiting_invoices(con: duckdb.DuckDBPyConnection, now: datetime) -
         [now],
     ).fetchall():
         (watched if not_due else read)[customer_id] = period_end
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     for customer_id, anchor in con.execute(
         "SELECT customer_id, billing_anchor FROM ops.stripe_customers WHERE stripe_subscription_id IS NOT NULL"
     ).fetchall():
-        anchor = anchor.astimezone(timezone.utc)  # month arithmetic in UTC, as Stripe bills
+        anchor = anchor.astimezone(UTC)  # month arithmetic in UTC, as Stripe bills
         k = period_index(anchor, now)
         if k >= 1 and (customer_id, epoch(add_months(anchor, k - 1))) not in recorded:
             ended = epoch(add_months(anchor, k))
@@ -110,8 +117,12 @@ def customers_awaiting_invoices(con: duckdb.DuckDBPyConnection, now: datetime) -
     return Awaiting(read, watched)
 
 
-def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection,
-                            now: datetime | None = None, problems: CustomerProblems | None = None) -> list[PeriodInvoice]:
+def refresh_period_invoices(
+    client: stripe.StripeClient,
+    con: duckdb.DuckDBPyConnection,
+    now: datetime | None = None,
+    problems: CustomerProblems | None = None,
+) -> list[PeriodInvoice]:
     """Bring `ops.period_invoices` and `ops.invoiced_lines` up to what Stripe holds at `now` (module doc).
 
     Without `now`, every invoice of every customer is read. A customer whose invoices cannot be read is
@@ -124,7 +135,9 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
         (c, int(ps.timestamp()))
         for c, ps in con.execute("SELECT DISTINCT customer_id, period_start FROM ops.invoiced_lines").fetchall()
     }
-    known_final = {r[0] for r in con.execute("SELECT stripe_invoice_id FROM ops.period_invoices WHERE finalized").fetchall()}
+    known_final = {
+        r[0] for r in con.execute("SELECT stripe_invoice_id FROM ops.period_invoices WHERE finalized").fetchall()
+    }
     customers = con.execute(
         """SELECT customer_id, stripe_customer_id, stripe_subscription_id FROM ops.stripe_customers
            WHERE stripe_subscription_id IS NOT NULL ORDER BY 1"""
@@ -144,15 +157,20 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
             watched = {}
         lists = [invoices_of(client, stripe_ids(read), min(read.values(), default=None), problems=problems)]
         if watched:
-            lists += [invoices_of(client, stripe_ids(watched), min(watched.values()), status=status, problems=problems)
-                      for status in billed_invoice_statuses()]
+            lists += [
+                invoices_of(client, stripe_ids(watched), min(watched.values()), status=status, problems=problems)
+                for status in billed_invoice_statuses()
+            ]
         invoices = chain(*lists)
     found: list[PeriodInvoice] = []
     frozen_lines: list[list] = []
     for customer_id, invoice in invoices:
         with problems.guard(customer_id):
-            if (invoice.get("billing_reason") != "subscription_cycle" or invoice["status"] == "void"
-                    or invoice.get("subscription") not in subscriptions):
+            if (
+                invoice.get("billing_reason") != "subscription_cycle"
+                or invoice["status"] == "void"
+                or invoice.get("subscription") not in subscriptions
+            ):
                 continue
             if invoice["id"] in known_final:  # final invoices do not change: read once
                 continue
@@ -162,16 +180,25 @@ def refresh_period_invoices(client: stripe.StripeClient, con: duckdb.DuckDBPyCon
             found.append(pi)
             if pi.finalized and (customer_id, pi.period_start) not in frozen:
                 frozen_lines += [
-                    [customer_id, meter, pi.period_start, pi.period_end, invoice["id"], line_quantity(line),
-                     int(line["amount"])]
+                    [
+                        customer_id,
+                        meter,
+                        pi.period_start,
+                        pi.period_end,
+                        invoice["id"],
+                        line_quantity(line),
+                        int(line["amount"]),
+                    ]
                     for meter, line in lines
                 ]
     found = [pi for pi in found if pi.customer_id not in problems]
     frozen_lines = [row for row in frozen_lines if row[0] not in problems]
     _upsert(con, found)
     insert_rows(
-        con, "INSERT OR IGNORE INTO ops.invoiced_lines",
-        "(?, ?, to_timestamp(?::BIGINT), to_timestamp(?::BIGINT), ?, ?::DECIMAL(38, 12), ?::BIGINT, now())", frozen_lines,
+        con,
+        "INSERT OR IGNORE INTO ops.invoiced_lines",
+        "(?, ?, to_timestamp(?::BIGINT), to_timestamp(?::BIGINT), ?, ?::DECIMAL(38, 12), ?::BIGINT, now())",
+        frozen_lines,
     )
     return found
 
@@ -196,8 +223,19 @@ def _upsert(con: duckdb.DuckDBPyConnection, invoices: list[PeriodInvoice]) -> No
         """INSERT INTO ops.period_invoices (customer_id, period_start, period_end, stripe_invoice_id, status,
                auto_advance, finalizes_at, finalized, synced_at)""",
         "(?, to_timestamp(?::BIGINT), to_timestamp(?::BIGINT), ?, ?, ?::BOOLEAN, to_timestamp(?::BIGINT), ?::BOOLEAN, now())",
-        [[pi.customer_id, pi.period_start, pi.period_end, pi.stripe_invoice_id, pi.status, pi.auto_advance,
-          pi.finalizes_at, pi.finalized] for pi in invoices],
+        [
+            [
+                pi.customer_id,
+                pi.period_start,
+                pi.period_end,
+                pi.stripe_invoice_id,
+                pi.status,
+                pi.auto_advance,
+                pi.finalizes_at,
+                pi.finalized,
+            ]
+            for pi in invoices
+        ],
         tail="""ON CONFLICT (customer_id, period_start) DO UPDATE SET period_end = excluded.period_end,
                stripe_invoice_id = excluded.stripe_invoice_id, status = excluded.status,
                auto_advance = excluded.auto_advance, finalizes_at = excluded.finalizes_at,

@@ -69,6 +69,7 @@ from metering_dagster.warehouse import insert_rows
 USAGE_TABLE = "marts.fct_usage_by_period"
 INVOICE_LINES_TABLE = "marts.fct_invoice_lines_expected"
 
+
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> str:
     """The ledger's tables, and its incarnation id (created with the ledger, or on the first run of an
     existing ledger, which is then as old as its first row)."""
@@ -99,8 +100,9 @@ class LedgerRow:
     replaces: tuple[str, ...] = ()  # pending rows Stripe refused, replaced by this one
 
 
-def event_identifier(environment: str, customer_id: str, meter: str, period_start: datetime, seq: int,
-                     incarnation: str | None = None) -> str:
+def event_identifier(
+    environment: str, customer_id: str, meter: str, period_start: datetime, seq: int, incarnation: str | None = None
+) -> str:
     """Deterministic meter event identifier (≤ 100 chars, as Stripe requires); without an incarnation,
     the identifier of the rows written before incarnations existed."""
     key = f"{environment}|{customer_id}|{meter}|{int(period_start.timestamp())}|{seq}"
@@ -175,7 +177,7 @@ def keys_awaiting_baseline(con: duckdb.DuckDBPyConnection, incarnation: str) -> 
             WHERE lm.baseline_before IS NOT NULL AND k.period_start < lm.baseline_before
               AND NOT EXISTS (SELECT 1 FROM ops.stripe_ledger l WHERE l.customer_id = k.customer_id
                               AND l.meter = k.meter AND l.period_start = k.period_start)
-              AND NOT {is_finalized_sql('k')}
+              AND NOT {is_finalized_sql("k")}
             ORDER BY 1, 2, 3""",
         [incarnation],
     ).fetchall()
@@ -198,8 +200,10 @@ class _KeyState:
 
 # Rows that count towards what Stripe holds (or will): not replaced, not delivered to a Stripe customer that
 # is no longer the customer's (`l` the ledger, `c` ops.stripe_customers).
-COUNTED_SQL = ("(l.status <> 'replaced' AND (l.sent_to IS NULL OR c.stripe_customer_id IS NULL"
-               " OR l.sent_to = c.stripe_customer_id))")
+COUNTED_SQL = (
+    "(l.status <> 'replaced' AND (l.sent_to IS NULL OR c.stripe_customer_id IS NULL"
+    " OR l.sent_to = c.stripe_customer_id))"
+)
 
 
 def _ledger_state(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, int], _KeyState]:
@@ -267,7 +271,8 @@ def plan_ledger_rows(
         rows.append(
             LedgerRow(
                 identifier=event_identifier(
-                    contract.environment, customer, meter, period_start, known.seq + 1, incarnation),
+                    contract.environment, customer, meter, period_start, known.seq + 1, incarnation
+                ),
                 customer_id=customer,
                 meter=meter,
                 period_start=period_start,
@@ -283,8 +288,14 @@ def plan_ledger_rows(
     return rows
 
 
-def _insert(con: duckdb.DuckDBPyConnection, rows: list[LedgerRow], status: str, kind: str,
-            sent_to: dict[str, str | None] | None = None, note: str | None = None) -> None:
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    rows: list[LedgerRow],
+    status: str,
+    kind: str,
+    sent_to: dict[str, str | None] | None = None,
+    note: str | None = None,
+) -> None:
     insert_rows(
         con,
         """INSERT INTO ops.stripe_ledger (identifier, customer_id, meter, period_start, period_end, seq,
@@ -294,9 +305,22 @@ def _insert(con: duckdb.DuckDBPyConnection, rows: list[LedgerRow], status: str, 
         " CASE WHEN ? = 'sent' THEN now() END, CASE WHEN ? = 'sent' THEN now() END, ?, ?)",
         [
             [
-                r.identifier, r.customer_id, r.meter, int(r.period_start.timestamp()), int(r.period_end.timestamp()),
-                r.seq, r.stripe_formula, r.value, r.quantity_after, int(r.event_timestamp.timestamp()), status, kind,
-                status, status, (sent_to or {}).get(r.customer_id), note,
+                r.identifier,
+                r.customer_id,
+                r.meter,
+                int(r.period_start.timestamp()),
+                int(r.period_end.timestamp()),
+                r.seq,
+                r.stripe_formula,
+                r.value,
+                r.quantity_after,
+                int(r.event_timestamp.timestamp()),
+                status,
+                kind,
+                status,
+                status,
+                (sent_to or {}).get(r.customer_id),
+                note,
             ]
             for r in rows
         ],
@@ -331,8 +355,14 @@ def write_pending(
 def write_baselines(con: duckdb.DuckDBPyConnection, rows: list[LedgerRow], sent_to: dict[str, str | None]) -> None:
     """Record what Stripe already held for keys this ledger had not met (seq 0, never sent)."""
     if rows:
-        _insert(con, rows, "sent", "baseline", sent_to,
-                "baseline: what Stripe already held when this ledger first met the key (an earlier ledger sent it)")
+        _insert(
+            con,
+            rows,
+            "sent",
+            "baseline",
+            sent_to,
+            "baseline: what Stripe already held when this ledger first met the key (an earlier ledger sent it)",
+        )
 
 
 @dataclass(frozen=True)
@@ -354,7 +384,9 @@ class PendingEvent:
 
 
 def pending_events(
-    con: duckdb.DuckDBPyConnection, *, withheld_customers: frozenset[str] = frozenset(),
+    con: duckdb.DuckDBPyConnection,
+    *,
+    withheld_customers: frozenset[str] = frozenset(),
     held_customers: frozenset[str] = frozenset(),
 ) -> list[PendingEvent]:
     """Pending rows to send, except those of withheld customers and of customers Stripe cannot take
@@ -366,7 +398,7 @@ def pending_events(
                   epoch(now())::BIGINT - epoch(l.first_sent_at)::BIGINT, epoch(l.first_sent_stripe_at)::BIGINT
            FROM ops.stripe_ledger l LEFT JOIN ops.stripe_customers c USING (customer_id)
            WHERE l.status = 'pending'
-             AND NOT {is_finalized_sql('l')}
+             AND NOT {is_finalized_sql("l")}
            ORDER BY l.customer_id, l.meter, l.period_start, l.seq"""
     ).fetchall()
     skip = withheld_customers | held_customers
@@ -428,7 +460,7 @@ def supersede_finalized(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute(
         f"""UPDATE ops.stripe_ledger AS l SET status = 'superseded',
                last_error = 'invoice finalized: billed as an adjustment on the next invoice', last_error_at = now()
-           WHERE status = 'pending' AND {is_finalized_sql('l')}"""
+           WHERE status = 'pending' AND {is_finalized_sql("l")}"""
     ).fetchone()[0]
 
 
@@ -452,8 +484,9 @@ class Settlement:
     new_identifier: str | None  # the row carrying what Stripe lacked (to send), if any
 
 
-def settle_by_summary(con: duckdb.DuckDBPyConnection, key: tuple[str, str, int], stripe_total: Decimal,
-                      why: str) -> Settlement:
+def settle_by_summary(
+    con: duckdb.DuckDBPyConnection, key: tuple[str, str, int], stripe_total: Decimal, why: str
+) -> Settlement:
     """Bring a key's pending rows to what Stripe's summary shows it holds (`identifier_window.py`), in one
     transaction: `sum`, Stripe holds the ledger's total: the rows are delivered; otherwise they are replaced
     by a `summary` row (what Stripe held of them) and a new row of the difference. `last`: delivered when
@@ -491,16 +524,43 @@ def settle_by_summary(con: duckdb.DuckDBPyConnection, key: tuple[str, str, int],
     new_rows = []
     if found != 0:
         seq += 1
-        new_rows.append(("summary", "sent", LedgerRow(
-            successor_identifier(newest[0], seq), customer, meter, from_epoch(ps), from_epoch(period_end), seq,
-            formula, found, stripe_total, from_epoch(last_ts))))
+        new_rows.append(
+            (
+                "summary",
+                "sent",
+                LedgerRow(
+                    successor_identifier(newest[0], seq),
+                    customer,
+                    meter,
+                    from_epoch(ps),
+                    from_epoch(period_end),
+                    seq,
+                    formula,
+                    found,
+                    stripe_total,
+                    from_epoch(last_ts),
+                ),
+            )
+        )
     seq += 1
     resent = LedgerRow(
-        successor_identifier(newest[0], seq), customer, meter, from_epoch(ps), from_epoch(period_end), seq, formula,
-        value, expected, from_epoch(last_ts if formula == "sum" else _clamp(last_ts + 1, ps, period_end)))
+        successor_identifier(newest[0], seq),
+        customer,
+        meter,
+        from_epoch(ps),
+        from_epoch(period_end),
+        seq,
+        formula,
+        value,
+        expected,
+        from_epoch(last_ts if formula == "sum" else _clamp(last_ts + 1, ps, period_end)),
+    )
     new_rows.append(("event", "pending", resent))
-    sent_to = dict(con.execute("SELECT customer_id, stripe_customer_id FROM ops.stripe_customers WHERE customer_id = ?",
-                               [customer]).fetchall())
+    sent_to = dict(
+        con.execute(
+            "SELECT customer_id, stripe_customer_id FROM ops.stripe_customers WHERE customer_id = ?", [customer]
+        ).fetchall()
+    )
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
@@ -509,8 +569,16 @@ def settle_by_summary(con: duckdb.DuckDBPyConnection, key: tuple[str, str, int],
             [f"replaced by {resent.identifier} ({seen})"[:1000], ids],
         )
         for kind, status, row in new_rows:
-            _insert(con, [row], status, kind, sent_to if status == "sent" else None,
-                    f"delivered by summary: what Stripe held of the rows it replaces ({seen})" if kind == "summary" else None)
+            _insert(
+                con,
+                [row],
+                status,
+                kind,
+                sent_to if status == "sent" else None,
+                f"delivered by summary: what Stripe held of the rows it replaces ({seen})"
+                if kind == "summary"
+                else None,
+            )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -7,7 +7,7 @@ the day clamped to the month's last day.
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def add_months(anchor: datetime, months: int) -> datetime:
@@ -38,7 +38,7 @@ def epoch(at: datetime) -> int:
 
 
 def from_epoch(seconds: int) -> datetime:
-    return datetime.fromtimestamp(int(seconds), tz=timezone.utc)
+    return datetime.fromtimestamp(int(seconds), tz=UTC)
 
 
 def month_boundary(origin: datetime, months: int, day_of_month: int) -> datetime:

@@ -29,14 +29,20 @@ import duckdb
 import stripe
 
 from metering_dagster.billing.invoices import refresh_period_invoices
-from metering_dagster.billing.months import (add_months, epoch, from_epoch, month_boundary, period_containing,
-                                              period_index)
+from metering_dagster.billing.months import (
+    add_months,
+    epoch,
+    from_epoch,
+    month_boundary,
+    period_containing,
+    period_index,
+)
 from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.billing.reads import pick
 from metering_dagster.billing.values import decimal_str, metadata_of
-from metering_dagster.settings import stripe_verify_hours
 from metering_dagster.contract.model import Contract, Customer, Meter
 from metering_dagster.schema import ensure_billing_tables
+from metering_dagster.settings import stripe_verify_hours
 
 TEST_CLOCK_NAME = "metering-pipeline"
 CUSTOMER_PAYLOAD_KEY = "stripe_customer_id"
@@ -262,7 +268,10 @@ def _sync_prices(client: stripe.StripeClient, con, contract: Contract, result: S
                 params, {"idempotency_key": f"metering-price-{mp.key}-{mp.price.fingerprint}-{meter_id}"}
             )
             result.created["prices"] += 1
-        con.execute("UPDATE ops.stripe_prices SET is_current = false WHERE meter = ? AND stripe_price_id <> ?", [mp.key, price.id])
+        con.execute(
+            "UPDATE ops.stripe_prices SET is_current = false WHERE meter = ? AND stripe_price_id <> ?",
+            [mp.key, price.id],
+        )
         _record_price(con, price.id, mp.key, mp.price.fingerprint, current=True)
         result.stripe_price_ids[mp.key] = price.id
 
@@ -300,8 +309,15 @@ def _trusted_customers(con, contract: Contract, clock_id: str | None, result: Sy
     return trusted
 
 
-def _sync_customers(client: stripe.StripeClient, con, contract: Contract, clock: Any, result: SyncResult,
-                    trusted: set[str], problems: CustomerProblems) -> None:
+def _sync_customers(
+    client: stripe.StripeClient,
+    con,
+    contract: Contract,
+    clock: Any,
+    result: SyncResult,
+    trusted: set[str],
+    problems: CustomerProblems,
+) -> None:
     known = dict(con.execute("SELECT customer_id, stripe_customer_id FROM ops.stripe_customers").fetchall())
     listed: dict[str, Any] | None = None
     clock_id = clock.id if clock is not None else None
@@ -364,7 +380,10 @@ def _anchor_params(cp: Customer, now: datetime) -> dict[str, Any]:
     start = add_months(anchor, period_index(anchor, now))
     params: dict[str, Any] = {
         "billing_cycle_anchor_config": {
-            "day_of_month": anchor.day, "hour": anchor.hour, "minute": anchor.minute, "second": anchor.second,
+            "day_of_month": anchor.day,
+            "hour": anchor.hour,
+            "minute": anchor.minute,
+            "second": anchor.second,
         },
         "proration_behavior": "none",
     }
@@ -373,8 +392,15 @@ def _anchor_params(cp: Customer, now: datetime) -> dict[str, Any]:
     return params
 
 
-def _sync_subscriptions(client: stripe.StripeClient, con, contract: Contract, clock: Any, result: SyncResult,
-                        trusted: set[str], problems: CustomerProblems) -> None:
+def _sync_subscriptions(
+    client: stripe.StripeClient,
+    con,
+    contract: Contract,
+    clock: Any,
+    result: SyncResult,
+    trusted: set[str],
+    problems: CustomerProblems,
+) -> None:
     now = from_epoch(int(clock.frozen_time)) if clock is not None else _now()
     price_meter = dict(con.execute("SELECT stripe_price_id, meter FROM ops.stripe_prices").fetchall())
     meter_key_by_id = {v: k for k, v in result.stripe_meter_ids.items()}
@@ -391,12 +417,21 @@ def _sync_subscriptions(client: stripe.StripeClient, con, contract: Contract, cl
             _sync_items(client, con, contract, cp, sub, price_meter, meter_key_by_id, result)
             record_subscription_period(con, cp, sub, now)
     # a customer the contract no longer lists is not billed by us: its subscription's periods are not checked
-    con.execute("DELETE FROM ops.stripe_subscription_periods WHERE NOT list_contains(?, customer_id)",
-                [[c.id for c in contract.customers]])
+    con.execute(
+        "DELETE FROM ops.stripe_subscription_periods WHERE NOT list_contains(?, customer_id)",
+        [[c.id for c in contract.customers]],
+    )
 
 
-def _sync_subscription(client: stripe.StripeClient, con, contract: Contract, cp: Customer, known_id: str | None,
-                       now: datetime, result: SyncResult) -> Any:
+def _sync_subscription(
+    client: stripe.StripeClient,
+    con,
+    contract: Contract,
+    cp: Customer,
+    known_id: str | None,
+    now: datetime,
+    result: SyncResult,
+) -> Any:
     """The customer's subscription: the recorded one, else one found by its metadata, else a new one."""
     cus_id = result.stripe_customer_ids[cp.id]
     sub = _retrieve_or_none(client.v1.subscriptions, known_id)
@@ -404,7 +439,10 @@ def _sync_subscription(client: stripe.StripeClient, con, contract: Contract, cp:
         sub = None
     if sub is None:
         for s in client.v1.subscriptions.list({"customer": cus_id, "status": "all", "limit": 100}).auto_paging_iter():
-            if s.status not in ("canceled", "incomplete_expired") and metadata_of(s).get("metering_customer_id") == cp.id:
+            if (
+                s.status not in ("canceled", "incomplete_expired")
+                and metadata_of(s).get("metering_customer_id") == cp.id
+            ):
                 sub = s
                 break
     if sub is None:
@@ -417,7 +455,8 @@ def _sync_subscription(client: stripe.StripeClient, con, contract: Contract, cp:
             **_anchor_params(cp, now),
         }
         sub = client.v1.subscriptions.create(
-            params, {"idempotency_key": f"metering-subscription-{cus_id}" + (f"-replacing-{known_id}" if known_id else "")}
+            params,
+            {"idempotency_key": f"metering-subscription-{cus_id}" + (f"-replacing-{known_id}" if known_id else "")},
         )
         result.created["subscriptions"] += 1
     con.execute("UPDATE ops.stripe_customers SET stripe_subscription_id = ? WHERE customer_id = ?", [sub.id, cp.id])
@@ -439,7 +478,9 @@ def _stripe_billing_day(sub: Any) -> tuple[datetime, int]:
 
 def _stripe_current_period(sub: Any) -> tuple[datetime, datetime] | None:
     items = pick(sub, "items", "data", default=[])
-    start, end = (pick(items[0], "current_period_start"), pick(items[0], "current_period_end")) if items else (None, None)
+    start, end = (
+        (pick(items[0], "current_period_start"), pick(items[0], "current_period_end")) if items else (None, None)
+    )
     return None if start is None or end is None else (from_epoch(int(start)), from_epoch(int(end)))
 
 
@@ -458,8 +499,10 @@ def subscription_period_problem(cp: Customer, sub: Any) -> str | None:
         ours = period_containing(contract_anchor, max(start, contract_anchor))
         if (start, end) == ours:
             return None
-        return f"Stripe bills [{start.isoformat()}, {end.isoformat()}) where the contract bills " \
-               f"[{ours[0].isoformat()}, {ours[1].isoformat()})"
+        return (
+            f"Stripe bills [{start.isoformat()}, {end.isoformat()}) where the contract bills "
+            f"[{ours[0].isoformat()}, {ours[1].isoformat()})"
+        )
 
     current = _stripe_current_period(sub)
     if current is not None and (problem := differs(*current)):
@@ -472,8 +515,10 @@ def subscription_period_problem(cp: Customer, sub: Any) -> str | None:
             continue
         if problem := differs(start, end):
             rule = "billing_cycle_anchor_config day_of_month" if pick(sub, "billing_cycle_anchor_config") else "day"
-            return (f"{problem}: the subscription's billing_cycle_anchor {anchor.isoformat()} ({rule} {day}) does "
-                    f"not follow the contract's billing_anchor {contract_anchor.isoformat()}")
+            return (
+                f"{problem}: the subscription's billing_cycle_anchor {anchor.isoformat()} ({rule} {day}) does "
+                f"not follow the contract's billing_anchor {contract_anchor.isoformat()}"
+            )
     return None
 
 
@@ -482,9 +527,15 @@ def record_subscription_period(con, cp: Customer, sub: Any, now: datetime) -> No
     con.execute(
         """INSERT OR REPLACE INTO ops.stripe_subscription_periods VALUES (?, ?, to_timestamp(?), to_timestamp(?),
                to_timestamp(?), ?, ?, now())""",
-        [cp.id, pick(sub, "id"), int(pick(sub, "billing_cycle_anchor")),
-         None if current is None else epoch(current[0]), None if current is None else epoch(current[1]),
-         _stripe_billing_day(sub)[1], subscription_period_problem(cp, sub)],
+        [
+            cp.id,
+            pick(sub, "id"),
+            int(pick(sub, "billing_cycle_anchor")),
+            None if current is None else epoch(current[0]),
+            None if current is None else epoch(current[1]),
+            _stripe_billing_day(sub)[1],
+            subscription_period_problem(cp, sub),
+        ],
     )
 
 
@@ -565,7 +616,11 @@ def sync_stripe_objects(client: stripe.StripeClient, contract: Contract, con: du
 def stripe_objects_exist(con: duckdb.DuckDBPyConnection, contract: Contract) -> bool:
     """Whether every contract customer and meter has its Stripe mapping (i.e. a sync has run)."""
     ensure_billing_tables(con)
-    customers = {r[0] for r in con.execute(
-        "SELECT customer_id FROM ops.stripe_customers WHERE stripe_subscription_id IS NOT NULL").fetchall()}
+    customers = {
+        r[0]
+        for r in con.execute(
+            "SELECT customer_id FROM ops.stripe_customers WHERE stripe_subscription_id IS NOT NULL"
+        ).fetchall()
+    }
     meters = {r[0] for r in con.execute("SELECT meter FROM ops.stripe_meters").fetchall()}
     return {c.id for c in contract.customers} <= customers and {m.key for m in contract.meters} <= meters

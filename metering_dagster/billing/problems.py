@@ -26,8 +26,15 @@ from metering_dagster.warehouse import insert_rows
 
 TABLE = "ops.stripe_customer_problems"
 # What one customer's read can raise: Stripe's errors, and the ways a malformed object fails to read.
-CUSTOMER_ERRORS = (stripe.StripeError, KeyError, IndexError, TypeError, ValueError, AttributeError,
-                   decimal.InvalidOperation)
+CUSTOMER_ERRORS = (
+    stripe.StripeError,
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    decimal.InvalidOperation,
+)
 MAX_PROBLEM_CHARS = 300
 
 
@@ -71,8 +78,12 @@ class CustomerProblems:
         """Replace this step's rows: a customer whose read works again is no longer a problem."""
         ensure_customer_problems_table(con)
         con.execute(f"DELETE FROM {TABLE} WHERE step = ?", [self.step])
-        insert_rows(con, f"INSERT INTO {TABLE}", "(?, ?, ?, now())",
-                    [[c, self.step, "; ".join(p)] for c, p in sorted(self.by_customer.items())])
+        insert_rows(
+            con,
+            f"INSERT INTO {TABLE}",
+            "(?, ?, ?, now())",
+            [[c, self.step, "; ".join(p)] for c, p in sorted(self.by_customer.items())],
+        )
 
 
 def recorded_problems(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:

@@ -61,9 +61,14 @@ def invoice_lines_of(client: stripe.StripeClient, invoice: Any):
 FEW_CUSTOMERS = 5
 
 
-def invoices_of(client: stripe.StripeClient, stripe_customers: dict[str, str], created_since: int | None = None,
-                per_customer_below: int = FEW_CUSTOMERS, status: str | None = None,
-                problems: CustomerProblems | None = None) -> Iterator[tuple[str, dict]]:
+def invoices_of(
+    client: stripe.StripeClient,
+    stripe_customers: dict[str, str],
+    created_since: int | None = None,
+    per_customer_below: int = FEW_CUSTOMERS,
+    status: str | None = None,
+    problems: CustomerProblems | None = None,
+) -> Iterator[tuple[str, dict]]:
     """(our customer id, invoice JSON) for the given customers ({Stripe id: ours}), created since a time,
     in one status if given. With `problems`, a customer whose own list fails is recorded there and skipped.
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import stripe
 
@@ -111,8 +112,13 @@ STATS = DeliveryStats()
 class RetryingRequestsClient(stripe.RequestsClient):
     """The SDK's requests-based client, retrying with `RetryPolicy` (see module doc)."""
 
-    def __init__(self, policy: RetryPolicy | None = None, stats: DeliveryStats = STATS,
-                 sleep: Callable[[float], None] = time.sleep, **kwargs: Any):
+    def __init__(
+        self,
+        policy: RetryPolicy | None = None,
+        stats: DeliveryStats = STATS,
+        sleep: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self._policy = policy
         self.stats = stats
@@ -122,8 +128,9 @@ class RetryingRequestsClient(stripe.RequestsClient):
     def policy(self) -> RetryPolicy:
         return self._policy or DEFAULT_POLICY
 
-    def _request_with_retries_internal(self, method, url, headers, post_data, is_streaming, max_network_retries,
-                                       *, _usage=None):
+    def _request_with_retries_internal(
+        self, method, url, headers, post_data, is_streaming, max_network_retries, *, _usage=None
+    ):
         # max_network_retries = 0 on a request asks for a single attempt (the caller retries).
         attempts = self.policy.max_attempts if max_network_retries is None or max_network_retries > 0 else 1
         attempt = 0

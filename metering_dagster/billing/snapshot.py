@@ -28,7 +28,7 @@ see `values.decimal_from_json_number` for why `Decimal(repr(aggregated_value))` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -37,14 +37,14 @@ import stripe
 
 from metering_dagster.billing.clock import current_clock_time
 from metering_dagster.billing.ledger import USAGE_TABLE
-from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.months import add_months, epoch, period_index
+from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.billing.problems import CustomerProblems, recorded_problems
 from metering_dagster.billing.reads import MeterOfPrice, in_parallel, invoice_lines_of, invoices_of, line_quantity, pick
-from metering_dagster.schema import ADJUSTMENT_KEY, ensure_billing_tables, ensure_period_tables
 from metering_dagster.billing.values import decimal_from_json_number, metadata_of
-from metering_dagster.settings import stripe_concurrency, stripe_verify_hours
 from metering_dagster.contract.model import Contract
+from metering_dagster.schema import ADJUSTMENT_KEY, ensure_billing_tables, ensure_period_tables
+from metering_dagster.settings import stripe_concurrency, stripe_verify_hours
 from metering_dagster.vocabulary import billed_invoice_statuses, finalized_invoice_statuses
 from metering_dagster.warehouse import insert_rows
 
@@ -97,8 +97,14 @@ def _summary_total(client: stripe.StripeClient, key: tuple) -> tuple:
     return customer_id, meter, ps, pe, total
 
 
-def _summaries(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, customers: set[str],
-               covered: set[tuple[str, str, int]], workers: int, problems: CustomerProblems) -> list[tuple]:
+def _summaries(
+    client: stripe.StripeClient,
+    con: duckdb.DuckDBPyConnection,
+    customers: set[str],
+    covered: set[tuple[str, str, int]],
+    workers: int,
+    problems: CustomerProblems,
+) -> list[tuple]:
     """Meter event summaries of the customers' periods that no invoice or preview line already gives."""
     keys = con.execute(
         f"""SELECT u.customer_id, u.meter, epoch(u.period_start)::BIGINT, epoch(u.period_end)::BIGINT,
@@ -160,27 +166,38 @@ def customers_to_read(con: duckdb.DuckDBPyConnection, stripe_now: datetime) -> s
         """SELECT c.customer_id, c.billing_anchor, s.snapshot_at, s.stripe_now
            FROM ops.stripe_customers c LEFT JOIN ops.stripe_snapshot_state s USING (customer_id)"""
     ).fetchall()
-    changed = {r[0] for r in con.execute(
-        """SELECT l.customer_id FROM ops.stripe_ledger l JOIN ops.stripe_snapshot_state s USING (customer_id)
+    changed = {
+        r[0]
+        for r in con.execute(
+            """SELECT l.customer_id FROM ops.stripe_ledger l JOIN ops.stripe_snapshot_state s USING (customer_id)
            WHERE l.sent_at >= s.snapshot_at
            UNION SELECT p.customer_id FROM ops.period_invoices p JOIN ops.stripe_snapshot_state s USING (customer_id)
            WHERE p.synced_at >= s.snapshot_at
            UNION SELECT a.customer_id FROM ops.stripe_adjustments a JOIN ops.stripe_snapshot_state s USING (customer_id)
            WHERE coalesce(a.sent_at, a.created_at) >= s.snapshot_at"""
-    ).fetchall()}
+        ).fetchall()
+    }
     changed |= {r[0] for r in recorded_problems(con)}
     try:
-        changed |= {r[0] for r in con.execute(
-            "SELECT DISTINCT customer_id FROM marts.rpt_reconciliation WHERE status <> 'match'").fetchall()}
+        changed |= {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT customer_id FROM marts.rpt_reconciliation WHERE status <> 'match'"
+            ).fetchall()
+        }
     except duckdb.Error:  # before the first reconciliation
         pass
-    now = stripe_now.astimezone(timezone.utc)
-    stale_before = datetime.now(timezone.utc) - timedelta(hours=hours)
+    now = stripe_now.astimezone(UTC)
+    stale_before = datetime.now(UTC) - timedelta(hours=hours)
     out = set()
     for customer_id, anchor, snapshot_at, seen_now in rows:
-        anchor = anchor.astimezone(timezone.utc)
-        if (snapshot_at is None or customer_id in changed or snapshot_at < stale_before
-                or period_index(anchor, seen_now.astimezone(timezone.utc)) != period_index(anchor, now)):
+        anchor = anchor.astimezone(UTC)
+        if (
+            snapshot_at is None
+            or customer_id in changed
+            or snapshot_at < stale_before
+            or period_index(anchor, seen_now.astimezone(UTC)) != period_index(anchor, now)
+        ):
             out.add(customer_id)
     return out
 
@@ -193,10 +210,10 @@ def _invoices_since(con: duckdb.DuckDBPyConnection, customers: list[tuple], stri
     """
     if not customers:
         return None
-    now = stripe_now.astimezone(timezone.utc)
+    now = stripe_now.astimezone(UTC)
     since = []
     for _, _, _, anchor in customers:
-        anchor = anchor.astimezone(timezone.utc)
+        anchor = anchor.astimezone(UTC)
         since.append(epoch(add_months(anchor, period_index(anchor, now) - 1)))
     open_periods = con.execute(
         "SELECT min(epoch(period_start))::BIGINT FROM ops.period_invoices WHERE NOT finalized"
@@ -207,21 +224,25 @@ def _invoices_since(con: duckdb.DuckDBPyConnection, customers: list[tuple], stri
 
 
 def _customers_with_current_usage(con: duckdb.DuckDBPyConnection, stripe_now: datetime) -> set[str]:
-    return {r[0] for r in con.execute(
-        f"SELECT DISTINCT customer_id FROM {USAGE_TABLE} WHERE period_start <= ? AND ? < period_end",
-        [stripe_now, stripe_now],
-    ).fetchall()}
+    return {
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT customer_id FROM {USAGE_TABLE} WHERE period_start <= ? AND ? < period_end",
+            [stripe_now, stripe_now],
+        ).fetchall()
+    }
 
 
-def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract,
-                         *, full: bool = False) -> SnapshotResult:
+def snapshot_stripe_view(
+    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, *, full: bool = False
+) -> SnapshotResult:
     """Refresh `stripe_view.usage_summaries` and `stripe_view.invoice_lines` from Stripe (module doc)."""
     ensure_billing_tables(con)
     ensure_period_tables(con)
     if not stripe_objects_exist(con, contract):
         sync_stripe_objects(client, contract, con)
     workers = stripe_concurrency()
-    started = datetime.now(timezone.utc)  # what was sent before this instant is in what we read
+    started = datetime.now(UTC)  # what was sent before this instant is in what we read
     result = SnapshotResult(snapshot_at=started.replace(microsecond=0))
     stripe_now = current_clock_time(client, con, contract)
     customers = con.execute(
@@ -234,8 +255,9 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
     fetched: set[str] = set()
     lines: list[tuple] = []
     problems = CustomerProblems("stripe snapshot")
-    for customer_id, invoice in invoices_of(client, {c[1]: c[0] for c in customers if c[0] in wanted}, since,
-                                            problems=problems):
+    for customer_id, invoice in invoices_of(
+        client, {c[1]: c[0] for c in customers if c[0] in wanted}, since, problems=problems
+    ):
         with problems.guard(customer_id):
             lines += _line_rows(customer_id, invoice, invoice["status"], invoice_lines_of(client, invoice), meter_of)
             result.invoices += 1
@@ -255,10 +277,16 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
             lines += rows
     covered = {(r[0], r[1], r[2]) for r in lines if r[1] is not None and r[2] is not None}
     if since is not None:  # lines of final invoices kept from earlier snapshots cover their periods too
-        covered |= {(c, m, int(ps)) for c, m, ps, invoice in con.execute(
-            """SELECT customer_id, meter, epoch(period_start)::BIGINT, stripe_invoice_id FROM stripe_view.invoice_lines
+        covered |= {
+            (c, m, int(ps))
+            for c, m, ps, invoice in con.execute(
+                """SELECT customer_id, meter, epoch(period_start)::BIGINT, stripe_invoice_id FROM stripe_view.invoice_lines
                WHERE list_contains(?::VARCHAR[], invoice_status) AND meter IS NOT NULL
-                 AND period_start IS NOT NULL""", [list(billed_invoice_statuses())]).fetchall() if invoice not in fetched}
+                 AND period_start IS NOT NULL""",
+                [list(billed_invoice_statuses())],
+            ).fetchall()
+            if invoice not in fetched
+        }
     summaries = _summaries(client, con, wanted, covered, workers, problems)
     # A customer whose reads failed keeps its earlier rows and is read again next run; the others go on.
     wanted -= set(problems.by_customer)
@@ -272,7 +300,9 @@ def snapshot_stripe_view(client: stripe.StripeClient, con: duckdb.DuckDBPyConnec
         con.execute("DELETE FROM snapshot_customers")
         if wanted:
             insert_rows(con, "INSERT INTO snapshot_customers", "(?)", [[c] for c in sorted(wanted)])
-        con.execute("DELETE FROM stripe_view.usage_summaries WHERE customer_id IN (SELECT customer_id FROM snapshot_customers)")
+        con.execute(
+            "DELETE FROM stripe_view.usage_summaries WHERE customer_id IN (SELECT customer_id FROM snapshot_customers)"
+        )
         # Final invoices created before `since` were not read again: their lines are kept (final amounts do
         # not change); everything else of the customers read is replaced.
         con.execute("CREATE TEMP TABLE IF NOT EXISTS snapshot_invoices (stripe_invoice_id VARCHAR)")

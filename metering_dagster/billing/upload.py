@@ -45,9 +45,9 @@ from metering_dagster.billing import (
     ledger,
 )
 from metering_dagster.billing.baseline import prepare_baselines
-from metering_dagster.billing.retry import STATS
 from metering_dagster.billing.error_reports import parse_time
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
+from metering_dagster.billing.retry import STATS
 from metering_dagster.billing.values import decimal_str
 from metering_dagster.contract.model import Contract
 from metering_dagster.locks import upload_lease
@@ -121,9 +121,11 @@ class UploadResult:
         if self.baselines:
             text += f"; {self.baselines} customer-meter-periods started from what Stripe already held"
         if self.untrusted.keys_checked:
-            text += (f"; {self.untrusted.delivered_by_summary + self.untrusted.replaced} rows first tried over "
-                     f"{identifier_window.TRUST_IDENTIFIER_SECONDS // 3600} h ago settled by Stripe's summaries "
-                     f"({self.untrusted.delivered_by_summary} already held)")
+            text += (
+                f"; {self.untrusted.delivered_by_summary + self.untrusted.replaced} rows first tried over "
+                f"{identifier_window.TRUST_IDENTIFIER_SECONDS // 3600} h ago settled by Stripe's summaries "
+                f"({self.untrusted.delivered_by_summary} already held)"
+            )
         if self.deferred:
             text += f"; {self.deferred} deferred until Stripe's clock allows them"
         if self.failed:
@@ -132,7 +134,9 @@ class UploadResult:
             text += f"; {self.dead_letters_open} open in the dead-letter table"
         if self.rejected:
             first = self.rejected[0]
-            text += f"; {len(self.rejected)} refused by Stripe (first {first.customer_id}/{first.meter}: {first.message})"
+            text += (
+                f"; {len(self.rejected)} refused by Stripe (first {first.customer_id}/{first.meter}: {first.message})"
+            )
         if self.held_customers:
             text += f"; Stripe refuses the events of {', '.join(self.held_customers)}: held"
         return text
@@ -168,9 +172,7 @@ def _stripe_now(client: stripe.StripeClient, clock_ids: set[str | None]) -> dict
 
 def _window_problem(ts: int, now: int) -> str | None:
     if ts < now - MAX_PAST_SECONDS:
-        return (
-            f"timestamp_too_far_in_past: event time {_iso(ts)} is more than 35 days before Stripe's time {_iso(now)}"
-        )
+        return f"timestamp_too_far_in_past: event time {_iso(ts)} is more than 35 days before Stripe's time {_iso(now)}"
     if ts > now + MAX_FUTURE_SECONDS:
         return f"timestamp_in_future: event time {_iso(ts)} is after Stripe's time {_iso(now)} (+5 min)"
     return None
@@ -219,8 +221,9 @@ def _park(con, ids: list[str], text: str, result: UploadResult, retrying: bool) 
     result.dead_lettered += 0 if retrying else len(ids)
 
 
-def _send(client, con, session: _Session, batch: list[ledger.PendingEvent], result: UploadResult,
-          retrying: bool = False) -> None:
+def _send(
+    client, con, session: _Session, batch: list[ledger.PendingEvent], result: UploadResult, retrying: bool = False
+) -> None:
     """Send one request; on a rejection of a batch, isolate the event(s) responsible."""
     ids = [r.identifier for r in batch]
     params = {"events": [_event(r) for r in batch]}
@@ -280,7 +283,8 @@ def send_pending(
     parked = deadletter.open_identifiers(con)
     held = frozenset(h.customer_id for h in error_reports.held_customers(con))
     rows = [
-        r for r in ledger.pending_events(con, withheld_customers=withheld_customers, held_customers=held)
+        r
+        for r in ledger.pending_events(con, withheld_customers=withheld_customers, held_customers=held)
         if (r.identifier in parked) == dead_letters
     ]
     if dead_letters:
@@ -289,10 +293,12 @@ def send_pending(
         _count_left(con, result, stats_before)
         return result
     now = stripe_now or _stripe_now(client, {r.stripe_test_clock_id for r in rows})
-    rows = identifier_window.settle_untrusted(client, con, rows, now, result.untrusted,
-                                              withheld_customers=withheld_customers, held_customers=held)
-    result.errors += [f"Stripe's usage could not be read for {u}: not sent until it is"
-                      for u in result.untrusted.unreadable]
+    rows = identifier_window.settle_untrusted(
+        client, con, rows, now, result.untrusted, withheld_customers=withheld_customers, held_customers=held
+    )
+    result.errors += [
+        f"Stripe's usage could not be read for {u}: not sent until it is" for u in result.untrusted.unreadable
+    ]
     result.untrusted.unreadable = []
     sendable = []
     for row in rows:
@@ -396,7 +402,9 @@ def report_usage(
             send_pending(client, con, withheld_customers=withheld, result=result, dead_letters=True, stripe_now=now)
         baselines = prepare_baselines(client, con, now)
         result.baselines = baselines.baselines
-        result.errors += [f"Stripe's usage could not be read for {u}: not sent until it is" for u in baselines.unreadable]
+        result.errors += [
+            f"Stripe's usage could not be read for {u}: not sent until it is" for u in baselines.unreadable
+        ]
         result.events_written = len(ledger.write_pending(con, contract, withheld_customers=withheld))
         send_pending(client, con, withheld_customers=withheld, result=result, stripe_now=now)
         if result.events_sent > sent_before:

@@ -83,8 +83,11 @@ def preview_corrections(settings: Settings) -> Preview:
             rebuild = contract_changed_since_build(con, contract)
         finally:
             con.close()
-        report("rebuilding every model from all landed lines (the contract changed)" if rebuild
-               else "building the models with what has arrived (dbt)")
+        report(
+            "rebuilding every model from all landed lines (the contract changed)"
+            if rebuild
+            else "building the models with what has arrived (dbt)"
+        )
         dbt_run(folder, full_refresh=rebuild)
         report("models built", done=True)
         con = duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True)
@@ -111,16 +114,27 @@ def preview_corrections(settings: Settings) -> Preview:
         finally:
             con.close()
     changes = [
-        Change(c, p, m, qb, qa, int(ab), int(aa),
-               "the next invoice, as an adjustment (period finalized)" if final else "this period's invoice", problem)
+        Change(
+            c,
+            p,
+            m,
+            qb,
+            qa,
+            int(ab),
+            int(aa),
+            "the next invoice, as an adjustment (period finalized)" if final else "this period's invoice",
+            problem,
+        )
         for c, p, m, qb, qa, ab, aa, final, problem in rows
     ]
     return Preview(changes, new_events, corrections, duplicates, contract.currency)
 
 
 def print_preview(preview: Preview) -> None:
-    print(f"not yet uploaded: {count(preview.new_events, 'new metered event')}, "
-          f"{count(preview.corrections, 'correction')} (negative values)")
+    print(
+        f"not yet uploaded: {count(preview.new_events, 'new metered event')}, "
+        f"{count(preview.corrections, 'correction')} (negative values)"
+    )
     if not preview.changes:
         print("no customer would gain or lose money")
     customer = None
@@ -137,8 +151,10 @@ def print_preview(preview: Preview) -> None:
             + (f"  (not priced: {ch.amount_problem}, held from the upload)" if ch.amount_problem else "")
         )
     for event_id, kept, dup, conflict in preview.duplicates:
-        print(f"duplicate, will not count: event {event_id} at {dup} (first copy kept at {kept}"
-              f"{', content differs' if conflict else ''}); re-send a corrected event with a new event_id")
+        print(
+            f"duplicate, will not count: event {event_id} at {dup} (first copy kept at {kept}"
+            f"{', content differs' if conflict else ''}); re-send a corrected event with a new event_id"
+        )
 
 
 def corrections_preview(settings: Settings) -> int:

@@ -56,12 +56,25 @@ MARKER_TEXT = (
 # What the demo's runs write in the state folder: a marked folder loses these and nothing else (the run
 # lock file stays: another command may hold it).
 DEMO_FILES = (
-    "warehouse.duckdb", "warehouse.duckdb.wal", "warehouse.duckdb.tmp",
-    "analytics.duckdb", "analytics.duckdb.wal", "analytics.duckdb.tmp",
-    "reader.duckdb", "reader.duckdb.wal", "reader.duckdb.tmp",
-    "stripe_emulator.sqlite", "stripe_emulator.sqlite-wal", "stripe_emulator.sqlite-shm",
+    "warehouse.duckdb",
+    "warehouse.duckdb.wal",
+    "warehouse.duckdb.tmp",
+    "analytics.duckdb",
+    "analytics.duckdb.wal",
+    "analytics.duckdb.tmp",
+    "reader.duckdb",
+    "reader.duckdb.wal",
+    "reader.duckdb.tmp",
+    "stripe_emulator.sqlite",
+    "stripe_emulator.sqlite-wal",
+    "stripe_emulator.sqlite-shm",
     "stripe_emulator.sqlite-journal",
-    "logs", "dbt_target", "dbt_docs", "target", "explain", "adjustments",
+    "logs",
+    "dbt_target",
+    "dbt_docs",
+    "target",
+    "explain",
+    "adjustments",
 )
 _SHOWN = 8  # names listed in a refusal before "and N more"
 
@@ -116,11 +129,14 @@ def _foreign_contents(state_dir: Path) -> tuple[list[str], list[str]]:
         recorded: set[str] = set()
         for schema, table, column in queries:
             if (schema, table, column) in present:
-                rows = con.execute(f"select distinct {column} from {schema}.{table} where {column} is not null").fetchall()
+                rows = con.execute(
+                    f"select distinct {column} from {schema}.{table} where {column} is not null"
+                ).fetchall()
                 recorded.update(row[0] for row in rows)
         landed = []
-        if con.execute("select count(*) from information_schema.tables where table_schema = 'raw' "
-                       "and table_name = 'landed_files'").fetchone()[0]:
+        if con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'landed_files'"
+        ).fetchone()[0]:
             landed = con.execute("select source_file, content_sha256 from raw.landed_files order by 1").fetchall()
     finally:
         con.close()
@@ -145,8 +161,11 @@ def _entries(state_dir: Path, dagster_home: Path) -> list[Path]:
     """The state folder's entries, but Dagster's run history (the demo keeps it) and an idle run lock (empty:
     any command that waits for runs leaves one, e.g. `metering explain` before a first run)."""
     home = dagster_home.resolve()
-    return sorted(p for p in state_dir.iterdir()
-                  if p.resolve() != home and not (p.name == LOCK_FILE and p.is_file() and p.stat().st_size == 0))
+    return sorted(
+        p
+        for p in state_dir.iterdir()
+        if p.resolve() != home and not (p.name == LOCK_FILE and p.is_file() and p.stat().st_size == 0)
+    )
 
 
 def prepare_state(settings: Settings) -> list[str]:
@@ -157,7 +176,9 @@ def prepare_state(settings: Settings) -> list[str]:
     state_dir = settings.state_dir
     marker = state_dir / MARKER
     if state_dir.exists() and not state_dir.is_dir():
-        raise DemoRefused(f"{state_dir} is a file, not a folder. Nothing was deleted. Set METERING_STATE_DIR to a folder.")
+        raise DemoRefused(
+            f"{state_dir} is a file, not a folder. Nothing was deleted. Set METERING_STATE_DIR to a folder."
+        )
     entries = _entries(state_dir, settings.dagster_home) if state_dir.exists() else []
     if entries and not marker.exists():
         names = [p.name + ("/" if p.is_dir() else "") for p in entries]
@@ -205,7 +226,9 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[st
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
@@ -237,12 +260,32 @@ def print_invoices(settings: Settings) -> None:
     customers = sorted({row[0] for row in lines} | {row[0] for row in invoices})
     for customer in customers:
         for _, meter, period, ours_qty, stripe_qty, ours, theirs, status in (r for r in lines if r[0] == customer):
-            rows.append([customer, meter, str(period), quantity(ours_qty), quantity(stripe_qty),
-                         money(ours, currency), money(theirs, currency), status])
+            rows.append(
+                [
+                    customer,
+                    meter,
+                    str(period),
+                    quantity(ours_qty),
+                    quantity(stripe_qty),
+                    money(ours, currency),
+                    money(theirs, currency),
+                    status,
+                ]
+            )
         for _, invoice, status, period, total in (r for r in invoices if r[0] == customer):
             ours_total = sum(r[5] or 0 for r in lines if r[0] == customer and r[2] == period)
-            rows.append([customer, "invoice total", str(period or "-"), "", "",
-                         money(ours_total, currency), money(total, currency), f"{status}: {invoice}"])
+            rows.append(
+                [
+                    customer,
+                    "invoice total",
+                    str(period or "-"),
+                    "",
+                    "",
+                    money(ours_total, currency),
+                    money(total, currency),
+                    f"{status}: {invoice}",
+                ]
+            )
     header = ["customer", "meter", "period", "our quantity", "Stripe quantity", "our amount", "Stripe amount", "status"]
     for text in _table(header, rows, right={3, 4, 5, 6}):
         print(text)
@@ -252,14 +295,20 @@ def run_demo(settings: Settings) -> int:
     """The demo story, through the commands' own functions (`metering clock advance`, `metering run`);
     `DemoRefused` (nothing deleted) when the environment or the state folder is not the demo's."""
     refuse_stripe_variables()
-    print(f"metering demo: the shipped contract {DEMO_CONTRACT.relative_to(REPO_ROOT)} and usage logs "
-          f"{DEMO_RAW_DIR.relative_to(REPO_ROOT)}/ (METERING_CONTRACT and METERING_RAW_DIR are not used), "
-          f"the bundled Stripe emulator, state in {settings.state_dir}", flush=True)
+    print(
+        f"metering demo: the shipped contract {DEMO_CONTRACT.relative_to(REPO_ROOT)} and usage logs "
+        f"{DEMO_RAW_DIR.relative_to(REPO_ROOT)}/ (METERING_CONTRACT and METERING_RAW_DIR are not used), "
+        f"the bundled Stripe emulator, state in {settings.state_dir}",
+        flush=True,
+    )
     # The demo's state must only ever be the demo's: every step (and the Dagster run it starts) reads these.
     settings = export_environment(replace(settings, contract_path=DEMO_CONTRACT, raw_dir=DEMO_RAW_DIR))
     deleted = prepare_state(settings)
-    _step(f"Demo state in {settings.state_dir}: " + (f"the previous demo's {', '.join(deleted)} deleted"
-                                                     if deleted else "new") + " (Dagster's run history is kept)")
+    _step(
+        f"Demo state in {settings.state_dir}: "
+        + (f"the previous demo's {', '.join(deleted)} deleted" if deleted else "new")
+        + " (Dagster's run history is kept)"
+    )
     _step(f"Stripe test clock -> {IN_GRACE.isoformat()} (October closed, its invoice is a draft in the grace period)")
     code = advance_clock(settings, IN_GRACE)
     if code:
@@ -278,6 +327,8 @@ def run_demo(settings: Settings) -> int:
         return code
     _step("Reconciliation, per customer, meter and period, and Stripe's invoices")
     print_invoices(settings)
-    print("\nOpen the Dagster UI with `make dev`; query the marts with "
-          "`.venv/bin/metering query \"select * from marts.rpt_reconciliation\"`.")
+    print(
+        "\nOpen the Dagster UI with `make dev`; query the marts with "
+        '`.venv/bin/metering query "select * from marts.rpt_reconciliation"`.'
+    )
     return 0

@@ -106,8 +106,12 @@ def _pricing(con, meter: str, model: str, billable_quantity: Decimal, currency: 
     if model == "per_unit":
         return [f"per_unit: {quantity(billable)} x {_unit_price(m[0], currency)}"]
     if model == "package":
-        return [(f"package: {quantity(billable)} in packages of {quantity(m[1])} rounded {m[2]}, "
-                 f"each {_unit_price(m[0], currency)}")]
+        return [
+            (
+                f"package: {quantity(billable)} in packages of {quantity(m[1])} rounded {m[2]}, "
+                f"each {_unit_price(m[0], currency)}"
+            )
+        ]
     tiers = con.execute(
         """SELECT tier_index, up_to, unit_amount_decimal, flat_amount_decimal FROM contract.price_tiers
            WHERE meter = ? ORDER BY tier_index""",
@@ -141,8 +145,17 @@ def _when(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _aggregation_in_words(con, customer: str, meter: str, period_start: str, period_end: str, aggregation: str,
-                          value_path: str | None, unit: str, line_quantity: Decimal) -> str:
+def _aggregation_in_words(
+    con,
+    customer: str,
+    meter: str,
+    period_start: str,
+    period_end: str,
+    aggregation: str,
+    value_path: str | None,
+    unit: str,
+    line_quantity: Decimal,
+) -> str:
     """How the meter's aggregation reached the line's quantity; for the last/max ones, which event it took."""
     of = f"{value_path} of each event" if value_path else "each event's value"
     if aggregation == "sum":
@@ -185,13 +198,15 @@ def csv_file_name(customer: str, period_start: str, as_of: datetime | None = Non
     """The CSV's file name, safe whatever the customer id: every byte other than a letter, a digit, `_` or
     `-` written `%XX` (so no `/`, `..` or NUL survives, and two ids never share a name); a long id is cut
     and a hash of it appended."""
+
     def escaped(text: str) -> str:
-        return re.sub(r"[^A-Za-z0-9_-]", lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")),
-                      text)
+        return re.sub(
+            r"[^A-Za-z0-9_-]", lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")), text
+        )
 
     name = escaped(customer)
     if len(name) > MAX_NAME_CHARS:
-        name = f"{name[:MAX_NAME_CHARS - 17]}-{hashlib.sha256(customer.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+        name = f"{name[: MAX_NAME_CHARS - 17]}-{hashlib.sha256(customer.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
     suffix = f"_as_of_{as_of:%Y%m%dT%H%M%S}" if as_of else ""
     return f"{name}_{escaped(period_start[:10])}{suffix}.csv"
 
@@ -204,9 +219,11 @@ def _inside(folder: Path, name: str) -> Path:
 
 
 def _table_exists(con, schema: str, table: str) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
-    ).fetchone()[0])
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+        ).fetchone()[0]
+    )
 
 
 # The customer's quarantined lines of the period (or with no readable time), with the action they name.
@@ -233,15 +250,18 @@ def _not_explainable(con, customer: str, period_start: str) -> tuple[str | None,
     start = datetime.fromisoformat(period_start)
     period = period_containing(customers[customer], start)
     if period[0] != start:
-        return (f"{_when(start)} is not the start of a billing period of {customer}: it lies in the period "
-                f"{_when(period[0])} to {_when(period[1])}; explain it with --period {_when(period[0])}"), None
+        return (
+            f"{_when(start)} is not the start of a billing period of {customer}: it lies in the period "
+            f"{_when(period[0])} to {_when(period[1])}; explain it with --period {_when(period[0])}"
+        ), None
     if start < customers[customer]:
         return f"{customer}'s first billing period starts at {_when(customers[customer])}", _when(period[1])
     return None, _when(period[1])
 
 
-def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: str, out_dir: Path,
-                 as_of: datetime | None = None) -> Explanation:
+def explain_from(
+    con: duckdb.DuckDBPyConnection, customer: str, period_start: str, out_dir: Path, as_of: datetime | None = None
+) -> Explanation:
     currency = (con.execute("SELECT any_value(currency) FROM contract.meters").fetchone() or ["usd"])[0] or "usd"
     problem, known_end = _not_explainable(con, customer, period_start)
     if problem and known_end is None:
@@ -279,22 +299,47 @@ def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: st
             args,
         ).fetchone()[0]
         # a quarantined line of this customer counts for the meters of the action it names
-        of_meter = [q for q, (who, action) in zip(quarantined, actions, strict=True)
-                    if who == customer and meter in meters_of_action.get(action, [])]
-        adjustments = con.execute(
-            f"""SELECT seq, quantity_before, quantity_after, amount_cents, status, coalesce(stripe_invoice_item_id, '-')
+        of_meter = [
+            q
+            for q, (who, action) in zip(quarantined, actions, strict=True)
+            if who == customer and meter in meters_of_action.get(action, [])
+        ]
+        adjustments = (
+            con.execute(
+                f"""SELECT seq, quantity_before, quantity_after, amount_cents, status, coalesce(stripe_invoice_item_id, '-')
                 FROM ops.stripe_adjustments WHERE {where} ORDER BY seq""",
-            args,
-        ).fetchall() if has_adjustments and as_of is None else []
-        how = _aggregation_in_words(con, customer, meter, period_start, period_end, aggregation, value_path, unit,
-                                    line_quantity)
-        explained.append(LineExplained(meter, line_quantity, amount,
-                                       _pricing(con, meter, model, line_quantity, currency), daily, events,
-                                       duplicates, len(of_meter), adjustments, display_name or "", unit or "",
-                                       aggregation, how, of_meter))
+                args,
+            ).fetchall()
+            if has_adjustments and as_of is None
+            else []
+        )
+        how = _aggregation_in_words(
+            con, customer, meter, period_start, period_end, aggregation, value_path, unit, line_quantity
+        )
+        explained.append(
+            LineExplained(
+                meter,
+                line_quantity,
+                amount,
+                _pricing(con, meter, model, line_quantity, currency),
+                daily,
+                events,
+                duplicates,
+                len(of_meter),
+                adjustments,
+                display_name or "",
+                unit or "",
+                aggregation,
+                how,
+                of_meter,
+            )
+        )
     # lines no meter of the customer counts: no action a meter counts, or no customer that can be read
-    without_meter = [q for q, (who, action) in zip(quarantined, actions, strict=True)
-                     if who is None or action not in meters_of_action]
+    without_meter = [
+        q
+        for q, (who, action) in zip(quarantined, actions, strict=True)
+        if who is None or action not in meters_of_action
+    ]
     invoice = None
     if _table_exists(con, "ops", "period_invoices"):
         invoice = con.execute(
@@ -314,10 +359,30 @@ def explain_from(con: duckdb.DuckDBPyConnection, customer: str, period_start: st
             writer = csv.writer(f)
             writer.writerow(["meter", "event_id", "event_ts", "value", "source_file", "line_number", "landing_run_id"])
             for meter, event_id, ts, value, source_file, line_number, run in rows:
-                writer.writerow([meter, event_id, ts.astimezone(UTC).isoformat(), "" if value is None else _q(value), source_file,
-                                 line_number, run])
-    return Explanation(customer, period_start, period_end, as_of, explained, csv_path, invoice, currency, problem,
-                       without_meter[:QUARANTINED_SHOWN], len(without_meter))
+                writer.writerow(
+                    [
+                        meter,
+                        event_id,
+                        ts.astimezone(UTC).isoformat(),
+                        "" if value is None else _q(value),
+                        source_file,
+                        line_number,
+                        run,
+                    ]
+                )
+    return Explanation(
+        customer,
+        period_start,
+        period_end,
+        as_of,
+        explained,
+        csv_path,
+        invoice,
+        currency,
+        problem,
+        without_meter[:QUARANTINED_SHOWN],
+        len(without_meter),
+    )
 
 
 def explain(settings: Settings, customer: str, period_start: str, as_of: datetime | None = None) -> Explanation:
@@ -340,8 +405,11 @@ def explain(settings: Settings, customer: str, period_start: str, as_of: datetim
                 kept = con.execute("SELECT count(*) FROM raw.usage_lines").fetchone()[0]
             finally:
                 con.close()
-            display.update(f"rebuilding every model from the {count(kept, 'line')} landed up to {_when(as_of)} "
-                           "(dbt, about half a minute)", start=True)
+            display.update(
+                f"rebuilding every model from the {count(kept, 'line')} landed up to {_when(as_of)} "
+                "(dbt, about half a minute)",
+                start=True,
+            )
             dbt_run(folder, full_refresh=True)
             display.update("rebuilt; explaining", done=True)
             con = duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True)
@@ -368,40 +436,51 @@ def print_explanation(e: Explanation) -> None:
         head += f"; Stripe invoice {e.invoice[0]} ({e.invoice[1]})"
     print(head)
     if e.as_of:
-        print(f"as of {_when(e.as_of)}, a landing time: rebuilt from the lines landed up to then, whatever their "
-              "event time")
+        print(
+            f"as of {_when(e.as_of)}, a landing time: rebuilt from the lines landed up to then, whatever their "
+            "event time"
+        )
         if end and e.as_of < datetime.fromisoformat(e.period_end):
-            print(f"  that is before the period's end ({end}): lines of the period landed after {_when(e.as_of)} "
-                  "are not included")
+            print(
+                f"  that is before the period's end ({end}): lines of the period landed after {_when(e.as_of)} "
+                "are not included"
+            )
     if e.problem:
         print(f"  {e.problem}")
     if not e.lines:
         if not e.problem:
             print("  no invoice line for this customer and period: no usage of it has been landed")
         return
-    print(f"invoice total (our shadow invoice): {money(e.total_cents, e.currency)}, "
-          f"{count(len(e.lines), 'line')}")
+    print(f"invoice total (our shadow invoice): {money(e.total_cents, e.currency)}, {count(len(e.lines), 'line')}")
     for line in e.lines:
         same = line.display_name.lower().replace(" ", "_") == line.meter.lower()
         name = f" ({line.display_name})" if line.display_name and not same else ""
-        print(f"\n{line.meter}{name}: quantity {in_unit(line.quantity, line.unit)}, "
-              f"amount {money(line.amount_cents, e.currency)}")
+        print(
+            f"\n{line.meter}{name}: quantity {in_unit(line.quantity, line.unit)}, "
+            f"amount {money(line.amount_cents, e.currency)}"
+        )
         print(f"  {line.how}")
         for text in line.pricing:
             print(f"  {text}")
-        print(f"  {count(line.events, 'event')}, {count(line.duplicates, 'duplicate')}, "
-              f"{count(line.quarantined, 'quarantined line')}")
+        print(
+            f"  {count(line.events, 'event')}, {count(line.duplicates, 'duplicate')}, "
+            f"{count(line.quarantined, 'quarantined line')}"
+        )
         _print_quarantined(line.quarantined_lines, "    quarantined ")
         if line.quarantined > QUARANTINED_SHOWN:
             print(f"    and {line.quarantined - QUARANTINED_SHOWN} more: marts.rpt_quarantined_events")
         for day, q, n in line.daily:
             print(f"  {day}  {in_unit(q, line.unit):>20}  ({count(n, 'event')})")
         for seq, before, after, amount, status, item in line.adjustments:
-            print(f"  late adjustment #{seq}: quantity {quantity(before)} -> {quantity(after)}, "
-                  f"{money(amount, e.currency, signed=True)} ({status}, {item})")
+            print(
+                f"  late adjustment #{seq}: quantity {quantity(before)} -> {quantity(after)}, "
+                f"{money(amount, e.currency, signed=True)} ({status}, {item})"
+            )
     if e.quarantined_without_meter_count:
-        print(f"\nquarantined lines no meter counts ({e.quarantined_without_meter_count}: no meter's action, or no "
-              "customer that can be read, so they may be another customer's):")
+        print(
+            f"\nquarantined lines no meter counts ({e.quarantined_without_meter_count}: no meter's action, or no "
+            "customer that can be read, so they may be another customer's):"
+        )
         _print_quarantined(e.quarantined_without_meter, "  ")
         if e.quarantined_without_meter_count > QUARANTINED_SHOWN:
             print(f"  and {e.quarantined_without_meter_count - QUARANTINED_SHOWN} more: marts.rpt_quarantined_events")

@@ -32,8 +32,11 @@ class RunOutcome:
     def attention(self) -> list[dict[str, Any]]:
         """The run went through, but something is wrong: failed checks of severity ERROR that block nothing, and
         quality gates that held some customers back (severity WARN: the others were uploaded)."""
-        return [c for c in self.failed_checks if (c["blocking"] and not blocks(c))
-                or (not c["blocking"] and c.get("severity") == "ERROR")]
+        return [
+            c
+            for c in self.failed_checks
+            if (c["blocking"] and not blocks(c)) or (not c["blocking"] and c.get("severity") == "ERROR")
+        ]
 
 
 def blocks(check: dict[str, Any]) -> bool:

@@ -55,8 +55,7 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
         display = ProgressDisplay("metering run")
         try:
             with open(log_path, "w") as log, contextlib.redirect_stdout(log), display.listen():
-                display.update("preparing the dbt project (its first run in a checkout parses it: ~20 s)",
-                               start=True)
+                display.update("preparing the dbt project (its first run in a checkout parses it: ~20 s)", start=True)
                 prepare_manifest()
                 outcome = _execute(dg, tags, RunProgress(display, started_at))
             display.update(f"finished in {time.monotonic() - display.started:.0f} s", done=True)
@@ -85,8 +84,10 @@ STEP_WORDS = {
 def _step_result(step: str, metadata: dict[str, Any]) -> str | None:
     """What a finished step did, from its materialization's metadata."""
     if step == "landed_usage_lines":
-        return f"landed {count(int(metadata.get('files_landed', 0)), 'file')}, " \
-               f"{count(int(metadata.get('lines_landed', 0)), 'line')}"
+        return (
+            f"landed {count(int(metadata.get('files_landed', 0)), 'file')}, "
+            f"{count(int(metadata.get('lines_landed', 0)), 'line')}"
+        )
     if step == "stripe_usage_report":
         return f"{count(int(metadata.get('events_sent', 0)), 'meter event')} sent"
     if step == "stripe_snapshot":
@@ -131,8 +132,12 @@ class RunProgress:
                 run_id, cursor = None, None
                 while not self._stop.wait(self.POLL_SECONDS):
                     if run_id is None:
-                        runs = instance.get_runs(filters=dg.RunsFilter(
-                            tags={"metering/pid": str(os.getpid())}, created_after=self.started_at), limit=1)
+                        runs = instance.get_runs(
+                            filters=dg.RunsFilter(
+                                tags={"metering/pid": str(os.getpid())}, created_after=self.started_at
+                            ),
+                            limit=1,
+                        )
                         run_id = runs[0].run_id if runs else None
                         continue
                     records = instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
@@ -185,8 +190,11 @@ class RunProgress:
 def _models_per_dbt_step() -> dict[str, int]:
     """How many dbt models each dbt step builds (the assets of its op), for "n of N"."""
     job = metering_job()
-    return {assets.node_def.name: len(assets.keys) for assets in job.asset_layer.asset_graph.assets_defs
-            if assets.is_executable and "dbt" in assets.node_def.name}
+    return {
+        assets.node_def.name: len(assets.keys)
+        for assets in job.asset_layer.asset_graph.assets_defs
+        if assets.is_executable and "dbt" in assets.node_def.name
+    }
 
 
 def recover_dead_runs(instance) -> list[str]:
@@ -198,7 +206,9 @@ def recover_dead_runs(instance) -> list[str]:
     import dagster as dg
 
     recovered = []
-    records = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]))
+    records = instance.get_runs(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
+    )
     for run in records:
         if run.tags.get("metering/trigger") != "cli":
             continue
@@ -303,7 +313,8 @@ def outcome_of(result) -> RunOutcome:
             {
                 "check": evaluation.check_name,
                 "asset": evaluation.asset_key.to_user_string(),
-                "blocking": evaluation.check_name in BLOCKING_CHECK_NAMES or bool(getattr(evaluation, "blocking", False)),
+                "blocking": evaluation.check_name in BLOCKING_CHECK_NAMES
+                or bool(getattr(evaluation, "blocking", False)),
                 "severity": getattr(getattr(evaluation, "severity", None), "value", "ERROR"),
                 "description": evaluation.description or "",
                 "metadata": {k: v.value for k, v in evaluation.metadata.items()},

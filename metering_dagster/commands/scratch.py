@@ -40,10 +40,23 @@ def dbt_run(state_dir: Path, *, full_refresh: bool) -> None:
     # Here for start-up time: the dbt project module loads dagster-dbt, which only a rebuild needs.
     from metering_dagster.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
 
-    args = [dbt_executable(), "run", *DBT_SELECTION, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-            str(DBT_PROJECT_DIR), "--target-path", str(state_dir / "target"), "--log-path", str(state_dir / "logs")]
+    args = [
+        dbt_executable(),
+        "run",
+        *DBT_SELECTION,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(state_dir / "target"),
+        "--log-path",
+        str(state_dir / "logs"),
+    ]
     if full_refresh:
         args.append("--full-refresh")
-    done = subprocess.run(args, check=False, env=subprocess_environment(METERING_STATE_DIR=str(state_dir)), capture_output=True, text=True)
+    done = subprocess.run(
+        args, check=False, env=subprocess_environment(METERING_STATE_DIR=str(state_dir)), capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise RuntimeError(f"dbt run failed in the scratch copy:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")

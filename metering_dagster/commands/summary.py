@@ -43,13 +43,19 @@ def warehouse_figures(settings: Settings, run_started_at: datetime | None = None
     try:
         statuses = {}
         try:
-            statuses = dict(con.execute("select status, count(*) from marts.rpt_reconciliation group by 1 order by 1").fetchall())
+            statuses = dict(
+                con.execute("select status, count(*) from marts.rpt_reconciliation group by 1 order by 1").fetchall()
+            )
         except duckdb.Error:
             pass
         customers_sent = None
         if run_started_at is not None:
-            customers_sent = _scalar(con, """select count(distinct customer_id) from ops.stripe_ledger
-                                           where status = 'sent' and sent_at >= ?""", params=[run_started_at])
+            customers_sent = _scalar(
+                con,
+                """select count(distinct customer_id) from ops.stripe_ledger
+                                           where status = 'sent' and sent_at >= ?""",
+                params=[run_started_at],
+            )
         return {
             **_stripe_clock_figures(con),
             "currency": _currency(settings),
@@ -90,16 +96,21 @@ def _clock_hint(outcome: RunOutcome) -> str | None:
     latest, clock = outcome.figures.get("_latest_deferred"), outcome.figures.get("_stripe_clock")
     at = f" (at {clock.isoformat()})" if clock is not None else ""
     to = f" --to {latest.isoformat()}" if latest is not None else ""
-    return (f"Stripe's test clock{at} is behind the data: {waiting} meter events are dated in Stripe's future and "
-            f"wait until its clock reaches them, so Stripe cannot match the shadow invoice yet; move it with "
-            f"`metering clock advance{to}`")
+    return (
+        f"Stripe's test clock{at} is behind the data: {waiting} meter events are dated in Stripe's future and "
+        f"wait until its clock reaches them, so Stripe cannot match the shadow invoice yet; move it with "
+        f"`metering clock advance{to}`"
+    )
 
 
 def _landed_row(landing: dict[str, object]) -> str:
-    text = (f"{count(int(landing.get('files_landed', 0)), 'file')}, "
-            f"{count(int(landing.get('lines_landed', 0)), 'line')}")
+    text = f"{count(int(landing.get('files_landed', 0)), 'file')}, {count(int(landing.get('lines_landed', 0)), 'line')}"
     notes = [
-        (landing.get("files_incomplete_waiting"), "waiting until it stops changing", "waiting until they stop changing"),
+        (
+            landing.get("files_incomplete_waiting"),
+            "waiting until it stops changing",
+            "waiting until they stop changing",
+        ),
         (landing.get("files_changed_refused"), "refused: changed after landing", "refused: changed after landing"),
         (landing.get("files_failed"), "could not be read", "could not be read"),
     ]
@@ -119,7 +130,9 @@ def _uploaded_row(upload: dict[str, object], customers: int | None) -> str:
         notes.append(f"{count(int(upload['dead_lettered']), 'meter event')} parked in the dead-letter table")
     if upload.get("baselines"):
         # A rebuilt warehouse: these started from Stripe's meter event summaries, so nothing is sent twice.
-        notes.append(f"{count(int(upload['baselines']), 'customer-meter-period')} started from what Stripe already held")
+        notes.append(
+            f"{count(int(upload['baselines']), 'customer-meter-period')} started from what Stripe already held"
+        )
     if upload.get("withheld_customers"):
         notes.append(f"{count(int(upload['withheld_customers']), 'customer')} withheld by the quality gate")
     held = upload.get("held_customers")
@@ -154,9 +167,12 @@ def print_run_summary(outcome: RunOutcome, settings: Settings) -> None:
         # The warehouse still holds the last completed run's results: they are not this run's.
         print("  no figures: this run did not complete (the marts hold the last completed run)")
     elif figures:
-        _row("warehouse", f"{count(int(figures.get('lines_landed_total', 0)), 'line')} landed (all runs), "
-                          f"{figures.get('quarantined', 0):,} quarantined, "
-                          f"{count(int(figures.get('duplicates', 0)), 'duplicate')}")
+        _row(
+            "warehouse",
+            f"{count(int(figures.get('lines_landed_total', 0)), 'line')} landed (all runs), "
+            f"{figures.get('quarantined', 0):,} quarantined, "
+            f"{count(int(figures.get('duplicates', 0)), 'duplicate')}",
+        )
         currency = figures.get("currency")
         cents = figures.get("invoice_cents", 0)
         total = money(cents, currency) if currency else f"{cents} (cents)"
@@ -170,9 +186,15 @@ def print_run_summary(outcome: RunOutcome, settings: Settings) -> None:
         _row("checks", "all passed")
     for check in outcome.failed_checks:
         kind = "blocking check" if blocks(check) else "check (the others went on)" if check["blocking"] else "check"
-        customers = check["metadata"].get("failing_customers") or check["metadata"].get("customers_with_differences") \
-            or check["metadata"].get("customers") or "-"
-        print(f"    {kind} {check['check']} on {check['asset']} failed: {check['description']} (customers: {customers})")
+        customers = (
+            check["metadata"].get("failing_customers")
+            or check["metadata"].get("customers_with_differences")
+            or check["metadata"].get("customers")
+            or "-"
+        )
+        print(
+            f"    {kind} {check['check']} on {check['asset']} failed: {check['description']} (customers: {customers})"
+        )
     hint = _clock_hint(outcome)
     if hint and any(c["check"] == "stripe_matches_shadow_invoice" for c in outcome.failed_checks):
         print(f"  {hint}")
@@ -180,5 +202,5 @@ def print_run_summary(outcome: RunOutcome, settings: Settings) -> None:
         print(f"  failed step {step}")
     if outcome.crashed_steps:
         print(f"  tracebacks: the Dagster UI (make dev), run {outcome.run_id}")
-    print(f"  analysts: metering query \"select ...\" (reads {settings.analytics_path})")
+    print(f'  analysts: metering query "select ..." (reads {settings.analytics_path})')
     print(f"  dbt log: {settings.state_dir / 'logs' / 'last_run.log'}; every event: the Dagster UI (make dev)")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from ..vocabulary import aggregations
 from .model import (
     PRICE_MODELS,
     Contract,
@@ -20,7 +21,6 @@ from .model import (
     Tier,
 )
 from .read import decode, parse, shown
-from ..vocabulary import aggregations
 
 METER_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
 FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*\Z")
@@ -268,7 +268,10 @@ def _price(raw: Any, at: str, currency: str, e: _Errors) -> Price | None:
             if last:
                 e.add(f"{tat}.up_to", f"the last tier must have up_to: inf, got {shown(up_to_raw)}")
             elif previous is not None and up_to <= previous:
-                e.add(f"{tat}.up_to", f"must be greater than the previous tier's up_to ({previous}), got {shown(up_to_raw)}")
+                e.add(
+                    f"{tat}.up_to",
+                    f"must be greater than the previous tier's up_to ({previous}), got {shown(up_to_raw)}",
+                )
             elif up_to == 0:
                 e.add(f"{tat}.up_to", "must be greater than 0")
         if "unit_amount_decimal" not in t and "flat_amount_decimal" not in t:
@@ -283,14 +286,14 @@ def _price(raw: Any, at: str, currency: str, e: _Errors) -> Price | None:
 def _amount(raw: Any, at: str, e: _Errors) -> Decimal:
     """A non-negative exact decimal: a string like "0.05" or an integer; never a float."""
     if raw is None:
-        e.add(at, "is required (a decimal string such as \"0.05\")")
+        e.add(at, 'is required (a decimal string such as "0.05")')
         return Decimal(0)
     if isinstance(raw, bool) or isinstance(raw, float):
         e.add(at, f"must be a decimal string or integer, not {type(raw).__name__} {shown(raw)} (quote it)")
         return Decimal(0)
     text = str(raw).strip()
     if not DECIMAL_RE.match(text):
-        e.add(at, f"must be a non-negative decimal such as \"0.05\", got {shown(raw)}")
+        e.add(at, f'must be a non-negative decimal such as "0.05", got {shown(raw)}')
         return Decimal(0)
     try:
         value = Decimal(text)
@@ -313,8 +316,11 @@ def _customer(raw: Any, at: str, e: _Errors) -> Customer | None:
     if not isinstance(cid, str) or not 1 <= len(cid) <= 100:
         e.add(f"{at}.id", f"must be a string of 1-100 chars, got {shown(cid)}")
     elif not CUSTOMER_ID_RE.match(cid):
-        e.add(f"{at}.id", f"must be printable ASCII without a space at either end (it is sent to Stripe in HTTP "
-                          f"headers), got {shown(cid)}")
+        e.add(
+            f"{at}.id",
+            f"must be printable ASCII without a space at either end (it is sent to Stripe in HTTP "
+            f"headers), got {shown(cid)}",
+        )
     anchor = _timestamp(raw.get("billing_anchor"), f"{at}.billing_anchor", e)
     interval = raw.get("interval", "month")
     if interval != "month":
@@ -326,10 +332,10 @@ def _customer(raw: Any, at: str, e: _Errors) -> Customer | None:
 
 def _timestamp(raw: Any, at: str, e: _Errors) -> datetime | None:
     if not isinstance(raw, str) or not RFC3339_RE.match(raw):
-        e.add(at, f"must be an RFC 3339 timestamp with an offset, like \"2026-10-01T00:00:00Z\", got {shown(raw)}")
+        e.add(at, f'must be an RFC 3339 timestamp with an offset, like "2026-10-01T00:00:00Z", got {shown(raw)}')
         return None
     try:
-        return datetime.fromisoformat(raw.upper().replace("Z", "+00:00")).astimezone(timezone.utc)
+        return datetime.fromisoformat(raw.upper().replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         e.add(at, f"not a valid timestamp: {shown(raw)}")
         return None

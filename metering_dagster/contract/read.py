@@ -65,7 +65,9 @@ def decode(data: bytes, name: str) -> str:
     except UnicodeDecodeError as exc:
         at = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
         line = data.count(b"\n", 0, at) + 1
-        message = f"{name}: not UTF-8: byte 0x{data[at]:02X} at byte position {at} (line {line}); save the file as UTF-8"
+        message = (
+            f"{name}: not UTF-8: byte 0x{data[at]:02X} at byte position {at} (line {line}); save the file as UTF-8"
+        )
         raise ContractError([message]) from None
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 
-def rows_result(rows: list[tuple], keys: tuple[str, ...], *, severity, ok: str, failed: str, extra: dict) -> dg.AssetCheckResult:
+def rows_result(
+    rows: list[tuple], keys: tuple[str, ...], *, severity, ok: str, failed: str, extra: dict
+) -> dg.AssetCheckResult:
     """Pass when there is no row; else fail, naming the customers (first column) and listing the rows."""
     customers = sorted({r[0] for r in rows})
     return dg.AssetCheckResult(

@@ -2,4 +2,12 @@
 
 from .land import ChangedFile, FailedFile, IncompleteFile, LandedFile, LandingResult, find_raw_files, land_new_files
 
-__all__ = ["ChangedFile", "FailedFile", "IncompleteFile", "LandedFile", "LandingResult", "find_raw_files", "land_new_files"]
+__all__ = [
+    "ChangedFile",
+    "FailedFile",
+    "IncompleteFile",
+    "LandedFile",
+    "LandingResult",
+    "find_raw_files",
+    "land_new_files",
+]

@@ -42,7 +42,7 @@ import time
 import zlib
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -217,7 +217,9 @@ def _split_lines(content: bytes) -> pl.DataFrame:
         # a block that ends with its newline splits into one more, empty, piece
         blocks.append(block.head(block.len() - 1) if content[end - 1 : end] == b"\n" else block)
         start = end
-    return pl.concat(blocks, rechunk=False).to_frame() if blocks else pl.Series("raw_line", [], dtype=pl.String).to_frame()
+    return (
+        pl.concat(blocks, rechunk=False).to_frame() if blocks else pl.Series("raw_line", [], dtype=pl.String).to_frame()
+    )
 
 
 def read_lines(
@@ -343,8 +345,9 @@ def _read_file(path: Path, raw_dir: Path, manifest: dict[str, _Landed], settle: 
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(content) != after.st_size:
         return IncompleteFile(source_file, "changed while it was read; waiting for the writer")
     if bad_name is not None:
-        lines = _frame([f"[file name is not valid UTF-8: {bad_name}; rename the file to land its lines]"],
-                       ["invalid_file_name"])
+        lines = _frame(
+            [f"[file name is not valid UTF-8: {bad_name}; rename the file to land its lines]"], ["invalid_file_name"]
+        )
         return lines, LandedFile(source_file, sha, len(content), 1, 0, 1, 0, after.st_mtime_ns)
     settled = time.time() - after.st_mtime >= settle
     try:
@@ -357,7 +360,14 @@ def _read_file(path: Path, raw_dir: Path, manifest: dict[str, _Landed], settle: 
         return IncompleteFile(source_file, str(exc))
     quarantined = lines.filter(pl.col("landing_problem").is_not_null()).height
     return lines, LandedFile(
-        source_file, sha, len(content), physical, lines.height - quarantined, quarantined, blank, after.st_mtime_ns,
+        source_file,
+        sha,
+        len(content),
+        physical,
+        lines.height - quarantined,
+        quarantined,
+        blank,
+        after.st_mtime_ns,
         first_line,
     )
 
@@ -445,10 +455,12 @@ def _ahead(items, depth: int = 1):
         thread.join()
 
 
-def land_new_files(con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: datetime | None = None) -> LandingResult:
+def land_new_files(
+    con: duckdb.DuckDBPyConnection, raw_dir: str | Path, *, now: datetime | None = None
+) -> LandingResult:
     """Land every not-yet-landed raw file under raw_dir in one landing run (one transaction)."""
     raw_dir = Path(raw_dir)
-    landed_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    landed_at = (now or datetime.now(UTC)).astimezone(UTC)
     ensure_source_tables(con)
     manifest = {
         row[0]: _Landed(*row[1:])
@@ -492,8 +504,10 @@ def commit_landing(con: duckdb.DuckDBPyConnection) -> None:
 
 def _report_landing(landed: list[LandedFile], skipped: list, found: int) -> None:
     lines = sum(f.lines_read - f.lines_blank for f in landed)
-    report(f"landing: {count(len(landed), 'new file')} read of {found} found ({len(skipped)} landed before), "
-           f"{count(lines, 'line')}")
+    report(
+        f"landing: {count(len(landed), 'new file')} read of {found} found ({len(skipped)} landed before), "
+        f"{count(lines, 'line')}"
+    )
 
 
 def _record_landed(con: duckdb.DuckDBPyConnection, file: LandedFile, run_id: int, landed_at: datetime) -> None:
@@ -504,21 +518,38 @@ def _record_landed(con: duckdb.DuckDBPyConnection, file: LandedFile, run_id: int
             """update raw.landed_files set content_sha256 = ?, size_bytes = ?, line_count = line_count + ?,
                    lines_blank = lines_blank + ?, landing_run_id = ?, landed_at = ?, file_mtime_ns = ?
                where source_file = ?""",
-            [file.content_sha256, file.size_bytes, file.lines_read, file.lines_blank, run_id, landed_at,
-             file.mtime_ns, file.source_file],
+            [
+                file.content_sha256,
+                file.size_bytes,
+                file.lines_read,
+                file.lines_blank,
+                run_id,
+                landed_at,
+                file.mtime_ns,
+                file.source_file,
+            ],
         )
         return
     con.execute(
         "insert into raw.landed_files by name (select ? as source_file, ? as content_sha256, "
         "? as size_bytes, ? as line_count, ? as landing_run_id, ? as landed_at, ? as lines_blank, "
         "? as file_mtime_ns)",
-        [file.source_file, file.content_sha256, file.size_bytes, file.lines_read, run_id, landed_at,
-         file.lines_blank, file.mtime_ns],
+        [
+            file.source_file,
+            file.content_sha256,
+            file.size_bytes,
+            file.lines_read,
+            run_id,
+            landed_at,
+            file.lines_blank,
+            file.mtime_ns,
+        ],
     )
 
 
-def _quarantine_changed(con: duckdb.DuckDBPyConnection, file: ChangedFile, landed: _Landed, run_id: int,
-                        landed_at: datetime) -> None:
+def _quarantine_changed(
+    con: duckdb.DuckDBPyConnection, file: ChangedFile, landed: _Landed, run_id: int, landed_at: datetime
+) -> None:
     """One `file_changed_after_landing` row per refused content of a file, after its landed lines.
 
     The manifest keeps describing the landed part (so the file restored to it is simply skipped again)
@@ -531,12 +562,15 @@ def _quarantine_changed(con: duckdb.DuckDBPyConnection, file: ChangedFile, lande
         [file.source_file, marker],
     ).fetchone()[0]:
         return
-    text = (f"[file changed after landing: its first {landed.size_bytes} bytes are no longer the ones landed "
-            f"(sha256 {landed.content_sha256}), {marker}; nothing of it is read again. Put the landed content back "
-            "(lines may then be appended), or publish the new lines under a new file name]")
+    text = (
+        f"[file changed after landing: its first {landed.size_bytes} bytes are no longer the ones landed "
+        f"(sha256 {landed.content_sha256}), {marker}; nothing of it is read again. Put the landed content back "
+        "(lines may then be appended), or publish the new lines under a new file name]"
+    )
     row = _frame([text], ["file_changed_after_landing"], start=landed.line_count + 1)
-    _insert_batch(con, _landing_batch(row.with_columns(pl.lit(file.source_file).alias("source_file"))), run_id,
-                  landed_at)
+    _insert_batch(
+        con, _landing_batch(row.with_columns(pl.lit(file.source_file).alias("source_file"))), run_id, landed_at
+    )
     con.execute(
         "update raw.landed_files set line_count = line_count + 1, landing_run_id = ? where source_file = ?",
         [run_id, file.source_file],
@@ -553,7 +587,9 @@ CHUNK_ROWS = 2 * BATCH_ROWS  # lines per insert: fewer, fuller inserts for small
 def _strict_ok(lines: pl.DataFrame) -> pl.Series:
     """strict_json_ok for the lines that may need it, True for the others; False for a landing problem."""
     ok = lines.get_column("landing_problem").is_null()
-    check = lines.select(may_be_lenient(pl.col("raw_line")) & pl.col("landing_problem").is_null()).to_series().arg_true()
+    check = (
+        lines.select(may_be_lenient(pl.col("raw_line")) & pl.col("landing_problem").is_null()).to_series().arg_true()
+    )
     if len(check):
         ok = ok.scatter(check, lines[check].select(strict_json_ok(pl.col("raw_line"))).to_series())
     return ok.alias("strict_ok")
@@ -586,7 +622,9 @@ def _insert_batch(con, batch: pl.DataFrame, run_id: int, landed_at: datetime) ->
     )
 
 
-def _insert_lines(con, lines: pl.DataFrame, source_file: str, run_id: int, landed_at: datetime, _parquet: Path | None = None) -> None:
+def _insert_lines(
+    con, lines: pl.DataFrame, source_file: str, run_id: int, landed_at: datetime, _parquet: Path | None = None
+) -> None:
     """Insert the lines of one file (`_parquet` is no longer used; kept for existing callers)."""
     batch = _landing_batch(lines.with_columns(pl.lit(source_file, dtype=pl.String).alias("source_file")))
     _insert_batch(con, batch, run_id, landed_at)

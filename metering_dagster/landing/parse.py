@@ -160,7 +160,7 @@ def fields_select_sql(source: str) -> str:
 
     Parameters: $landing_run_id, $landed_at. Rows keep the source's order (no sort: the source is in line order).
     """
-    paths = [f"'$.\"{f}\"'" for f in FIELDS] + [f"'$.\"{f}\".\"{NUMBER_KEY}\"'" for f in FIELDS]
+    paths = [f"'$.\"{f}\"'" for f in FIELDS] + [f'\'$."{f}"."{NUMBER_KEY}"\'' for f in FIELDS]
     columns = []
     for i, field in enumerate(FIELDS, start=1):
         columns.append(f"{_TYPE_SQL.format(i=i, n=len(FIELDS))} as {field}_type")

@@ -142,10 +142,17 @@ def plan_adjustments(con: duckdb.DuckDBPyConnection, contract: Contract, held: C
         out.append(
             Adjustment(
                 identifier=adjustment_identifier(contract.environment, customer, meter, ps, seq + 1),
-                customer_id=customer, meter=meter, period_start=ps, period_end=pe, seq=seq + 1,
-                quantity_before=_floor0(billed_q), quantity_after=Decimal(local_q),
-                amount_before_cents=int(billed_amount), amount_after_cents=int(local_amount),
-                through_landing_run=max(runs) if runs else through, late_events=late,
+                customer_id=customer,
+                meter=meter,
+                period_start=ps,
+                period_end=pe,
+                seq=seq + 1,
+                quantity_before=_floor0(billed_q),
+                quantity_after=Decimal(local_q),
+                amount_before_cents=int(billed_amount),
+                amount_after_cents=int(local_amount),
+                through_landing_run=max(runs) if runs else through,
+                late_events=late,
             )
         )
     return out
@@ -157,12 +164,21 @@ def _write_csv(path: Path, events: tuple[tuple, ...]) -> None:
         writer = csv.writer(f)
         writer.writerow(["event_id", "event_ts", "value", "source_file", "line_number", "landing_run_id"])
         for event_id, ts, value, source_file, line, run in events:
-            writer.writerow([event_id, ts.isoformat() if ts else "", decimal_str(value) if value is not None else "",
-                             source_file, line, run])
+            writer.writerow(
+                [
+                    event_id,
+                    ts.isoformat() if ts else "",
+                    decimal_str(value) if value is not None else "",
+                    source_file,
+                    line,
+                    run,
+                ]
+            )
 
 
-def write_adjustments(con: duckdb.DuckDBPyConnection, contract: Contract, csv_dir: Path,
-                      held: Collection[str]) -> list[Adjustment]:
+def write_adjustments(
+    con: duckdb.DuckDBPyConnection, contract: Contract, csv_dir: Path, held: Collection[str]
+) -> list[Adjustment]:
     """Plan and record the adjustments (status `pending`, or `no_charge` when the price does not move)."""
     planned = plan_adjustments(con, contract, held)
     for a in planned:
@@ -174,9 +190,24 @@ def write_adjustments(con: duckdb.DuckDBPyConnection, contract: Contract, csv_di
                    quantity_before, quantity_after, amount_before_cents, amount_after_cents, amount_cents,
                    through_landing_run, late_event_count, late_event_ids, events_csv, status, created_at)
                VALUES (?, ?, ?, to_timestamp(?), to_timestamp(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())""",
-            [a.identifier, a.customer_id, a.meter, a.period_start, a.period_end, a.seq, a.quantity_before,
-             a.quantity_after, a.amount_before_cents, a.amount_after_cents, a.amount_cents, a.through_landing_run,
-             len(a.late_events), ids, str(path), "pending" if a.amount_cents else "no_charge"],
+            [
+                a.identifier,
+                a.customer_id,
+                a.meter,
+                a.period_start,
+                a.period_end,
+                a.seq,
+                a.quantity_before,
+                a.quantity_after,
+                a.amount_before_cents,
+                a.amount_after_cents,
+                a.amount_cents,
+                a.through_landing_run,
+                len(a.late_events),
+                ids,
+                str(path),
+                "pending" if a.amount_cents else "no_charge",
+            ],
         )
     return planned
 
@@ -217,7 +248,10 @@ def _item_params(row: tuple, contract: Contract, subscription: str | None, strip
 
 
 def send_adjustments(
-    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, result: AdjustmentResult,
+    client: stripe.StripeClient,
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    result: AdjustmentResult,
     problems: CustomerProblems,
 ) -> None:
     """Create the invoice item of every pending adjustment, unless Stripe already holds it."""
@@ -235,7 +269,9 @@ def send_adjustments(
             with problems.guard(row[1]):
                 existing[stripe_customer] = {
                     metadata_of(ii).get(ADJUSTMENT_KEY): ii.id
-                    for ii in client.v1.invoice_items.list({"customer": stripe_customer, "limit": 100}).auto_paging_iter()
+                    for ii in client.v1.invoice_items.list(
+                        {"customer": stripe_customer, "limit": 100}
+                    ).auto_paging_iter()
                 }
         if stripe_customer not in existing:  # its invoice items could not be read: stays pending
             continue
@@ -250,7 +286,9 @@ def send_adjustments(
             else:
                 result.already_in_stripe += 1
         except stripe.StripeError as err:
-            con.execute("UPDATE ops.stripe_adjustments SET last_error = ? WHERE identifier = ?", [str(err)[:1000], identifier])
+            con.execute(
+                "UPDATE ops.stripe_adjustments SET last_error = ? WHERE identifier = ?", [str(err)[:1000], identifier]
+            )
             result.failed += 1
             result.errors.append(f"{row[1]}/{row[2]}: {err}")
             continue
@@ -262,8 +300,12 @@ def send_adjustments(
 
 
 def adjust_finalized_periods(
-    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, csv_dir: Path,
-    problems: CustomerProblems, held: Collection[str],
+    client: stripe.StripeClient,
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    csv_dir: Path,
+    problems: CustomerProblems,
+    held: Collection[str],
 ) -> AdjustmentResult:
     result = AdjustmentResult(currency=contract.currency)
     result.planned = write_adjustments(con, contract, csv_dir, held)
@@ -280,14 +322,24 @@ def _adjustment_rows(client: stripe.StripeClient, customer_id: str, stripe_custo
             continue
         after = meta.get("metering_quantity_after")
         rows.append(
-            [customer_id, meta.get("metering_meter"), int(meta["metering_period_start"]), meta[ADJUSTMENT_KEY],
-             int(meta.get("metering_adjustment_seq") or 0), item.id, getattr(item, "invoice", None),
-             int(item.amount), Decimal(after) if after else None]
+            [
+                customer_id,
+                meta.get("metering_meter"),
+                int(meta["metering_period_start"]),
+                meta[ADJUSTMENT_KEY],
+                int(meta.get("metering_adjustment_seq") or 0),
+                item.id,
+                getattr(item, "invoice", None),
+                int(item.amount),
+                Decimal(after) if after else None,
+            ]
         )
     return rows
 
 
-def snapshot_adjustments(client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, problems: CustomerProblems) -> int:
+def snapshot_adjustments(
+    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, problems: CustomerProblems
+) -> int:
     """Replace `stripe_view.invoice_adjustments` with our adjustment invoice items as Stripe holds them.
 
     Only customers we ever sent an adjustment to can have one: the others cost no request. A customer whose

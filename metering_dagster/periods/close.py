@@ -24,14 +24,14 @@ import stripe
 
 from metering_dagster.billing import ledger
 from metering_dagster.billing.clock import current_clock_time
+from metering_dagster.billing.invoices import PeriodInvoice, record_draft_update, refresh_period_invoices
 from metering_dagster.billing.months import from_epoch
 from metering_dagster.billing.problems import CustomerProblems
 from metering_dagster.contract.model import Contract
 from metering_dagster.display import count
 from metering_dagster.periods.adjustments import AdjustmentResult, adjust_finalized_periods, snapshot_adjustments
-from metering_dagster.billing.invoices import PeriodInvoice, record_draft_update, refresh_period_invoices
-from metering_dagster.schema import ensure_period_tables
 from metering_dagster.periods.watermarks import customer_sources, incomplete_sources, read_watermarks
+from metering_dagster.schema import ensure_period_tables
 from metering_dagster.warehouse import insert_rows
 
 HOLD_METADATA_KEY = "metering_hold"
@@ -50,9 +50,13 @@ class PeriodCloseResult:
     problems: list[str] = field(default_factory=list)  # customers whose Stripe reads failed: the others closed
 
     def lines(self) -> list[str]:
-        out = [(f"period close at Stripe time {self.stripe_now.isoformat() if self.stripe_now else '-'}:"
+        out = [
+            (
+                f"period close at Stripe time {self.stripe_now.isoformat() if self.stripe_now else '-'}:"
                 f" {count(self.finalized, 'period invoice')} final,"
-                f" {count(self.superseded, 'meter event')} superseded by adjustments")]
+                f" {count(self.superseded, 'meter event')} superseded by adjustments"
+            )
+        ]
         out += self.closed_in_grace
         out += [f"WARNING: {text}" for text in self.late_in_grace]
         out += [f"ALERT: {text}" for text in self.held]
@@ -115,8 +119,16 @@ def _set_hold(con, pi: PeriodInvoice, *, reason: str | None, released: bool) -> 
         )
 
 
-def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime, grace: int,
-            problems: CustomerProblems, held: dict[str, str]) -> bool:
+def _drafts(
+    client,
+    con,
+    result: PeriodCloseResult,
+    raw_dir: Path,
+    now: datetime,
+    grace: int,
+    problems: CustomerProblems,
+    held: dict[str, str],
+) -> bool:
     """Holds, releases, the grace report. True when an invoice was finalized here."""
     watermarks = read_watermarks(raw_dir)
     feeds = customer_sources(con)
@@ -135,8 +147,19 @@ def _drafts(client, con, result: PeriodCloseResult, raw_dir: Path, now: datetime
     return changed
 
 
-def _close_draft(client, con, result: PeriodCloseResult, pi: PeriodInvoice, watermarks, feeds, pending, holds,
-                 now: datetime, grace: int, held: dict[str, str]) -> bool:
+def _close_draft(
+    client,
+    con,
+    result: PeriodCloseResult,
+    pi: PeriodInvoice,
+    watermarks,
+    feeds,
+    pending,
+    holds,
+    now: datetime,
+    grace: int,
+    held: dict[str, str],
+) -> bool:
     """One draft's hold, release or grace report. True when it was finalized here."""
     period = f"{pi.customer_id} period {from_epoch(pi.period_start):%Y-%m-%d}"
     grace_end = from_epoch(pi.period_end + grace)
@@ -144,11 +167,17 @@ def _close_draft(client, con, result: PeriodCloseResult, pi: PeriodInvoice, wate
     held_at, released_at = holds.get((pi.customer_id, pi.period_start), (None, None))
     if reasons:
         if pi.auto_advance:
-            record_draft_update(con, client.v1.invoices.update(
-                pi.stripe_invoice_id, {"auto_advance": False, "metadata": {HOLD_METADATA_KEY: "; ".join(reasons)[:500]}}
-            ))
+            record_draft_update(
+                con,
+                client.v1.invoices.update(
+                    pi.stripe_invoice_id,
+                    {"auto_advance": False, "metadata": {HOLD_METADATA_KEY: "; ".join(reasons)[:500]}},
+                ),
+            )
         _set_hold(con, pi, reason="; ".join(reasons), released=False)
-        result.held.append(f"invoice {pi.stripe_invoice_id} of {period} held (auto_advance=false): {'; '.join(reasons)}")
+        result.held.append(
+            f"invoice {pi.stripe_invoice_id} of {period} held (auto_advance=false): {'; '.join(reasons)}"
+        )
         return False
     if held_at is not None and released_at is None:
         finalized = False
@@ -157,8 +186,12 @@ def _close_draft(client, con, result: PeriodCloseResult, pi: PeriodInvoice, wate
             how = "finalized now (its grace period ended while it was held)"
             finalized = True
         else:
-            record_draft_update(con, client.v1.invoices.update(
-                pi.stripe_invoice_id, {"auto_advance": True, "metadata": {HOLD_METADATA_KEY: ""}}))
+            record_draft_update(
+                con,
+                client.v1.invoices.update(
+                    pi.stripe_invoice_id, {"auto_advance": True, "metadata": {HOLD_METADATA_KEY: ""}}
+                ),
+            )
             how = f"auto_advance restored, it finalizes at {grace_end.isoformat()}"
         _set_hold(con, pi, reason=None, released=True)
         result.released.append(f"invoice {pi.stripe_invoice_id} of {period} released, every source complete: {how}")
@@ -183,7 +216,12 @@ def _close_draft(client, con, result: PeriodCloseResult, pi: PeriodInvoice, wate
 
 
 def close_periods(
-    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, *, raw_dir: Path, state_dir: Path,
+    client: stripe.StripeClient,
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    *,
+    raw_dir: Path,
+    state_dir: Path,
     held: dict[str, str],
 ) -> PeriodCloseResult:
     """Close what Stripe's clock says has ended. `held`: each customer the quality gate holds this run, with its

@@ -8,7 +8,7 @@ feeds the customers that have events in its files. A source without the file is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -42,7 +42,7 @@ def read_watermarks(raw_dir: Path) -> dict[str, Watermark]:
             at = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if at.tzinfo is None:
                 raise ValueError("no offset")
-            out[source] = Watermark(source, at.astimezone(timezone.utc))
+            out[source] = Watermark(source, at.astimezone(UTC))
         except ValueError:
             out[source] = Watermark(source, None, f"{path}: {text!r} is not an RFC 3339 time with an offset")
     return out

@@ -86,22 +86,40 @@ def usage_holds(con: duckdb.DuckDBPyConnection, contract: Contract) -> list[Hold
         f"select customer_id, meter, epoch(period_start)::bigint, quantity from ({TO_SEND_SQL}) order by all"
     ).fetchall():
         if customer not in anchors:
-            holds.append(Hold(customer, "customer_not_in_contract",
-                              "usage to send for a customer the contract no longer lists", meter, _iso(period_start)))
+            holds.append(
+                Hold(
+                    customer,
+                    "customer_not_in_contract",
+                    "usage to send for a customer the contract no longer lists",
+                    meter,
+                    _iso(period_start),
+                )
+            )
         elif (digits := significant_digits(quantity)) > STRIPE_MAX_DIGITS:
-            holds.append(Hold(
-                customer, "quantity_too_precise",
-                f"the period total {Decimal(quantity).normalize():f} has {digits} significant digits, Stripe takes "
-                f"{STRIPE_MAX_DIGITS}: a correction event that brings it within {STRIPE_MAX_DIGITS} releases it",
-                meter, _iso(period_start)))
+            holds.append(
+                Hold(
+                    customer,
+                    "quantity_too_precise",
+                    f"the period total {Decimal(quantity).normalize():f} has {digits} significant digits, Stripe takes "
+                    f"{STRIPE_MAX_DIGITS}: a correction event that brings it within {STRIPE_MAX_DIGITS} releases it",
+                    meter,
+                    _iso(period_start),
+                )
+            )
     for customer, meter, period_start in con.execute(
         "select distinct customer_id, meter, epoch(period_start)::bigint from ops.stripe_ledger "
         "where status = 'pending' order by all"
     ).fetchall():
         if customer not in anchors:  # planned before it left the contract: not sent while it is out
-            holds.append(Hold(customer, "customer_not_in_contract",
-                              "meter events planned before the contract dropped the customer", meter,
-                              _iso(period_start)))
+            holds.append(
+                Hold(
+                    customer,
+                    "customer_not_in_contract",
+                    "meter events planned before the contract dropped the customer",
+                    meter,
+                    _iso(period_start),
+                )
+            )
     return holds + _moved_anchor_holds(con, anchors)
 
 
@@ -118,11 +136,17 @@ def _moved_anchor_holds(con: duckdb.DuckDBPyConnection, anchors: dict[str, datet
         start, end = from_epoch(start), from_epoch(end)
         if start < anchor or period_containing(anchor, start) != (start, end):
             seen.add(customer)
-            holds.append(Hold(
-                customer, "billing_anchor_moved",
-                f"Stripe was sent usage of the period {_iso(start)} to {_iso(end)}, which the contract's anchor "
-                f"{_iso(anchor)} does not give: sent periods cannot move; put the anchor back, or bill the "
-                "customer under a new id", None, _iso(start)))
+            holds.append(
+                Hold(
+                    customer,
+                    "billing_anchor_moved",
+                    f"Stripe was sent usage of the period {_iso(start)} to {_iso(end)}, which the contract's anchor "
+                    f"{_iso(anchor)} does not give: sent periods cannot move; put the anchor back, or bill the "
+                    "customer under a new id",
+                    None,
+                    _iso(start),
+                )
+            )
     return holds
 
 
@@ -130,8 +154,13 @@ def invoice_holds(con: duckdb.DuckDBPyConnection) -> list[Hold]:
     """Holds on the shadow invoice lines of the periods to send: lines too large to price."""
     _ensure_outbox(con)
     return [
-        Hold(customer, problem, f"quantity {Decimal(quantity).normalize():f} is too large to price exactly",
-             meter, _iso(period_start))
+        Hold(
+            customer,
+            problem,
+            f"quantity {Decimal(quantity).normalize():f} is too large to price exactly",
+            meter,
+            _iso(period_start),
+        )
         for customer, meter, period_start, quantity, problem in con.execute(
             f"""select e.customer_id, e.meter, epoch(e.period_start)::bigint, e.quantity, e.amount_problem
                 from marts.fct_invoice_lines_expected as e

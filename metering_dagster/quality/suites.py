@@ -78,8 +78,10 @@ class SuiteOutcome:
         if self.success:
             if not self.rows:
                 # An incremental run with nothing new: say so, rather than "0 rows passed".
-                return (f"{self.suite}: no row of {self.table} changed since the last upload, nothing new to check"
-                        f" ({count(self.table_rows, 'row')} in all, each checked when it last changed)")
+                return (
+                    f"{self.suite}: no row of {self.table} changed since the last upload, nothing new to check"
+                    f" ({count(self.table_rows, 'row')} in all, each checked when it last changed)"
+                )
             return f"{self.suite}: {count(self.rows, 'changed row')} passed ({count(self.table_rows, 'row')} in {self.table})"
         parts = [
             f"{f['expectation']}({f['column']}): {f['unexpected_count']} rows, customers {', '.join(map(str, f['customers'][:10])) or '-'}"
@@ -90,7 +92,8 @@ class SuiteOutcome:
             parts.append(
                 f"held from the upload, the other customers uploaded: {', '.join(held[:10])}"
                 f"{f' and {len(held) - 10} more' if len(held) > 10 else ''} ("
-                + "; ".join(h.describe() for h in self.held[:5]) + ")"
+                + "; ".join(h.describe() for h in self.held[:5])
+                + ")"
             )
         return f"{self.suite} failed: " + "; ".join(parts)
 
@@ -140,8 +143,15 @@ def _validate(name: str, frame, expectations: list, held: list[Hold], table: str
                 "examples": [str(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]],
             }
         )
-    return SuiteOutcome(suite=name, success=bool(result.success) and not held, rows=rows, failures=failures,
-                        held=tuple(held), table=table, table_rows=table_rows)
+    return SuiteOutcome(
+        suite=name,
+        success=bool(result.success) and not held,
+        rows=rows,
+        failures=failures,
+        held=tuple(held),
+        table=table,
+        table_rows=table_rows,
+    )
 
 
 def validate_usage_upload(con: duckdb.DuckDBPyConnection, contract: Contract) -> SuiteOutcome:

@@ -67,8 +67,9 @@ def _attach_published(con: duckdb.DuckDBPyConnection, tmp: Path) -> None:
         con.execute(attach, [str(tmp)])
 
 
-def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "marts",
-                  generation: str | None = None) -> list[str]:
+def publish_marts(
+    con: duckdb.DuckDBPyConnection, target: Path, schema: str = "marts", generation: str | None = None
+) -> list[str]:
     """Copy every table and view of `schema` into `target`, atomically replacing it (module doc).
 
     `generation` names the build the models come from (the contract fingerprint they were last rebuilt for):
@@ -80,15 +81,23 @@ def publish_marts(con: duckdb.DuckDBPyConnection, target: Path, schema: str = "m
     if target.exists():
         shutil.copyfile(target, tmp)
     names = _tables(con, "select table_name from information_schema.tables where table_schema = ?", schema)
-    growing = set(_tables(
-        con, "select table_name from information_schema.columns where table_schema = ? and column_name = 'landing_run_id'",
-        schema))
+    growing = set(
+        _tables(
+            con,
+            "select table_name from information_schema.columns where table_schema = ? and column_name = 'landing_run_id'",
+            schema,
+        )
+    )
     _attach_published(con, tmp)
     try:
         con.execute(f'create schema if not exists published."{schema}"')
-        have = set(_tables(
-            con, "select table_name from information_schema.tables where table_catalog = 'published' and table_schema = ?",
-            schema))
+        have = set(
+            _tables(
+                con,
+                "select table_name from information_schema.tables where table_catalog = 'published' and table_schema = ?",
+                schema,
+            )
+        )
         same_build = generation is not None and _published_generation(con) == generation
         for name in names:
             source, published = f'"{schema}"."{name}"', f'published."{schema}"."{name}"'

@@ -92,6 +92,7 @@ def write_table(columns: Sequence[str], rows: Iterator[tuple], out: TextIO, widt
     widths = [max([len(c)] + [len(r[i]) for r in shown]) for i, c in enumerate(columns)]
     width = width or shutil.get_terminal_size((200, 24)).columns
     if sum(widths) + 3 * (len(columns) - 1) <= width or len(columns) == 1:
+
         def line(values: Sequence[str]) -> str:
             cells = [v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)]
             return " | ".join(cells).rstrip() + "\n"
@@ -104,9 +105,11 @@ def write_table(columns: Sequence[str], rows: Iterator[tuple], out: TextIO, widt
         for n, r in enumerate(shown, 1):
             out.write(f"-[ row {n} ]" + "-" * max(0, name_width - 8) + "\n")
             out.writelines(f"{c.ljust(name_width)} | {v}\n" for c, v in zip(columns, r))
-    out.write(f"({count(len(shown) + more, 'row')}"
-              + (f"; the first {TABLE_MAX_ROWS:,} shown: --format csv or json writes every row" if more else "")
-              + ")\n")
+    out.write(
+        f"({count(len(shown) + more, 'row')}"
+        + (f"; the first {TABLE_MAX_ROWS:,} shown: --format csv or json writes every row" if more else "")
+        + ")\n"
+    )
 
 
 def write_result(result: duckdb.DuckDBPyConnection, fmt: str, out: TextIO) -> None:

@@ -28,14 +28,26 @@ VALIDATION_RULES = 2  # 2: before_first_period, value_out_of_range, customer_not
 
 def validation_fingerprint(contract: Contract) -> str:
     """Hash of what the incremental models read from the contract, and of the validation rules' version."""
-    return hashlib.sha256(json.dumps({
-        "rules": VALIDATION_RULES,
-        "environment": contract.environment,
-        "meters": [[m.key, m.action, m.value_path, m.aggregation,
-                    sorted([f.field_path, sorted(f.allowed_values)] for f in m.filters)]
-                   for m in sorted(contract.meters, key=lambda m: m.key)],
-        "customers": sorted([c.id, c.billing_anchor.isoformat(), c.interval] for c in contract.customers),
-    }, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        json.dumps(
+            {
+                "rules": VALIDATION_RULES,
+                "environment": contract.environment,
+                "meters": [
+                    [
+                        m.key,
+                        m.action,
+                        m.value_path,
+                        m.aggregation,
+                        sorted([f.field_path, sorted(f.allowed_values)] for f in m.filters),
+                    ]
+                    for m in sorted(contract.meters, key=lambda m: m.key)
+                ],
+                "customers": sorted([c.id, c.billing_anchor.isoformat(), c.interval] for c in contract.customers),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:16]
 
 
 def contract_changed_since_build(con: duckdb.DuckDBPyConnection, contract: Contract) -> bool:

@@ -1,12 +1,33 @@
 """One module per resource family; each registers its routes."""
+
 from __future__ import annotations
 
 from ..routing import Router
-from . import (customers, events, invoices, meter_events, meters, prices, products, subscription_items,
-               subscriptions, test_clocks)
+from . import (
+    customers,
+    events,
+    invoices,
+    meter_events,
+    meters,
+    prices,
+    products,
+    subscription_items,
+    subscriptions,
+    test_clocks,
+)
 
-MODULES = (customers, products, prices, meters, meter_events, events, subscriptions, subscription_items, invoices,
-           test_clocks)
+MODULES = (
+    customers,
+    products,
+    prices,
+    meters,
+    meter_events,
+    events,
+    subscriptions,
+    subscription_items,
+    invoices,
+    test_clocks,
+)
 
 
 def build_router() -> Router:

@@ -1,7 +1,8 @@
 """Helpers shared by the resource modules: lookups, Stripe list objects, pagination."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import invalid, missing
 
@@ -25,8 +26,15 @@ def page_params(ctx) -> dict:
     return {"limit": limit, "starting_after": p.str("starting_after"), "ending_before": p.str("ending_before")}
 
 
-def list_page(ctx, type: str, url: str, render: Callable = lambda o: o, order: str = "desc",
-              keep: Callable | None = None, **filters) -> tuple[int, dict]:
+def list_page(
+    ctx,
+    type: str,
+    url: str,
+    render: Callable = lambda o: o,
+    order: str = "desc",
+    keep: Callable | None = None,
+    **filters,
+) -> tuple[int, dict]:
     """A Stripe list response over stored objects; `keep` filters further in Python (unindexed fields)."""
     pp = page_params(ctx)
     if keep is None:
@@ -51,8 +59,14 @@ def _kept_page(tx, type: str, order: str, keep: Callable, pp: dict, filters: dic
     kept: list[dict] = []
     size = limit + 1  # enough when every object passes; doubled while few do
     while len(kept) <= limit:
-        chunk, more = tx.page(type, order=order, limit=size, starting_after=cursor if forward else None,
-                              ending_before=None if forward else cursor, **filters)
+        chunk, more = tx.page(
+            type,
+            order=order,
+            limit=size,
+            starting_after=cursor if forward else None,
+            ending_before=None if forward else cursor,
+            **filters,
+        )
         size = min(size * 2, SCAN_CHUNK)
         passed = [o for o in chunk if keep(o)]
         kept = kept + passed if forward else passed + kept
@@ -70,12 +84,12 @@ def paginate_list(items: list[dict], limit: int, starting_after=None, ending_bef
     if starting_after:
         if starting_after not in ids:
             raise missing("object", starting_after, param="starting_after")
-        rest = items[ids.index(starting_after) + 1:]
+        rest = items[ids.index(starting_after) + 1 :]
         return rest[:limit], len(rest) > limit
     if ending_before:
         if ending_before not in ids:
             raise missing("object", ending_before, param="ending_before")
-        before = items[:ids.index(ending_before)]
+        before = items[: ids.index(ending_before)]
         return before[-limit:], len(before) > limit
     return items[:limit], len(items) > limit
 
@@ -90,8 +104,12 @@ def created_filter(params) -> Callable | None:
         return lambda o: o["created"] == exact
     bounds = params.sub("created")
     tests = []
-    for op, test in (("gt", lambda v, b: v > b), ("gte", lambda v, b: v >= b),
-                     ("lt", lambda v, b: v < b), ("lte", lambda v, b: v <= b)):
+    for op, test in (
+        ("gt", lambda v, b: v > b),
+        ("gte", lambda v, b: v >= b),
+        ("lt", lambda v, b: v < b),
+        ("lte", lambda v, b: v <= b),
+    ):
         bound = bounds.int(op)
         if bound is not None:
             tests.append((test, bound))
@@ -106,6 +124,7 @@ def str_filters(params, keys) -> dict:
 def update_fields(obj: dict, params, str_keys=(), bool_keys=()) -> dict:
     """Apply the simple updatable fields present in the request, and Stripe's metadata merge."""
     from ..params import merge_metadata
+
     for key in str_keys:
         if key in params:
             obj[key] = params.str(key)

@@ -1,4 +1,5 @@
 """Customers: create, retrieve, update, delete, list (email, test_clock)."""
+
 from __future__ import annotations
 
 import secrets
@@ -23,16 +24,33 @@ def create(ctx):
     if clock:
         require(ctx, clock, "test_helpers.test_clock", "test clock", param="test_clock")
     obj = {
-        "id": new_id("cus", 14), "object": "customer",
-        "address": _address(p.raw("address")), "balance": p.int("balance", default=0),
-        "created": ctx.clock_now(clock), "currency": None, "default_source": None, "delinquent": False,
-        "description": p.str("description"), "discount": None, "email": p.str("email"),
+        "id": new_id("cus", 14),
+        "object": "customer",
+        "address": _address(p.raw("address")),
+        "balance": p.int("balance", default=0),
+        "created": ctx.clock_now(clock),
+        "currency": None,
+        "default_source": None,
+        "delinquent": False,
+        "description": p.str("description"),
+        "discount": None,
+        "email": p.str("email"),
         "invoice_prefix": p.str("invoice_prefix") or secrets.token_hex(4).upper(),
-        "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None,
-                             "rendering_options": None},
-        "livemode": False, "metadata": merge_metadata({}, p.raw("metadata")), "name": p.str("name"),
-        "next_invoice_sequence": 1, "phone": p.str("phone"), "preferred_locales": p.list("preferred_locales"),
-        "shipping": None, "tax_exempt": p.str("tax_exempt") or "none", "test_clock": clock,
+        "invoice_settings": {
+            "custom_fields": None,
+            "default_payment_method": None,
+            "footer": None,
+            "rendering_options": None,
+        },
+        "livemode": False,
+        "metadata": merge_metadata({}, p.raw("metadata")),
+        "name": p.str("name"),
+        "next_invoice_sequence": 1,
+        "phone": p.str("phone"),
+        "preferred_locales": p.list("preferred_locales"),
+        "shipping": None,
+        "tax_exempt": p.str("tax_exempt") or "none",
+        "test_clock": clock,
     }
     return 200, ctx.tx.insert(obj)
 

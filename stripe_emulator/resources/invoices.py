@@ -5,6 +5,7 @@ write lock.
 A preview (`upcoming_in_…`) is not an invoice: it is neither listed nor retrievable, but its lines as
 computed when it was returned stay behind its lines URL, paginated like an invoice's, for the customer's
 newest PREVIEWS_KEPT previews and at most PREVIEW_TTL seconds of wall time."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -13,8 +14,17 @@ from .. import billing_cycle, invoice_model, pricing
 from ..errors import invalid, missing
 from ..params import Params, merge_metadata
 from ..storage import new_id
-from .common import (created_filter, deleted, list_object, list_page, page_params, paginate_list, require,
-                     str_filters, update_fields)
+from .common import (
+    created_filter,
+    deleted,
+    list_object,
+    list_page,
+    page_params,
+    paginate_list,
+    require,
+    str_filters,
+    update_fields,
+)
 
 PREVIEW_PREFIX = "upcoming_"
 PREVIEWS_KEPT = 5
@@ -43,8 +53,14 @@ def list_(ctx):
     if "status" in p:
         filters["status"] = p.str("status", choices=("draft", "open", "paid", "uncollectible", "void"))
     # A draft follows its meters until finalized: brought up to date as it is returned.
-    return list_page(ctx, "invoice", "/v1/invoices", render=lambda o: invoice_model.current(ctx.tx, o),
-                     keep=created_filter(p), **filters)
+    return list_page(
+        ctx,
+        "invoice",
+        "/v1/invoices",
+        render=lambda o: invoice_model.current(ctx.tx, o),
+        keep=created_filter(p),
+        **filters,
+    )
 
 
 def lines(ctx):
@@ -70,9 +86,14 @@ def create(ctx):
     if "subscription" in p:
         sub = require(ctx, p.str("subscription"), "subscription", param="subscription")
     now = ctx.customer_now(customer)
-    inv = invoice_model.new_invoice(customer, created=now, billing_reason="manual",
-                                    currency=p.str("currency", default="usd"), subscription=sub,
-                                    auto_advance=bool(p.bool("auto_advance", default=False)))
+    inv = invoice_model.new_invoice(
+        customer,
+        created=now,
+        billing_reason="manual",
+        currency=p.str("currency", default="usd"),
+        subscription=sub,
+        auto_advance=bool(p.bool("auto_advance", default=False)),
+    )
     inv["description"] = p.str("description")
     inv["metadata"] = merge_metadata({}, p.raw("metadata"))
     if inv["auto_advance"]:
@@ -98,8 +119,9 @@ def create_preview(ctx):
         subs = ctx.tx.find("subscription", customer=cid, status="active")
         sub = subs[0] if subs else None
     now = ctx.customer_now(customer)
-    inv = invoice_model.new_invoice(customer, created=now, billing_reason="upcoming", subscription=sub,
-                                    invoice_id=PREVIEW_PREFIX + new_id("in"))
+    inv = invoice_model.new_invoice(
+        customer, created=now, billing_reason="upcoming", subscription=sub, invoice_id=PREVIEW_PREFIX + new_id("in")
+    )
     lines = []
     if sub is not None:
         start, end = sub["_period_start"], sub["_period_end"]
@@ -108,16 +130,25 @@ def create_preview(ctx):
             price = ctx.tx.get(item["price"]["id"], "price")
             if price["recurring"]["usage_type"] != "metered":
                 continue
-            line = invoice_model.new_line(inv, kind="metered", amount=0, currency=price["currency"],
-                                          period=(start, end), description=None, price=price,
-                                          subscription=sub["id"], subscription_item=item["id"])
+            line = invoice_model.new_line(
+                inv,
+                kind="metered",
+                amount=0,
+                currency=price["currency"],
+                period=(start, end),
+                description=None,
+                price=price,
+                subscription=sub["id"],
+                subscription_item=item["id"],
+            )
             lines.append(invoice_model.reprice_metered_line(ctx.tx, line))
     for ii in ctx.tx.find("invoiceitem", order="asc", customer=cid, invoice=None):
         if sub is None or ii.get("_subscription") in (None, sub["id"]):
             lines.append(billing_cycle.line_for_item(ctx.tx, inv, ii))
     invoice_model.set_totals(inv, lines)
-    ctx.tx.keep_preview(inv["id"], cid, lines, created=ctx.now(), expire_before=ctx.now() - PREVIEW_TTL,
-                        keep_per_customer=PREVIEWS_KEPT)
+    ctx.tx.keep_preview(
+        inv["id"], cid, lines, created=ctx.now(), expire_before=ctx.now() - PREVIEW_TTL, keep_per_customer=PREVIEWS_KEPT
+    )
     return 200, invoice_model.render(ctx.tx, inv, lines)
 
 
@@ -127,8 +158,11 @@ def update(ctx):
     if "auto_advance" in p:
         inv["auto_advance"] = p.bool("auto_advance")
         if inv["status"] == "draft":
-            due = inv["period_end"] + ctx.settings.grace_period_seconds \
-                if inv["billing_reason"] == "subscription_cycle" else inv["created"] + 3600
+            due = (
+                inv["period_end"] + ctx.settings.grace_period_seconds
+                if inv["billing_reason"] == "subscription_cycle"
+                else inv["created"] + 3600
+            )
             inv["automatically_finalizes_at"] = due if inv["auto_advance"] else None
     update_fields(inv, p, ("description",))
     return 200, invoice_model.render(ctx.tx, ctx.tx.save(inv))
@@ -137,8 +171,7 @@ def update(ctx):
 def finalize(ctx):
     inv = _load(ctx)
     if inv["status"] != "draft":
-        raise invalid(f"This invoice is already finalized (status {inv['status']}).",
-                      code="invoice_not_editable")
+        raise invalid(f"This invoice is already finalized (status {inv['status']}).", code="invoice_not_editable")
     if "auto_advance" in ctx.params:
         inv["auto_advance"] = ctx.params.bool("auto_advance")
     inv = invoice_model.finalize(ctx.tx, inv, ctx.clock_now(inv.get("test_clock")))
@@ -148,8 +181,10 @@ def finalize(ctx):
 def void(ctx):
     inv = _load(ctx)
     if inv["status"] not in ("open", "uncollectible"):
-        raise invalid(f"You can only void open or uncollectible invoices; this one is {inv['status']}.",
-                      code="invoice_not_editable" if inv["status"] == "draft" else None)
+        raise invalid(
+            f"You can only void open or uncollectible invoices; this one is {inv['status']}.",
+            code="invoice_not_editable" if inv["status"] == "draft" else None,
+        )
     inv["status"] = "void"
     inv["status_transitions"]["voided_at"] = ctx.clock_now(inv.get("test_clock"))
     return 200, invoice_model.render(ctx.tx, ctx.tx.save(inv))
@@ -160,8 +195,7 @@ def pay(ctx):
     if inv["status"] != "open":
         raise invalid(f"Only open invoices can be paid; this one is {inv['status']}.")
     if not ctx.params.bool("paid_out_of_band", default=False):
-        raise invalid("The emulator has no payment methods; pass paid_out_of_band=true.",
-                      param="paid_out_of_band")
+        raise invalid("The emulator has no payment methods; pass paid_out_of_band=true.", param="paid_out_of_band")
     inv.update(status="paid", amount_paid=inv["amount_due"], amount_remaining=0)
     inv["status_transitions"]["paid_at"] = ctx.clock_now(inv.get("test_clock"))
     return 200, invoice_model.render(ctx.tx, ctx.tx.save(inv))
@@ -191,16 +225,35 @@ def create_item(ctx):
     if sub_id:
         require(ctx, sub_id, "subscription", param="subscription")
     obj = {
-        "id": new_id("ii"), "object": "invoiceitem", "amount": amount, "currency": currency.lower(),
-        "customer": customer["id"], "customer_account": None, "date": now, "description": p.str("description"),
-        "discountable": True, "discounts": [], "invoice": None, "livemode": False,
-        "metadata": merge_metadata({}, p.raw("metadata")), "net_amount": amount,
-        "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub_id}} if sub_id else None,
+        "id": new_id("ii"),
+        "object": "invoiceitem",
+        "amount": amount,
+        "currency": currency.lower(),
+        "customer": customer["id"],
+        "customer_account": None,
+        "date": now,
+        "description": p.str("description"),
+        "discountable": True,
+        "discounts": [],
+        "invoice": None,
+        "livemode": False,
+        "metadata": merge_metadata({}, p.raw("metadata")),
+        "net_amount": amount,
+        "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub_id}}
+        if sub_id
+        else None,
         "period": {"end": period.int("end", default=now), "start": period.int("start", default=now)},
-        "pricing": {"type": "price_details", "unit_amount_decimal": unit,
-                    "price_details": {"price": price["id"], "product": price["product"]} if price else None},
-        "proration": False, "quantity": quantity, "quantity_decimal": str(quantity), "tax_rates": [],
-        "test_clock": customer.get("test_clock"), "_subscription": sub_id,
+        "pricing": {
+            "type": "price_details",
+            "unit_amount_decimal": unit,
+            "price_details": {"price": price["id"], "product": price["product"]} if price else None,
+        },
+        "proration": False,
+        "quantity": quantity,
+        "quantity_decimal": str(quantity),
+        "tax_rates": [],
+        "test_clock": customer.get("test_clock"),
+        "_subscription": sub_id,
     }
     ctx.tx.insert(obj)
     if invoice_id:

@@ -1,10 +1,11 @@
 """Billing meters: create, retrieve, list (status), update, deactivate, reactivate; event summaries."""
+
 from __future__ import annotations
 
 from ..aggregation import WINDOW_SECONDS, aggregate_rows, json_number
 from ..errors import invalid
 from ..storage import new_id
-from .common import list_object, list_page, paginate_list, page_params, require
+from .common import list_object, list_page, page_params, paginate_list, require
 
 
 def create(ctx):
@@ -18,13 +19,21 @@ def create(ctx):
     window = p.str("event_time_window", choices=("hour", "day"))
     now = ctx.now()
     obj = {
-        "id": new_id("mtr_test", 32), "object": "billing.meter", "created": now,
-        "customer_mapping": {"event_payload_key": cm.str("event_payload_key", default="stripe_customer_id"),
-                             "type": cm.str("type", default="by_id", choices=("by_id",))},
+        "id": new_id("mtr_test", 32),
+        "object": "billing.meter",
+        "created": now,
+        "customer_mapping": {
+            "event_payload_key": cm.str("event_payload_key", default="stripe_customer_id"),
+            "type": cm.str("type", default="by_id", choices=("by_id",)),
+        },
         "default_aggregation": {"formula": agg.str("formula", required=True, choices=("sum", "count", "last"))},
-        "display_name": p.str("display_name", required=True), "event_name": event_name,
-        "event_time_window": window, "livemode": False, "status": "active",
-        "status_transitions": {"deactivated_at": None}, "updated": now,
+        "display_name": p.str("display_name", required=True),
+        "event_name": event_name,
+        "event_time_window": window,
+        "livemode": False,
+        "status": "active",
+        "status_transitions": {"deactivated_at": None},
+        "updated": now,
         "value_settings": {"event_payload_key": vs.str("event_payload_key", default="value")},
     }
     return 200, ctx.tx.insert(obj)
@@ -83,7 +92,9 @@ def event_summaries(ctx):
         raise invalid("end_time must be after start_time.", param="end_time")
     rows = ctx.tx.conn.execute(
         "SELECT value, ts, seq FROM meter_events WHERE meter = ? AND customer = ? AND ts >= ? AND ts < ? "
-        "AND canceled_at IS NULL", (meter["id"], customer, start, end)).fetchall()
+        "AND canceled_at IS NULL",
+        (meter["id"], customer, start, end),
+    ).fetchall()
     step = WINDOW_SECONDS[window] if window else end - start
     grouped: dict = {}
     for r in rows:
@@ -92,9 +103,17 @@ def event_summaries(ctx):
     for i in reversed(range((end - start + step - 1) // step)):  # newest first, as Stripe lists them
         s, e = start + i * step, min(start + (i + 1) * step, end)
         value = aggregate_rows(meter, grouped.get(i, []))
-        summaries.append({"id": f"mtrusg_{meter['id']}_{customer}_{s}_{e}", "object": "billing.meter_event_summary",
-                          "aggregated_value": json_number(value), "end_time": e, "livemode": False,
-                          "meter": meter["id"], "start_time": s})
+        summaries.append(
+            {
+                "id": f"mtrusg_{meter['id']}_{customer}_{s}_{e}",
+                "object": "billing.meter_event_summary",
+                "aggregated_value": json_number(value),
+                "end_time": e,
+                "livemode": False,
+                "meter": meter["id"],
+                "start_time": s,
+            }
+        )
     items, has_more = paginate_list(summaries, **page_params(ctx))
     return 200, list_object(f"/v1/billing/meters/{meter['id']}/event_summaries", items, has_more)
 

@@ -2,6 +2,7 @@
 
 `tiers` is stored on the price but, as in Stripe, only returned when expanded (`expand[]=tiers`).
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -15,8 +16,9 @@ from .products import new_product
 
 def _amount(p: Params, int_key: str, dec_key: str, param_prefix: str) -> Decimal | None:
     if int_key in p and dec_key in p:
-        raise invalid(f"You may only specify one of these parameters: {int_key}, {dec_key}.",
-                      param=param_prefix + dec_key)
+        raise invalid(
+            f"You may only specify one of these parameters: {int_key}, {dec_key}.", param=param_prefix + dec_key
+        )
     if dec_key in p:
         return p.decimal(dec_key)
     if int_key in p:
@@ -56,8 +58,15 @@ def _tiers(p: Params) -> list[dict]:
         flat = _amount(tp, "flat_amount", "flat_amount_decimal", f"tiers[{i}][")
         if unit is None and flat is None:
             raise invalid("Each tier needs unit_amount or flat_amount.", param=f"tiers[{i}]")
-        tiers.append({"flat_amount": _int_or_none(flat), "flat_amount_decimal": _dec_str(flat),
-                      "unit_amount": _int_or_none(unit), "unit_amount_decimal": _dec_str(unit), "up_to": up_to})
+        tiers.append(
+            {
+                "flat_amount": _int_or_none(flat),
+                "flat_amount_decimal": _dec_str(flat),
+                "unit_amount": _int_or_none(unit),
+                "unit_amount_decimal": _dec_str(unit),
+                "up_to": up_to,
+            }
+        )
     if tiers[-1]["up_to"] is not None:
         raise invalid("The last tier must have `up_to=inf`.", param=f"tiers[{len(raw) - 1}][up_to]")
     return tiers
@@ -70,8 +79,11 @@ def _claim_lookup_key(ctx, key: str | None, transfer: bool, price_id: str):
         if other["id"] == price_id:
             continue
         if not transfer:
-            raise invalid(f"A price (`{other['id']}`) already uses that lookup key. Pass "
-                          "`transfer_lookup_key=true` to move it to this price.", param="lookup_key")
+            raise invalid(
+                f"A price (`{other['id']}`) already uses that lookup key. Pass "
+                "`transfer_lookup_key=true` to move it to this price.",
+                param="lookup_key",
+            )
         other["lookup_key"] = None
         ctx.tx.save(other)
 
@@ -87,9 +99,13 @@ def _recurring(ctx, p: Params) -> dict | None:
         raise invalid("Metered prices must reference a meter: pass `recurring[meter]`.", param="recurring[meter]")
     if meter:
         require(ctx, meter, "billing.meter", "billing meter", param="recurring[meter]")
-    return {"interval": rp.str("interval", required=True, choices=("day", "week", "month", "year")),
-            "interval_count": rp.int("interval_count", default=1), "meter": meter,
-            "trial_period_days": rp.int("trial_period_days"), "usage_type": usage_type}
+    return {
+        "interval": rp.str("interval", required=True, choices=("day", "week", "month", "year")),
+        "interval_count": rp.int("interval_count", default=1),
+        "meter": meter,
+        "trial_period_days": rp.int("trial_period_days"),
+        "usage_type": usage_type,
+    }
 
 
 def create(ctx):
@@ -113,21 +129,32 @@ def create(ctx):
         tq = p.sub("transform_quantity")
         divide_by = tq.int("divide_by", required=True)
         if divide_by < 1:
-            raise invalid("transform_quantity[divide_by] must be a positive integer.",
-                          param="transform_quantity[divide_by]")
+            raise invalid(
+                "transform_quantity[divide_by] must be a positive integer.", param="transform_quantity[divide_by]"
+            )
         transform = {"divide_by": divide_by, "round": tq.str("round", required=True, choices=("up", "down"))}
     price_id = new_id("price")
     lookup_key = p.str("lookup_key")
     _claim_lookup_key(ctx, lookup_key, bool(p.bool("transfer_lookup_key")), price_id)
     recurring = _recurring(ctx, p)
     obj = {
-        "id": price_id, "object": "price", "active": p.bool("active", default=True),
-        "billing_scheme": scheme, "created": ctx.now(), "currency": (p.str("currency", required=True)).lower(),
-        "custom_unit_amount": None, "livemode": False, "lookup_key": lookup_key,
-        "metadata": merge_metadata({}, p.raw("metadata")), "nickname": p.str("nickname"),
-        "product": product["id"], "recurring": recurring,
-        "tax_behavior": p.str("tax_behavior", default="unspecified"), "tiers_mode": tiers_mode,
-        "transform_quantity": transform, "type": "recurring" if recurring else "one_time",
+        "id": price_id,
+        "object": "price",
+        "active": p.bool("active", default=True),
+        "billing_scheme": scheme,
+        "created": ctx.now(),
+        "currency": (p.str("currency", required=True)).lower(),
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": lookup_key,
+        "metadata": merge_metadata({}, p.raw("metadata")),
+        "nickname": p.str("nickname"),
+        "product": product["id"],
+        "recurring": recurring,
+        "tax_behavior": p.str("tax_behavior", default="unspecified"),
+        "tiers_mode": tiers_mode,
+        "transform_quantity": transform,
+        "type": "recurring" if recurring else "one_time",
         "unit_amount": _int_or_none(unit) if scheme == "per_unit" else None,
         "unit_amount_decimal": _dec_str(unit) if scheme == "per_unit" else None,
         "_tiers": tiers,
@@ -168,10 +195,17 @@ def list_(ctx):
     rec = p.sub("recurring") if "recurring" in p else None
 
     def keep(o):
-        return ((active is None or o["active"] == active) and (ptype is None or o["type"] == ptype)
-                and (currency is None or o["currency"] == currency.lower())
-                and (rec is None or (o["recurring"] or {}).get("usage_type") == rec.str("usage_type",
-                                                                                        default=(o["recurring"] or {}).get("usage_type"))))
+        return (
+            (active is None or o["active"] == active)
+            and (ptype is None or o["type"] == ptype)
+            and (currency is None or o["currency"] == currency.lower())
+            and (
+                rec is None
+                or (o["recurring"] or {}).get("usage_type")
+                == rec.str("usage_type", default=(o["recurring"] or {}).get("usage_type"))
+            )
+        )
+
     expand = p.expand()
     return list_page(ctx, "price", "/v1/prices", render=lambda o: render(o, expand), keep=keep, **filters)
 

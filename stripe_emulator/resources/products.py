@@ -1,4 +1,5 @@
 """Products: create, retrieve, update, delete, list (active)."""
+
 from __future__ import annotations
 
 from ..params import merge_metadata
@@ -8,13 +9,25 @@ from .common import deleted, list_page, require, update_fields
 
 def new_product(ctx, p, product_id: str | None = None) -> dict:
     return {
-        "id": product_id or new_id("prod", 14), "object": "product",
-        "active": p.bool("active", default=True), "created": ctx.now(), "default_price": None,
-        "description": p.str("description"), "images": p.list("images"), "livemode": False,
-        "marketing_features": [], "metadata": merge_metadata({}, p.raw("metadata")),
-        "name": p.str("name", required=True), "package_dimensions": None, "shippable": None,
-        "statement_descriptor": p.str("statement_descriptor"), "tax_code": p.str("tax_code"),
-        "type": "service", "unit_label": p.str("unit_label"), "updated": ctx.now(), "url": p.str("url"),
+        "id": product_id or new_id("prod", 14),
+        "object": "product",
+        "active": p.bool("active", default=True),
+        "created": ctx.now(),
+        "default_price": None,
+        "description": p.str("description"),
+        "images": p.list("images"),
+        "livemode": False,
+        "marketing_features": [],
+        "metadata": merge_metadata({}, p.raw("metadata")),
+        "name": p.str("name", required=True),
+        "package_dimensions": None,
+        "shippable": None,
+        "statement_descriptor": p.str("statement_descriptor"),
+        "tax_code": p.str("tax_code"),
+        "type": "service",
+        "unit_label": p.str("unit_label"),
+        "updated": ctx.now(),
+        "url": p.str("url"),
     }
 
 
@@ -29,8 +42,9 @@ def retrieve(ctx):
 def update(ctx):
     obj = require(ctx, ctx.path["id"], "product")
     p = ctx.params
-    update_fields(obj, p, ("name", "description", "unit_label", "statement_descriptor", "url", "default_price"),
-                  ("active",))
+    update_fields(
+        obj, p, ("name", "description", "unit_label", "statement_descriptor", "url", "default_price"), ("active",)
+    )
     obj["updated"] = ctx.now()
     return 200, ctx.tx.save(obj)
 

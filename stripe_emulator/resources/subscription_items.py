@@ -7,6 +7,7 @@ row per item (id -> subscription) lets an item be found by its id. The period cl
 subscription has at that moment (billing_cycle.py), so a moved metered item bills its whole period's usage
 on the new price. No proration: `proration_behavior` is accepted and validated, nothing more.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,37 +20,66 @@ from .common import deleted, list_object, paginate_list, require
 from .invoices import bring_up_to_date
 
 PRORATION_BEHAVIORS = ("create_prorations", "none", "always_invoice")
-ONE_TIME_PRICE = ("The price specified is set to `type=one_time` but this field only accepts prices with "
-                  "`type=recurring`.")
-INTERVAL_MISMATCH = ("Currency and interval fields must match across all plans on this subscription. "
-                     "Found mismatch in interval field.")
-LAST_ITEM = ("A subscription must have at least one active plan. To cancel a subscription, please use the "
-             "cancel API endpoint on /v1/subscriptions.")
+ONE_TIME_PRICE = (
+    "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`."
+)
+INTERVAL_MISMATCH = (
+    "Currency and interval fields must match across all plans on this subscription. Found mismatch in interval field."
+)
+LAST_ITEM = (
+    "A subscription must have at least one active plan. To cancel a subscription, please use the "
+    "cancel API endpoint on /v1/subscriptions."
+)
 _WELL_FORMED = re.compile(r"^si_[A-Za-z0-9]{14}$")
 
 
 def plan_from_price(price: dict) -> dict:
     rec = price["recurring"] or {}
-    return {"id": price["id"], "object": "plan", "active": price["active"], "amount": price["unit_amount"],
-            "amount_decimal": price["unit_amount_decimal"], "billing_scheme": price["billing_scheme"],
-            "created": price["created"], "currency": price["currency"], "interval": rec.get("interval"),
-            "interval_count": rec.get("interval_count"), "livemode": False, "metadata": price["metadata"],
-            "meter": rec.get("meter"), "nickname": price["nickname"], "product": price["product"],
-            "tiers_mode": price["tiers_mode"], "transform_usage": price["transform_quantity"],
-            "trial_period_days": rec.get("trial_period_days"), "usage_type": rec.get("usage_type")}
+    return {
+        "id": price["id"],
+        "object": "plan",
+        "active": price["active"],
+        "amount": price["unit_amount"],
+        "amount_decimal": price["unit_amount_decimal"],
+        "billing_scheme": price["billing_scheme"],
+        "created": price["created"],
+        "currency": price["currency"],
+        "interval": rec.get("interval"),
+        "interval_count": rec.get("interval_count"),
+        "livemode": False,
+        "metadata": price["metadata"],
+        "meter": rec.get("meter"),
+        "nickname": price["nickname"],
+        "product": price["product"],
+        "tiers_mode": price["tiers_mode"],
+        "transform_usage": price["transform_quantity"],
+        "trial_period_days": rec.get("trial_period_days"),
+        "usage_type": rec.get("usage_type"),
+    }
 
 
 def is_metered(price: dict) -> bool:
     return (price["recurring"] or {}).get("usage_type") == "metered"
 
 
-def new_item(price: dict, sub_id: str, *, created: int, period: tuple[int, int], quantity: int | None,
-             metadata=None) -> dict:
-    return {"id": new_id("si", 14), "object": "subscription_item", "billing_thresholds": None,
-            "created": created, "current_period_end": period[1], "current_period_start": period[0],
-            "discounts": [], "metadata": merge_metadata({}, metadata), "plan": plan_from_price(price),
-            "price": price, "quantity": None if is_metered(price) else (quantity if quantity is not None else 1),
-            "subscription": sub_id, "tax_rates": []}
+def new_item(
+    price: dict, sub_id: str, *, created: int, period: tuple[int, int], quantity: int | None, metadata=None
+) -> dict:
+    return {
+        "id": new_id("si", 14),
+        "object": "subscription_item",
+        "billing_thresholds": None,
+        "created": created,
+        "current_period_end": period[1],
+        "current_period_start": period[0],
+        "discounts": [],
+        "metadata": merge_metadata({}, metadata),
+        "plan": plan_from_price(price),
+        "price": price,
+        "quantity": None if is_metered(price) else (quantity if quantity is not None else 1),
+        "subscription": sub_id,
+        "tax_rates": [],
+    }
 
 
 def recurring_price(ctx, price_id: str | None, param: str) -> dict:
@@ -79,7 +109,9 @@ def _duplicate_price(price_id: str, added: dict | None, existing: dict | None) -
             f"A new item with Price {price_id} can't be added to this Subscription because an existing "
             f"Subscription Item {existing['id']} is already using that Price. If you want to update the existing "
             "item (e.g., to adjust the quantity), pass the existing Subscription Item's `id` in your update "
-            "request: https://stripe.com/docs/api/subscriptions/update#update_subscription-items-id", param="plan")
+            "request: https://stripe.com/docs/api/subscriptions/update#update_subscription-items-id",
+            param="plan",
+        )
     return invalid(f"Cannot add multiple subscription items with the same price: {price_id}", param="plan")
 
 
@@ -121,8 +153,11 @@ def apply_item_changes(ctx, sub: dict, changes: list, param=lambda n, key: f"ite
         if ip.str("price"):
             price = recurring_price(ctx, ip.str("price"), param(n, "price"))
             if price["currency"] != sub["currency"]:
-                raise invalid(f"The price specified only supports `{price['currency']}`. This doesn't match the "
-                              f"expected currency: `{sub['currency']}`.", param=param(n, "price"))
+                raise invalid(
+                    f"The price specified only supports `{price['currency']}`. This doesn't match the "
+                    f"expected currency: `{sub['currency']}`.",
+                    param=param(n, "price"),
+                )
             rec = price["recurring"]
             if (rec["interval"], rec["interval_count"]) != billing_cycle.sub_interval(sub):
                 raise invalid(INTERVAL_MISMATCH, param=param(n, "price"))
@@ -151,8 +186,14 @@ def apply_item_changes(ctx, sub: dict, changes: list, param=lambda n, key: f"ite
                 raise missing_param(param(n, "id"))
             if price is None:
                 raise invalid("You must pass one of plan, price, or price_data.", param=param(n, "price"))
-            item = new_item(price, sub["id"], created=now, period=(now, sub["_period_end"]), quantity=quantity,
-                            metadata=ip.raw("metadata"))
+            item = new_item(
+                price,
+                sub["id"],
+                created=now,
+                period=(now, sub["_period_end"]),
+                quantity=quantity,
+                metadata=ip.raw("metadata"),
+            )
             items.append(item)
             by_id[item["id"]] = item
             touched.append(item)
@@ -192,11 +233,14 @@ def list_(ctx):
     if not sub_id:
         raise missing_param("subscription")
     sub = require(ctx, sub_id, "subscription", param="subscription")
-    pp = {"limit": p.int("limit", default=10), "starting_after": p.str("starting_after"),
-          "ending_before": p.str("ending_before")}
+    pp = {
+        "limit": p.int("limit", default=10),
+        "starting_after": p.str("starting_after"),
+        "ending_before": p.str("ending_before"),
+    }
     if not 1 <= pp["limit"] <= 100:
         raise invalid("Invalid limit: must be between 1 and 100", param="limit")
-    items, has_more = paginate_list(sub["items"]["data"], **pp)   # oldest first, as Stripe lists items
+    items, has_more = paginate_list(sub["items"]["data"], **pp)  # oldest first, as Stripe lists items
     return 200, list_object(f"/v1/subscription_items?subscription={sub_id}", items, has_more)
 
 

@@ -1,5 +1,6 @@
 """Subscriptions with metered (and licensed) items; periods follow `billing_cycle_anchor` (or the day and time
 of a `billing_cycle_anchor_config`) by Stripe's month arithmetic. Period closes are in billing_cycle.py."""
+
 from __future__ import annotations
 
 from .. import billing_cycle
@@ -9,12 +10,23 @@ from ..storage import new_id
 from ..timeutil import configured_anchor, time_of_day
 from .common import list_object, list_page, require, str_filters, update_fields
 from .invoices import bring_up_to_date
-from .subscription_items import (INTERVAL_MISMATCH, apply_item_changes, check_unique_prices, index_items, new_item,
-                                 proration_behavior, recurring_price)
+from .subscription_items import (
+    INTERVAL_MISMATCH,
+    apply_item_changes,
+    check_unique_prices,
+    index_items,
+    new_item,
+    proration_behavior,
+    recurring_price,
+)
 
-
-ANCHOR_CONFIG_RANGES = (("day_of_month", 1, 31), ("month", 1, 12), ("hour", 0, 23), ("minute", 0, 59),
-                        ("second", 0, 59))
+ANCHOR_CONFIG_RANGES = (
+    ("day_of_month", 1, 31),
+    ("month", 1, 12),
+    ("hour", 0, 23),
+    ("minute", 0, 59),
+    ("second", 0, 59),
+)
 
 
 def _anchor_config_param(p) -> dict | None:
@@ -22,25 +34,36 @@ def _anchor_config_param(p) -> dict | None:
     if "billing_cycle_anchor_config" not in p:
         return None
     if "billing_cycle_anchor" in p:
-        raise invalid("You may only specify one of these parameters: billing_cycle_anchor, "
-                      "billing_cycle_anchor_config.", param="billing_cycle_anchor_config")
+        raise invalid(
+            "You may only specify one of these parameters: billing_cycle_anchor, billing_cycle_anchor_config.",
+            param="billing_cycle_anchor_config",
+        )
     cp = p.sub("billing_cycle_anchor_config", required=True)
-    return {field: cp.int_between(field, low, high, required=field == "day_of_month")
-            for field, low, high in ANCHOR_CONFIG_RANGES}
+    return {
+        field: cp.int_between(field, low, high, required=field == "day_of_month")
+        for field, low, high in ANCHOR_CONFIG_RANGES
+    }
 
 
 def _anchor_from_config(config: dict, now: int, interval: str, count: int) -> tuple[dict, int, int]:
     """(the config as returned, the first period end, billing_cycle_anchor). Hour, minute and second default
     to those of the creation time (UTC), as Stripe documents; `month` stays null unless given."""
     if interval not in ("month", "year"):
-        raise invalid("billing_cycle_anchor_config is only valid with monthly and yearly price intervals.",
-                      param="billing_cycle_anchor_config")
+        raise invalid(
+            "billing_cycle_anchor_config is only valid with monthly and yearly price intervals.",
+            param="billing_cycle_anchor_config",
+        )
     months = count * (12 if interval == "year" else 1)
     if config["month"] is not None and months == 1:
-        raise invalid("billing_cycle_anchor_config[month] can only be used with prices that bill every several "
-                      "months or yearly: a monthly price bills every month.", param="billing_cycle_anchor_config[month]")
-    at = tuple(default if config[field] is None else config[field]
-               for field, default in zip(("hour", "minute", "second"), time_of_day(now)))
+        raise invalid(
+            "billing_cycle_anchor_config[month] can only be used with prices that bill every several "
+            "months or yearly: a monthly price bills every month.",
+            param="billing_cycle_anchor_config[month]",
+        )
+    at = tuple(
+        default if config[field] is None else config[field]
+        for field, default in zip(("hour", "minute", "second"), time_of_day(now))
+    )
     config = {**config, "hour": at[0], "minute": at[1], "second": at[2]}
     first_end, anchor = configured_anchor(now, months, config["day_of_month"], at, config["month"])
     return config, first_end, anchor
@@ -57,24 +80,31 @@ def create(ctx):
     anchor_config = _anchor_config_param(p)
     anchor = p.int("billing_cycle_anchor", default=start)
     if anchor < start:
-        raise invalid("billing_cycle_anchor cannot be before the subscription's start date.",
-                      param="billing_cycle_anchor")
+        raise invalid(
+            "billing_cycle_anchor cannot be before the subscription's start date.", param="billing_cycle_anchor"
+        )
     sub_id = new_id("sub")
     prices, items = [], []
     for i, raw in enumerate(raw_items):
         ip = Params(raw if isinstance(raw, dict) else {})
         price = recurring_price(ctx, ip.str("price", required=True), f"items[{i}][price]")
         prices.append(price)
-        items.append(new_item(price, sub_id, created=now, period=(start, 0), quantity=ip.int("quantity"),
-                              metadata=ip.raw("metadata")))
+        items.append(
+            new_item(
+                price, sub_id, created=now, period=(start, 0), quantity=ip.int("quantity"), metadata=ip.raw("metadata")
+            )
+        )
     first = prices[0]
     interval, count = first["recurring"]["interval"], first["recurring"]["interval_count"]
     for i, pr in enumerate(prices):
         if pr["currency"] != first["currency"]:
-            raise invalid(f"This `price` has `currency={pr['currency']}`, but other items use "
-                          f"`currency={first['currency']}`. All items must have pricing in the same currency. "
-                          "When using multi-currency prices, you can specify `currency` at the top level, to be "
-                          "used by all items.", param=f"items[{i}][price]")
+            raise invalid(
+                f"This `price` has `currency={pr['currency']}`, but other items use "
+                f"`currency={first['currency']}`. All items must have pricing in the same currency. "
+                "When using multi-currency prices, you can specify `currency` at the top level, to be "
+                "used by all items.",
+                param=f"items[{i}][price]",
+            )
         if (pr["recurring"]["interval"], pr["recurring"]["interval_count"]) != (interval, count):
             raise invalid(INTERVAL_MISMATCH, param=f"items[{i}][price]")
     earliest_end = start
@@ -84,29 +114,62 @@ def create(ctx):
         anchor_config, earliest_end, anchor = _anchor_from_config(anchor_config, now, interval, count)
     check_unique_prices(items, set())
     sub = {
-        "id": sub_id, "object": "subscription", "application": None, "application_fee_percent": None,
+        "id": sub_id,
+        "object": "subscription",
+        "application": None,
+        "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
-        "billing_cycle_anchor": anchor, "billing_cycle_anchor_config": anchor_config,
-        "billing_mode": {"type": "classic", "flexible": None}, "billing_schedules": [], "billing_thresholds": None,
-        "cancel_at": None, "cancel_at_period_end": False, "canceled_at": None,
+        "billing_cycle_anchor": anchor,
+        "billing_cycle_anchor_config": anchor_config,
+        "billing_mode": {"type": "classic", "flexible": None},
+        "billing_schedules": [],
+        "billing_thresholds": None,
+        "cancel_at": None,
+        "cancel_at_period_end": False,
+        "canceled_at": None,
         "cancellation_details": {"comment": None, "feedback": None, "reason": None},
-        "collection_method": p.str("collection_method", default="charge_automatically",
-                                   choices=("charge_automatically", "send_invoice")),
-        "created": now, "currency": prices[0]["currency"], "customer": customer["id"], "customer_account": None,
-        "days_until_due": p.int("days_until_due"), "default_payment_method": None, "default_source": None,
-        "default_tax_rates": [], "description": p.str("description"), "discounts": [], "ended_at": None,
+        "collection_method": p.str(
+            "collection_method", default="charge_automatically", choices=("charge_automatically", "send_invoice")
+        ),
+        "created": now,
+        "currency": prices[0]["currency"],
+        "customer": customer["id"],
+        "customer_account": None,
+        "days_until_due": p.int("days_until_due"),
+        "default_payment_method": None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": p.str("description"),
+        "discounts": [],
+        "ended_at": None,
         "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
         "items": list_object(f"/v1/subscription_items?subscription={sub_id}", items),
-        "latest_invoice": None, "livemode": False, "managed_payments": None,
-        "metadata": merge_metadata({}, p.raw("metadata")), "next_pending_invoice_item_invoice": None,
-        "on_behalf_of": None, "pause_collection": None,
-        "payment_settings": {"payment_method_options": None, "payment_method_types": None,
-                             "save_default_payment_method": "off"},
-        "pending_invoice_item_interval": None, "pending_setup_intent": None, "pending_update": None,
-        "schedule": None, "start_date": start, "status": "active", "test_clock": customer.get("test_clock"),
-        "transfer_data": None, "trial_end": None,
-        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}}, "trial_start": None,
-        "_period_start": start, "_interval": interval, "_interval_count": count,
+        "latest_invoice": None,
+        "livemode": False,
+        "managed_payments": None,
+        "metadata": merge_metadata({}, p.raw("metadata")),
+        "next_pending_invoice_item_invoice": None,
+        "on_behalf_of": None,
+        "pause_collection": None,
+        "payment_settings": {
+            "payment_method_options": None,
+            "payment_method_types": None,
+            "save_default_payment_method": "off",
+        },
+        "pending_invoice_item_interval": None,
+        "pending_setup_intent": None,
+        "pending_update": None,
+        "schedule": None,
+        "start_date": start,
+        "status": "active",
+        "test_clock": customer.get("test_clock"),
+        "transfer_data": None,
+        "trial_end": None,
+        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+        "trial_start": None,
+        "_period_start": start,
+        "_interval": interval,
+        "_interval_count": count,
     }
     # the first boundary after the start; a configured one no earlier than the occurrence at or after now
     sub["_period_end"] = max(earliest_end, billing_cycle.period_end_after(sub, start))
@@ -159,6 +222,7 @@ def list_(ctx):
         if status is None and o["status"] == "canceled":
             return False
         return price is None or any(i["price"]["id"] == price for i in o["items"]["data"])
+
     return list_page(ctx, "subscription", "/v1/subscriptions", keep=keep, **filters)
 
 

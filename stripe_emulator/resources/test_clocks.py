@@ -1,4 +1,5 @@
 """Test clocks: create, retrieve, list, advance (processed synchronously: status `ready` on return), delete."""
+
 from __future__ import annotations
 
 from .. import billing_cycle
@@ -12,9 +13,17 @@ DELETES_AFTER = 30 * 86400
 
 def create(ctx):
     p = ctx.params
-    obj = {"id": new_id("clock"), "object": KIND, "created": ctx.now(), "deletes_after": ctx.now() + DELETES_AFTER,
-           "frozen_time": p.int("frozen_time", required=True), "livemode": False, "name": p.str("name"),
-           "status": "ready", "status_details": {}}
+    obj = {
+        "id": new_id("clock"),
+        "object": KIND,
+        "created": ctx.now(),
+        "deletes_after": ctx.now() + DELETES_AFTER,
+        "frozen_time": p.int("frozen_time", required=True),
+        "livemode": False,
+        "name": p.str("name"),
+        "status": "ready",
+        "status_details": {},
+    }
     return 200, ctx.tx.insert(obj)
 
 
@@ -30,8 +39,11 @@ def advance(ctx):
     clock = require(ctx, ctx.path["id"], KIND, "test clock")
     to = ctx.params.int("frozen_time", required=True)
     if to <= clock["frozen_time"]:
-        raise invalid("The test clock can only move forward: frozen_time must be after the current "
-                      f"frozen_time ({clock['frozen_time']}).", param="frozen_time")
+        raise invalid(
+            "The test clock can only move forward: frozen_time must be after the current "
+            f"frozen_time ({clock['frozen_time']}).",
+            param="frozen_time",
+        )
     clock["frozen_time"] = to
     clock["status"] = "ready"
     ctx.tx.save(clock)

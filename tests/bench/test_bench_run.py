@@ -16,12 +16,17 @@ def test_the_bench_runs_and_reports_throughput_floor_ratio_requests_and_memory(t
     results = tmp_path / "results"
     # A process of its own: the bench points the environment (state, Dagster home) at its work folder.
     subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             from pathlib import Path
             from metering_dagster.commands.bench.run import run_bench
             run_bench({EVENTS}, workdir=Path({str(tmp_path / "work")!r}), results=Path({str(results)!r}))
-        """)],
-        check=True, timeout=900,
+        """),
+        ],
+        check=True,
+        timeout=900,
     )
     report = json.loads((results / f"bench-{EVENTS}.json").read_text())
     full, incremental, idle = report["full_run"], report["incremental_run"], report["idle_run"]

@@ -30,11 +30,21 @@ def test_decimal_str_is_plain():
 def test_snapshot_after_the_period_closes(stripe_conn, contract, con):
     client = stripe_conn.client
     advance_test_clock(client, con, contract, utc("2026-10-25T00:00:00Z"))
-    set_usage(con, [
-        ("cust_a", "input_tokens", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "1500.5", "2026-10-20T10:00:00Z"),
-        ("cust_a", "api_calls", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "250", "2026-10-20T10:00:00Z"),
-        ("cust_a", "storage_gb", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "2", "2026-10-20T10:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            (
+                "cust_a",
+                "input_tokens",
+                "2026-10-01T00:00:00Z",
+                "2026-11-01T00:00:00Z",
+                "1500.5",
+                "2026-10-20T10:00:00Z",
+            ),
+            ("cust_a", "api_calls", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "250", "2026-10-20T10:00:00Z"),
+            ("cust_a", "storage_gb", "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "2", "2026-10-20T10:00:00Z"),
+        ],
+    )
     assert report_usage(client, con, contract).failed == 0
     advance_test_clock(client, con, contract, utc("2026-11-01T02:00:00Z"))  # past period end + 1h grace
 
@@ -45,10 +55,15 @@ def test_snapshot_after_the_period_closes(stripe_conn, contract, con):
     lines = con.execute(
         """SELECT meter, invoice_status, quantity, amount_cents, epoch(period_start)::BIGINT
            FROM stripe_view.invoice_lines WHERE customer_id = 'cust_a' AND invoice_status <> 'preview'
-             AND period_start = '2026-10-01T00:00:00Z'::TIMESTAMPTZ ORDER BY meter""").fetchall()
+             AND period_start = '2026-10-01T00:00:00Z'::TIMESTAMPTZ ORDER BY meter"""
+    ).fetchall()
     by_meter = {m: (status, q, amount) for m, status, q, amount, _ in lines}
     assert set(by_meter) == {"api_calls", "input_tokens", "storage_gb"}
-    assert {m: q for m, (_, q, _) in by_meter.items()} == {"input_tokens": Decimal("1500.5"), "api_calls": 250, "storage_gb": 2}
+    assert {m: q for m, (_, q, _) in by_meter.items()} == {
+        "input_tokens": Decimal("1500.5"),
+        "api_calls": 250,
+        "storage_gb": 2,
+    }
     # graduated: 1000 * 0.5 + 100 flat + 500.5 * 0.25 = 725.125 -> 725; package: ceil(250/100) * 25 = 75; 2 * 12.5 = 25
     assert by_meter["input_tokens"][2] == 725
     assert by_meter["api_calls"][2] == 75
@@ -84,7 +99,8 @@ def test_snapshot_reads_only_customers_whose_stripe_view_changed(stripe_conn, co
     assert (first.customers_read, first.customers_carried) == (2, 0)
     # cust_b's total is negative: its preview line bills 0, so the summary is read to see it exactly
     assert con.execute("SELECT customer_id, meter, stripe_quantity FROM stripe_view.usage_summaries").fetchall() == [
-        ("cust_b", "api_calls", Decimal("-40"))]
+        ("cust_b", "api_calls", Decimal("-40"))
+    ]
 
     before = STATS.requests
     second = snapshot_stripe_view(client, con, contract)
@@ -97,7 +113,8 @@ def test_snapshot_reads_only_customers_whose_stripe_view_changed(stripe_conn, co
     assert (third.customers_read, third.customers_carried) == (1, 1)
     preview = con.execute(
         """SELECT quantity FROM stripe_view.invoice_lines
-           WHERE customer_id = 'cust_a' AND meter = 'input_tokens' AND invoice_status = 'preview'""").fetchall()
+           WHERE customer_id = 'cust_a' AND meter = 'input_tokens' AND invoice_status = 'preview'"""
+    ).fetchall()
     assert preview == [(Decimal("1600.5"),)]
     # the rows of a customer that was not read are kept, not dropped
     assert con.execute("SELECT count(*) FROM stripe_view.invoice_lines WHERE customer_id = 'cust_b'").fetchone()[0] > 0

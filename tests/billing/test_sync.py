@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC
 from decimal import Decimal
 
 from metering_dagster.billing.objects import TEST_CLOCK_NAME, price_lookup_key, sync_stripe_objects
@@ -17,7 +18,12 @@ def test_sync_twice_creates_nothing_the_second_time(stripe_conn, contract, con):
     client = stripe_conn.client
     first = sync_stripe_objects(client, contract, con)
     assert first.created == {
-        "test_clocks": 1, "meters": 3, "products": 3, "prices": 3, "customers": 2, "subscriptions": 2,
+        "test_clocks": 1,
+        "meters": 3,
+        "products": 3,
+        "prices": 3,
+        "customers": 2,
+        "subscriptions": 2,
     }
     second = sync_stripe_objects(client, contract, con)
     assert second.total_created == 0 and not second.updated
@@ -63,7 +69,8 @@ def test_changed_price_gets_a_new_price_that_takes_the_lookup_key(stripe_conn, c
 
     meters = tuple(
         replace(m, price=Price(model="per_unit", currency="usd", unit_amount_decimal=Decimal("15")))
-        if m.key == "storage_gb" else m
+        if m.key == "storage_gb"
+        else m
         for m in contract.meters
     )
     changed = replace(contract, meters=meters)
@@ -80,10 +87,14 @@ def test_changed_price_gets_a_new_price_that_takes_the_lookup_key(stripe_conn, c
     assert str(new.unit_amount_decimal) == "15"
     assert client.v1.prices.retrieve(old_price).lookup_key is None
 
-    current = dict(con.execute("SELECT stripe_price_id, is_current FROM ops.stripe_prices WHERE meter = 'storage_gb'").fetchall())
+    current = dict(
+        con.execute("SELECT stripe_price_id, is_current FROM ops.stripe_prices WHERE meter = 'storage_gb'").fetchall()
+    )
     assert current == {old_price: False, new_price: True}
     for cust in contract.customers:
-        sub_id = con.execute("SELECT stripe_subscription_id FROM ops.stripe_customers WHERE customer_id = ?", [cust.id]).fetchone()[0]
+        sub_id = con.execute(
+            "SELECT stripe_subscription_id FROM ops.stripe_customers WHERE customer_id = ?", [cust.id]
+        ).fetchone()[0]
         prices = {i.price.id for i in client.v1.subscriptions.retrieve(sub_id)["items"].data}
         assert new_price in prices and old_price not in prices
 
@@ -112,7 +123,7 @@ def test_a_second_sync_trusts_recent_mappings_and_reverifies_stale_ones(stripe_c
 
 def test_in_the_grace_period_only_invoices_that_left_draft_are_read(stripe_conn, tmp_path, con):
     """Thousands of drafts wait out the grace period: each sync lists the few that left draft, not them all."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from metering_dagster.billing.clock import advance_test_clock
     from metering_dagster.billing.invoices import refresh_period_invoices
@@ -120,17 +131,23 @@ def test_in_the_grace_period_only_invoices_that_left_draft_are_read(stripe_conn,
     from .conftest import CONTRACT_YAML, write_contract
 
     head, _ = CONTRACT_YAML.split("customers:\n")
-    contract = write_contract(tmp_path, head + "customers:\n" + "".join(
-        f'  - {{id: cust_{n}, billing_anchor: "2026-10-01T00:00:00Z"}}\n' for n in range(6)))
+    contract = write_contract(
+        tmp_path,
+        head
+        + "customers:\n"
+        + "".join(f'  - {{id: cust_{n}, billing_anchor: "2026-10-01T00:00:00Z"}}\n' for n in range(6)),
+    )
     client = stripe_conn.client
     sync_stripe_objects(client, contract, con)
-    advance_test_clock(client, con, contract, datetime(2026, 11, 1, 0, 20, tzinfo=timezone.utc))
+    advance_test_clock(client, con, contract, datetime(2026, 11, 1, 0, 20, tzinfo=UTC))
     first = sync_stripe_objects(client, contract, con)  # finds the six drafts Stripe made at the period end
-    drafts = dict(con.execute("SELECT customer_id, stripe_invoice_id FROM ops.period_invoices WHERE status = 'draft'").fetchall())
+    drafts = dict(
+        con.execute("SELECT customer_id, stripe_invoice_id FROM ops.period_invoices WHERE status = 'draft'").fetchall()
+    )
     assert len(drafts) == 6 and first.stripe_customer_ids
 
     client.v1.invoices.finalize_invoice(drafts["cust_2"])  # by hand, before its grace period ends
-    now = datetime(2026, 11, 1, 0, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
     found = refresh_period_invoices(client, con, now)
     assert [(pi.customer_id, pi.status) for pi in found] == [("cust_2", "open")]  # no draft was read again
     status = dict(con.execute("SELECT customer_id, status FROM ops.period_invoices").fetchall())
@@ -138,7 +155,7 @@ def test_in_the_grace_period_only_invoices_that_left_draft_are_read(stripe_conn,
     assert con.execute("SELECT count(*) FROM ops.invoiced_lines WHERE customer_id = 'cust_2'").fetchone()[0] == 3
 
     # Past the grace period the drafts are due: read in full, found final.
-    advance_test_clock(client, con, contract, datetime(2026, 11, 1, 1, 30, tzinfo=timezone.utc))
-    found = refresh_period_invoices(client, con, datetime(2026, 11, 1, 1, 30, tzinfo=timezone.utc))
+    advance_test_clock(client, con, contract, datetime(2026, 11, 1, 1, 30, tzinfo=UTC))
+    found = refresh_period_invoices(client, con, datetime(2026, 11, 1, 1, 30, tzinfo=UTC))
     assert sorted(pi.customer_id for pi in found) == sorted(set(drafts) - {"cust_2"})
     assert set(dict(con.execute("SELECT customer_id, status FROM ops.period_invoices").fetchall()).values()) == {"open"}

@@ -28,7 +28,9 @@ def stripe_quantity(conn, con, customer: str, meter: str, start: str, end: str) 
     params = {"customer": cus, "start_time": int(utc(start).timestamp()), "end_time": int(utc(end).timestamp())}
     total = Decimal(0)
     for s in conn.client.v1.billing.meters.event_summaries.list(mtr, params).auto_paging_iter():
-        total += Decimal(repr(s.aggregated_value)) if isinstance(s.aggregated_value, float) else Decimal(s.aggregated_value)
+        total += (
+            Decimal(repr(s.aggregated_value)) if isinstance(s.aggregated_value, float) else Decimal(s.aggregated_value)
+        )
     return total
 
 
@@ -42,11 +44,14 @@ def ready(stripe_conn, contract, con):
 
 def test_upload_sends_deltas_and_a_rerun_sends_nothing(ready, contract, con):
     client = ready.client
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, "1500.25", "2026-10-20T10:00:00Z"),
-        ("cust_a", "api_calls", *OCT_A, "7", "2026-10-20T11:00:00Z"),
-        ("cust_b", "input_tokens", *OCT_B, "0.1", "2026-10-16T00:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, "1500.25", "2026-10-20T10:00:00Z"),
+            ("cust_a", "api_calls", *OCT_A, "7", "2026-10-20T11:00:00Z"),
+            ("cust_b", "input_tokens", *OCT_B, "0.1", "2026-10-16T00:00:00Z"),
+        ],
+    )
     first = report_usage(client, con, contract)
     assert (first.events_written, first.events_sent, first.requests, first.failed) == (3, 3, 1, 0)
     assert stripe_quantity(ready, con, "cust_a", "input_tokens", *OCT_A) == Decimal("1500.25")
@@ -55,15 +60,21 @@ def test_upload_sends_deltas_and_a_rerun_sends_nothing(ready, contract, con):
     again = report_usage(client, con, contract)
     assert (again.events_written, again.events_sent, again.requests) == (0, 0, 0)
 
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, "1600.35", "2026-10-21T10:00:00Z"),
-        ("cust_a", "api_calls", *OCT_A, "7", "2026-10-20T11:00:00Z"),
-        ("cust_b", "input_tokens", *OCT_B, "0.3", "2026-10-17T00:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, "1600.35", "2026-10-21T10:00:00Z"),
+            ("cust_a", "api_calls", *OCT_A, "7", "2026-10-20T11:00:00Z"),
+            ("cust_b", "input_tokens", *OCT_B, "0.3", "2026-10-17T00:00:00Z"),
+        ],
+    )
     delta = report_usage(client, con, contract)
     assert (delta.events_written, delta.events_sent) == (2, 2)
-    values = dict(con.execute(
-        "SELECT customer_id, value FROM ops.stripe_ledger WHERE meter = 'input_tokens' AND seq = 2").fetchall())
+    values = dict(
+        con.execute(
+            "SELECT customer_id, value FROM ops.stripe_ledger WHERE meter = 'input_tokens' AND seq = 2"
+        ).fetchall()
+    )
     assert values == {"cust_a": Decimal("100.1"), "cust_b": Decimal("0.2")}
     assert stripe_quantity(ready, con, "cust_a", "input_tokens", *OCT_A) == Decimal("1600.35")
     assert stripe_quantity(ready, con, "cust_b", "input_tokens", *OCT_B) == Decimal("0.3")
@@ -107,17 +118,24 @@ def test_last_meter_gets_the_current_value(ready, contract, con):
     result = report_usage(client, con, contract)
     assert result.events_sent == 1
     assert stripe_quantity(ready, con, "cust_a", "storage_gb", *OCT_A) == 3
-    ts = [r[0] for r in con.execute(
-        "SELECT epoch(event_timestamp) FROM ops.stripe_ledger WHERE meter = 'storage_gb' ORDER BY seq").fetchall()]
+    ts = [
+        r[0]
+        for r in con.execute(
+            "SELECT epoch(event_timestamp) FROM ops.stripe_ledger WHERE meter = 'storage_gb' ORDER BY seq"
+        ).fetchall()
+    ]
     assert ts[1] > ts[0]
 
 
 def test_withheld_customers_are_not_sent(ready, contract, con):
     client = ready.client
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, "10", "2026-10-20T10:00:00Z"),
-        ("cust_b", "input_tokens", *OCT_B, "20", "2026-10-20T10:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, "10", "2026-10-20T10:00:00Z"),
+            ("cust_b", "input_tokens", *OCT_B, "20", "2026-10-20T10:00:00Z"),
+        ],
+    )
     result = report_usage(client, con, contract, withheld_customers=frozenset({"cust_b"}))
     assert result.withheld_customers == 1 and result.events_sent == 1
     assert con.execute("SELECT count(*) FROM ops.stripe_ledger WHERE customer_id = 'cust_b'").fetchone()[0] == 0
@@ -145,10 +163,13 @@ def test_event_outside_stripes_time_window_stays_pending_with_reason(ready, cont
 
 def test_requests_carry_at_most_100_events(ready, contract, con, monkeypatch):
     monkeypatch.setattr(upload, "MAX_EVENTS_PER_REQUEST", 2)
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, "1", "2026-10-20T10:00:00Z"),
-        ("cust_a", "api_calls", *OCT_A, "2", "2026-10-20T10:00:00Z"),
-        ("cust_a", "storage_gb", *OCT_A, "3", "2026-10-20T10:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, "1", "2026-10-20T10:00:00Z"),
+            ("cust_a", "api_calls", *OCT_A, "2", "2026-10-20T10:00:00Z"),
+            ("cust_a", "storage_gb", *OCT_A, "3", "2026-10-20T10:00:00Z"),
+        ],
+    )
     result = report_usage(ready.client, con, contract)
     assert (result.events_sent, result.requests) == (3, 2)

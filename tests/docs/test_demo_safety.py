@@ -34,8 +34,15 @@ def files_of(folder: Path) -> dict[str, str]:
 def demo(state: Path, **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("STRIPE_API_KEY", "STRIPE_API_BASE")}
     env.update(METERING_STATE_DIR=str(state), DAGSTER_HOME=str(state / "dagster_home"), **extra)
-    return subprocess.run([sys.executable, "-m", "metering_dagster.cli", "demo"], check=False, env=env,
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "metering_dagster.cli", "demo"],
+        check=False,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def assert_refused(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -61,11 +68,15 @@ def write_warehouse(path: Path, stripe_customer: str, landed: Path = SHIPPED_LOG
     try:
         ensure_ledger(con)
         content = landed.read_bytes()
-        con.execute("INSERT INTO raw.landed_files (source_file, content_sha256, size_bytes, line_count, landing_run_id,"
-                    " landed_at) VALUES (?, ?, ?, ?, 1, now())",
-                    [landed.name, hashlib.sha256(content).hexdigest(), len(content), content.count(b"\n")])
-        con.execute("INSERT INTO ops.stripe_customers VALUES ('cus_acme', ?, NULL, NULL, '2026-10-01', now())",
-                    [stripe_customer])
+        con.execute(
+            "INSERT INTO raw.landed_files (source_file, content_sha256, size_bytes, line_count, landing_run_id,"
+            " landed_at) VALUES (?, ?, ?, ?, 1, now())",
+            [landed.name, hashlib.sha256(content).hexdigest(), len(content), content.count(b"\n")],
+        )
+        con.execute(
+            "INSERT INTO ops.stripe_customers VALUES ('cus_acme', ?, NULL, NULL, '2026-10-01', now())",
+            [stripe_customer],
+        )
         con.execute(
             """INSERT INTO ops.stripe_ledger (identifier, customer_id, meter, period_start, period_end, seq,
                    stripe_formula, value, quantity_after, event_timestamp, status, created_at, sent_at, sent_to)
@@ -81,7 +92,9 @@ def write_emulator_state(path: Path, *object_ids: str) -> None:
     lite = sqlite3.connect(path)
     try:
         lite.executescript(EMULATOR_SCHEMA)
-        lite.executemany("INSERT INTO objects (id, type, data) VALUES (?, 'customer', '{}')", [(i,) for i in object_ids])
+        lite.executemany(
+            "INSERT INTO objects (id, type, data) VALUES (?, 'customer', '{}')", [(i,) for i in object_ids]
+        )
         lite.commit()
     finally:
         lite.close()

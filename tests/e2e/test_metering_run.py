@@ -49,9 +49,11 @@ def test_run_uploads_then_reconciles_the_final_invoice_to_the_cent(user_env, met
     progress = first.stderr.splitlines()
     assert "metering run: landing new usage files: landed 3 files, 3,016 lines; done in 0 s" in progress or any(
         line.startswith("metering run: landing new usage files: landed 3 files, 3,016 lines; done in")
-        for line in progress), first.stderr
-    assert any(re.fullmatch(r"metering run: dbt: .*: (\d+) of \1 models built; done in \d+ s", line)
-               for line in progress), first.stderr
+        for line in progress
+    ), first.stderr
+    assert any(
+        re.fullmatch(r"metering run: dbt: .*: (\d+) of \1 models built; done in \d+ s", line) for line in progress
+    ), first.stderr
     assert any("Stripe: sending meter events: 24 meter events sent; done in" in line for line in progress)
     assert any("4 customers read back; done in" in line for line in progress), first.stderr
     assert progress[-1].startswith("metering run: finished in") and len(progress) < 40, first.stderr
@@ -70,7 +72,11 @@ def test_run_uploads_then_reconciles_the_final_invoice_to_the_cent(user_env, met
     final = metering("run", env=user_env)
     assert final.returncode == 0, final.stdout + final.stderr
 
-    statuses = dict(read(state, "select status, count(*) from marts.rpt_reconciliation where period_start = '2026-10-01' group by 1"))
+    statuses = dict(
+        read(
+            state, "select status, count(*) from marts.rpt_reconciliation where period_start = '2026-10-01' group by 1"
+        )
+    )
     assert set(statuses) == {"match"}, statuses
     ours, theirs = read(
         state,
@@ -94,10 +100,20 @@ def test_analysts_read_the_marts_while_a_run_is_in_progress(user_env, metering_e
 
     # A second run holds the warehouse for writing; the published copy stays readable throughout.
     (metering_env["raw"] / "more.jsonl").write_text(
-        json.dumps({"event_id": "more-1", "timestamp": "2026-10-20T10:00:00Z", "customer_id": "cus_acme",
-                    "action": "api_request", "metadata": {}}) + "\n"
+        json.dumps(
+            {
+                "event_id": "more-1",
+                "timestamp": "2026-10-20T10:00:00Z",
+                "customer_id": "cus_acme",
+                "action": "api_request",
+                "metadata": {},
+            }
+        )
+        + "\n"
     )
-    run = subprocess.Popen([*METERING, "run"], env=user_env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = subprocess.Popen(
+        [*METERING, "run"], env=user_env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     reads_during_run = 0
     while run.poll() is None:
         assert read(state, "select count(*) from marts.fct_usage_by_period")[0][0] == expected
@@ -105,5 +121,7 @@ def test_analysts_read_the_marts_while_a_run_is_in_progress(user_env, metering_e
     output = run.stdout.read()
     assert run.returncode == 0, output
     assert reads_during_run > 0
-    calls = read(state, "select quantity from marts.fct_usage_by_period where customer_id = 'cus_acme' and meter = 'api_calls'")[0][0]
+    calls = read(
+        state, "select quantity from marts.fct_usage_by_period where customer_id = 'cus_acme' and meter = 'api_calls'"
+    )[0][0]
     assert calls == 194  # 193 in the demo data, one more now

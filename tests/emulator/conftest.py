@@ -1,4 +1,5 @@
 """Fixtures: an emulator on a temporary SQLite file, a stripe SDK client pointed at it, and small builders."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ class Builder:
 
     def meter(self, formula: str = "sum", **kw):
         name = "ev_" + uuid.uuid4().hex[:12]
-        return self.c.v1.billing.meters.create({"display_name": name, "event_name": name,
-                                                "default_aggregation": {"formula": formula}, **kw})
+        return self.c.v1.billing.meters.create(
+            {"display_name": name, "event_name": name, "default_aggregation": {"formula": formula}, **kw}
+        )
 
     def price(self, meter=None, **kw):
         params = {"currency": "usd", "product_data": {"name": "Usage"}, **kw}
@@ -66,10 +68,14 @@ class Builder:
         return self.c.v1.prices.create(params)
 
     def event(self, meter, customer, value, ts: int, identifier: str | None = None):
-        return self.c.v1.billing.meter_events.create({
-            "event_name": meter.event_name, "timestamp": ts,
-            "identifier": identifier or uuid.uuid4().hex,
-            "payload": {"stripe_customer_id": customer.id, "value": str(value)}})
+        return self.c.v1.billing.meter_events.create(
+            {
+                "event_name": meter.event_name,
+                "timestamp": ts,
+                "identifier": identifier or uuid.uuid4().hex,
+                "payload": {"stripe_customer_id": customer.id, "value": str(value)},
+            }
+        )
 
     def metered_subscription(self, meter=None, price_kw=None, clock_time: int = T0, anchor: int | None = None):
         clock = self.clock(clock_time)

@@ -1,4 +1,5 @@
 """API conventions: keys, error bodies, pagination, Idempotency-Key replay, deliberate faults."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ from .conftest import T0, assert_stripe_fields, make_client
 
 
 def _raw(url, method="GET", body=None, key="sk_test_x", headers=None):
-    req = urllib.request.Request(url, data=body, method=method,
-                                 headers={"Authorization": f"Bearer {key}", **(headers or {})})
+    req = urllib.request.Request(
+        url, data=body, method=method, headers={"Authorization": f"Bearer {key}", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req) as r:
             return r.status, dict(r.headers), json.loads(r.read())
@@ -80,7 +82,6 @@ def test_pagination(client):
     assert every == newest_first
 
 
-
 def test_pagination_of_a_filtered_list(client):
     """A filter the storage does not index (`email`) pages like any other list, both ways, while the
     objects it drops sit between and around the ones it keeps."""
@@ -90,20 +91,24 @@ def test_pagination_of_a_filtered_list(client):
     kept = []
     for i in range(12):
         made = client.v1.customers.create(
-            {"name": str(i), "test_clock": clock.id, **({"email": email} if i % 3 == 0 else {})})
+            {"name": str(i), "test_clock": clock.id, **({"email": email} if i % 3 == 0 else {})}
+        )
         if i % 3 == 0:
             kept.append(made.id)
     newest_first = list(reversed(kept))
     page1 = client.v1.customers.list({"test_clock": clock.id, "email": email, "limit": 2})
     assert [c.id for c in page1.data] == newest_first[:2] and page1.has_more
-    page2 = client.v1.customers.list({"test_clock": clock.id, "email": email, "limit": 2,
-                                      "starting_after": page1.data[-1].id})
+    page2 = client.v1.customers.list(
+        {"test_clock": clock.id, "email": email, "limit": 2, "starting_after": page1.data[-1].id}
+    )
     assert [c.id for c in page2.data] == newest_first[2:] and not page2.has_more
-    back = client.v1.customers.list({"test_clock": clock.id, "email": email, "limit": 1,
-                                     "ending_before": page2.data[0].id})
+    back = client.v1.customers.list(
+        {"test_clock": clock.id, "email": email, "limit": 1, "ending_before": page2.data[0].id}
+    )
     assert [c.id for c in back.data] == newest_first[1:2] and back.has_more
     every = [c.id for c in client.v1.customers.list({"email": email, "limit": 1}).auto_paging_iter()]
     assert every == newest_first
+
 
 def test_idempotency_replay_and_conflict(client):
     key = uuid.uuid4().hex
@@ -131,6 +136,7 @@ def test_rate_limit(tmp_path):
 @pytest.fixture
 def fast_retries(monkeypatch):
     from stripe._http_client import HTTPClient
+
     monkeypatch.setattr(HTTPClient, "INITIAL_DELAY", 0.001)
     monkeypatch.setattr(HTTPClient, "MAX_DELAY", 0.01)
 
@@ -154,7 +160,7 @@ def test_drop_after_commit_then_idempotent_retry(tmp_path, fast_retries):
         listed = [x.id for x in ok.v1.customers.list({"limit": 100}).auto_paging_iter()]
         assert sorted(listed) == sorted(created)  # each committed once despite dropped answers and retries
         with pytest.raises(stripe.APIConnectionError):
-            for i in range(20):
+            for _ in range(20):
                 make_client(srv.url).v1.customers.create({"name": "no retry"})
 
 

@@ -1,7 +1,8 @@
 """Period close on test clocks: draft, grace period, finalization, late usage, auto_advance, anchors."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import stripe
@@ -23,15 +24,21 @@ def test_period_close_grace_and_late_usage(build, client):
     item = sub["items"].data[0]
     assert (item.current_period_start, item.current_period_end) == (T0, FEB1)
     build.event(meter, cust, 4, T0 + 10)
-    pending = client.v1.invoice_items.create({"customer": cust.id, "amount": 250, "currency": "usd",
-                                             "description": "setup fee"})
+    pending = client.v1.invoice_items.create(
+        {"customer": cust.id, "amount": 250, "currency": "usd", "description": "setup fee"}
+    )
     assert_stripe_fields(pending, "invoiceitem")
     build.advance(clock, FEB1 + 60)
-    build.event(meter, cust, 100, FEB1)          # belongs to the next period [FEB1, ...)
+    build.event(meter, cust, 100, FEB1)  # belongs to the next period [FEB1, ...)
     (inv,) = _invoices(client, sub)
     assert_stripe_fields(inv, "invoice")
-    assert (inv.status, inv.billing_reason, inv.period_start, inv.period_end, inv.auto_advance) == \
-        ("draft", "subscription_cycle", T0, FEB1, True)
+    assert (inv.status, inv.billing_reason, inv.period_start, inv.period_end, inv.auto_advance) == (
+        "draft",
+        "subscription_cycle",
+        T0,
+        FEB1,
+        True,
+    )
     metered, fee = client.v1.invoices.line_items.list(inv.id).data
     assert_stripe_fields(metered, "line_item")
     assert (metered.quantity, metered.amount, metered.period.start, metered.period.end) == (4, 400, T0, FEB1)
@@ -39,14 +46,14 @@ def test_period_close_grace_and_late_usage(build, client):
     assert client.v1.prices.retrieve(price.id).recurring.meter == meter.id
     assert (fee.amount, fee.parent.invoice_item_details.invoice_item) == (250, pending.id)
     assert client.v1.invoice_items.retrieve(pending.id).invoice == inv.id
-    build.event(meter, cust, 6, FEB1 - 5)        # reported during the grace period: still counts
+    build.event(meter, cust, 6, FEB1 - 5)  # reported during the grace period: still counts
     assert client.v1.invoices.retrieve(inv.id).total == 1000 + 250
     build.advance(clock, FEB1 + HOUR)
     inv = client.v1.invoices.retrieve(inv.id)
     assert (inv.status, inv.total, inv.number is not None) == ("open", 1250, True)
     clock2 = client.v1.test_helpers.test_clocks.retrieve(clock.id)
     assert clock2.status == "ready"
-    build.event(meter, cust, 50, FEB1 - 1)       # after finalization: never changes the invoice
+    build.event(meter, cust, 50, FEB1 - 1)  # after finalization: never changes the invoice
     assert client.v1.invoices.retrieve(inv.id).total == 1250
     assert client.v1.invoices.line_items.list(inv.id).data[0].quantity == 10
 
@@ -96,15 +103,18 @@ def test_several_periods_in_one_advance(build, client):
     build.advance(clock, T0 + 100 * DAY)
     invs = _invoices(client, sub)
     assert [(i.period_start, i.total, i.status) for i in invs] == [
-        (T0, 100, "open"), (FEB1, 200, "open"), (1740787200, 0, "paid")]
+        (T0, 100, "open"),
+        (FEB1, 200, "open"),
+        (1740787200, 0, "paid"),
+    ]
     assert client.v1.subscriptions.retrieve(sub.id).latest_invoice == invs[-1].id
 
 
 def test_anchor_on_the_31st_bills_on_last_day_of_shorter_months(build, client):
-    jan31 = int(datetime(2025, 1, 31, 12, tzinfo=timezone.utc).timestamp())
+    jan31 = int(datetime(2025, 1, 31, 12, tzinfo=UTC).timestamp())
     clock, cust, meter, price, sub = build.metered_subscription(clock_time=jan31 - DAY, anchor=jan31)
-    build.advance(clock, int(datetime(2025, 6, 1, tzinfo=timezone.utc).timestamp()))
-    ends = [datetime.fromtimestamp(i.period_end, timezone.utc).strftime("%m-%d") for i in _invoices(client, sub)]
+    build.advance(clock, int(datetime(2025, 6, 1, tzinfo=UTC).timestamp()))
+    ends = [datetime.fromtimestamp(i.period_end, UTC).strftime("%m-%d") for i in _invoices(client, sub)]
     assert ends == ["01-31", "02-28", "03-31", "04-30", "05-31"]
     assert_stripe_fields(client.v1.subscriptions.retrieve(sub.id), "subscription")
     assert_stripe_fields(sub["items"].data[0], "subscription_item")
@@ -148,7 +158,10 @@ def test_invoice_list_filters_on_created(client):
     for _ in range(3):
         made.append(client.v1.invoices.create({"customer": customer.id}))
     stamps = sorted(i.created for i in made)
-    every = [i.id for i in client.v1.invoices.list({"customer": customer.id, "created": {"gte": stamps[0]}}).auto_paging_iter()]
+    every = [
+        i.id
+        for i in client.v1.invoices.list({"customer": customer.id, "created": {"gte": stamps[0]}}).auto_paging_iter()
+    ]
     assert sorted(every) == sorted(i.id for i in made)
     none = list(client.v1.invoices.list({"customer": customer.id, "created": {"lt": stamps[0]}}).auto_paging_iter())
     assert none == []

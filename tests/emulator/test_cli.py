@@ -1,4 +1,5 @@
 """The emulator as users start it: `python -m stripe_emulator`, restarts, several processes on one file."""
+
 from __future__ import annotations
 
 import subprocess
@@ -16,8 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def spawn(state, *flags):
-    proc = subprocess.Popen([sys.executable, "-m", "stripe_emulator", "--port", "0", "--state", str(state), *flags],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stripe_emulator", "--port", "0", "--state", str(state), *flags],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = proc.stdout.readline().strip()
     assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
     return proc, url
@@ -45,7 +51,8 @@ def test_subprocess_restart_keeps_state(tmp_path):
         c = make_client(url)
         assert c.v1.customers.retrieve(cust.id).test_clock == clock.id
         summary = c.v1.billing.meters.event_summaries.list(
-            meter.id, {"customer": cust.id, "start_time": T0, "end_time": T0 + 3600}).data[0]
+            meter.id, {"customer": cust.id, "start_time": T0, "end_time": T0 + 3600}
+        ).data[0]
         assert summary.aggregated_value == 7
     finally:
         stop(proc)
@@ -62,14 +69,25 @@ def test_two_processes_share_one_file(tmp_path):
         clients = [make_client(url, max_network_retries=3) for _, url in procs]
 
         def send(i):
-            clients[i % 2].v1.billing.meter_events.create({
-                "event_name": meter.event_name, "timestamp": T0, "identifier": uuid.uuid4().hex,
-                "payload": {"stripe_customer_id": cust.id, "value": "1"}})
+            clients[i % 2].v1.billing.meter_events.create(
+                {
+                    "event_name": meter.event_name,
+                    "timestamp": T0,
+                    "identifier": uuid.uuid4().hex,
+                    "payload": {"stripe_customer_id": cust.id, "value": "1"},
+                }
+            )
+
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(send, range(200)))
         for _, url in procs:
-            s = make_client(url).v1.billing.meters.event_summaries.list(
-                meter.id, {"customer": cust.id, "start_time": T0, "end_time": T0 + 60}).data[0]
+            s = (
+                make_client(url)
+                .v1.billing.meters.event_summaries.list(
+                    meter.id, {"customer": cust.id, "start_time": T0, "end_time": T0 + 60}
+                )
+                .data[0]
+            )
             assert s.aggregated_value == 200
     finally:
         for proc, _ in procs:

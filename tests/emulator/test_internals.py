@@ -71,6 +71,9 @@ def test_preview_lines_expire_by_age_and_count(tmp_path):
         tx.keep_preview("upcoming_b", "cus_2", lines, created=5001, expire_before=2000, keep_per_customer=2)
         assert tx.preview_lines("upcoming_old") is None  # older than the expiry
         tx.keep_preview("upcoming_c", "cus_2", lines, created=5002, expire_before=2000, keep_per_customer=2)
-        assert [tx.preview_lines(i) is not None for i in ("upcoming_a", "upcoming_b", "upcoming_c")] == \
-            [False, True, True]
+        assert [tx.preview_lines(i) is not None for i in ("upcoming_a", "upcoming_b", "upcoming_c")] == [
+            False,
+            True,
+            True,
+        ]
     store.close()

@@ -1,5 +1,6 @@
 """Invoices and previews with more lines than Stripe embeds (10): the SDK pages the rest from `lines.url`,
 `/v1/invoices/{id}/lines`, for a preview (`upcoming_in_…`) as for an invoice."""
+
 from __future__ import annotations
 
 import pytest
@@ -93,7 +94,10 @@ def test_previews_are_not_invoices_and_old_ones_expire(build, client, twelve_met
     with pytest.raises(stripe.InvalidRequestError) as err:
         client.v1.invoices.line_items.list("upcoming_in_unknown")
     assert (err.value.http_status, err.value.code, err.value.user_message) == (
-        404, "resource_missing", "No such invoice: 'upcoming_in_unknown'")
+        404,
+        "resource_missing",
+        "No such invoice: 'upcoming_in_unknown'",
+    )
     oldest = client.v1.invoices.create_preview({"subscription": sub.id})
     with pytest.raises(stripe.InvalidRequestError, match="No such invoice"):
         client.v1.invoices.retrieve(oldest.id)

@@ -1,5 +1,6 @@
 """Subscription item changes through the real SDK: moving an item to a new price (`POST /v1/subscriptions/{id}`
 with `items`), adding and removing items, the `/v1/subscription_items` endpoints, and Stripe's refusals."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,16 +32,17 @@ def _error(call):
 
 
 def test_moved_item_bills_the_next_period_on_the_new_price(build, client):
-    clock, cust, meter, old, sub = build.metered_subscription()   # $1.00 per unit
+    clock, cust, meter, old, sub = build.metered_subscription()  # $1.00 per unit
     (item,) = sub["items"].data
     build.advance(clock, T0 + 6 * DAY)
     build.event(meter, cust, 10, T0 + 5 * DAY)
     build.advance(clock, FEB1 + 10 * DAY)
-    build.event(meter, cust, 1000, FEB1 + 5 * DAY)   # before the change: billed on the new price too
+    build.event(meter, cust, 1000, FEB1 + 5 * DAY)  # before the change: billed on the new price too
 
-    new = build.price(meter, unit_amount_decimal="2.5")   # 2.5 cents per unit
-    sub = client.v1.subscriptions.update(sub.id, {"items": [{"id": item.id, "price": new.id}],
-                                                  "proration_behavior": "none"})
+    new = build.price(meter, unit_amount_decimal="2.5")  # 2.5 cents per unit
+    sub = client.v1.subscriptions.update(
+        sub.id, {"items": [{"id": item.id, "price": new.id}], "proration_behavior": "none"}
+    )
     (moved,) = sub["items"].data
     assert (moved.id, moved.price.id, moved.plan.id) == (item.id, new.id, new.id)
     assert moved.quantity is None and moved.current_period_end == MAR1
@@ -55,13 +57,13 @@ def test_moved_item_bills_the_next_period_on_the_new_price(build, client):
     build.event(meter, cust, 234, FEB1 + 19 * DAY)
     build.advance(clock, MAR1 + 2 * HOUR)
     first, second = _invoices(client, sub)
-    (line1,) = _lines(client, first)   # closed before the change: the old price
+    (line1,) = _lines(client, first)  # closed before the change: the old price
     assert (line1.pricing.price_details.price, line1.quantity, line1.amount) == (old.id, 10, 1000)
     assert first.status == "open" and first.total == 1000
     (line2,) = _lines(client, second)
     assert line2.pricing.price_details.price == new.id
     assert line2.parent.subscription_item_details.subscription_item == item.id
-    assert (line2.quantity, line2.amount) == (1234, 3085)   # 1234 × 2.5¢ = 3085¢ exactly
+    assert (line2.quantity, line2.amount) == (1234, 3085)  # 1234 × 2.5¢ = 3085¢ exactly
     assert (second.period_start, second.period_end) == (FEB1, MAR1)
     assert second.status == "open" and second.total == 3085
 
@@ -72,13 +74,14 @@ def test_add_and_delete_items_through_the_subscription(build, client):
     meter_b = build.meter()
     price_b = build.price(meter_b, unit_amount=3)
     build.advance(clock, T0 + 10 * DAY)
-    sub = client.v1.subscriptions.update(sub.id, {"items": [{"price": price_b.id}],
-                                                  "proration_behavior": "create_prorations"})
+    sub = client.v1.subscriptions.update(
+        sub.id, {"items": [{"price": price_b.id}], "proration_behavior": "create_prorations"}
+    )
     assert [i.price.id for i in sub["items"].data] == [price_a.id, price_b.id]
     item_b = sub["items"].data[1]
     assert (item_b.created, item_b.current_period_start, item_b.current_period_end) == (T0 + 10 * DAY,) * 2 + (FEB1,)
     assert item_b.subscription == sub.id and item_b.id.startswith("si_")
-    assert [i.id for i in _items(client, sub.id)] == [item_a.id, item_b.id]   # oldest first
+    assert [i.id for i in _items(client, sub.id)] == [item_a.id, item_b.id]  # oldest first
     page = client.v1.subscription_items.list({"subscription": sub.id, "limit": 1})
     assert [i.id for i in page.data] == [item_a.id] and page.has_more
     assert page.url == f"/v1/subscription_items?subscription={sub.id}"
@@ -88,15 +91,16 @@ def test_add_and_delete_items_through_the_subscription(build, client):
     build.advance(clock, T0 + 12 * DAY)
     build.event(meter_a, cust, 5, T0 + 11 * DAY)
     build.event(meter_b, cust, 7, T0 + 11 * DAY)
-    sub = client.v1.subscriptions.update(sub.id, {"items": [{"id": item_a.id, "deleted": True}],
-                                                  "proration_behavior": "always_invoice"})
+    sub = client.v1.subscriptions.update(
+        sub.id, {"items": [{"id": item_a.id, "deleted": True}], "proration_behavior": "always_invoice"}
+    )
     assert [i.id for i in sub["items"].data] == [item_b.id]
     status, err = _error(lambda: client.v1.subscription_items.retrieve(item_a.id))
     assert status == 404 and err["message"] == f"No such subscription_item: '{item_a.id}'"
 
     build.advance(clock, FEB1 + 2 * HOUR)
     (inv,) = _invoices(client, sub)
-    (line,) = _lines(client, inv)   # only the items the subscription has at the close
+    (line,) = _lines(client, inv)  # only the items the subscription has at the close
     assert (line.pricing.price_details.price, line.quantity, line.amount) == (price_b.id, 7, 21)
     assert inv.total == 21
 
@@ -106,8 +110,9 @@ def test_subscription_item_endpoints(build, client):
     other_meter = build.meter()
     p1 = build.price(other_meter, unit_amount=4)
     p2 = build.price(other_meter, unit_amount=6)
-    created = client.v1.subscription_items.create({"subscription": sub.id, "price": p1.id,
-                                                  "metadata": {"k": "v"}, "proration_behavior": "none"})
+    created = client.v1.subscription_items.create(
+        {"subscription": sub.id, "price": p1.id, "metadata": {"k": "v"}, "proration_behavior": "none"}
+    )
     assert_stripe_fields(created, "subscription_item")
     assert (created.object, created.subscription, created.price.id) == ("subscription_item", sub.id, p1.id)
     assert created.metadata.to_dict() == {"k": "v"}
@@ -120,13 +125,14 @@ def test_subscription_item_endpoints(build, client):
     build.event(other_meter, cust, 10, T0 + DAY)
     build.advance(clock, FEB1 + 2 * HOUR)
     (inv,) = _invoices(client, sub)
-    assert sorted((ln.pricing.price_details.price, ln.amount) for ln in _lines(client, inv)) == \
-        sorted([(price.id, 0), (p2.id, 60)])
+    assert sorted((ln.pricing.price_details.price, ln.amount) for ln in _lines(client, inv)) == sorted(
+        [(price.id, 0), (p2.id, 60)]
+    )
 
     gone = client.v1.subscription_items.delete(created.id, {"proration_behavior": "none"})
     assert gone.to_dict() == {"id": created.id, "object": "subscription_item", "deleted": True}
     assert [i.id for i in _items(client, sub.id)] == [sub["items"].data[0].id]
-    again = client.v1.subscription_items.create({"subscription": sub.id, "price": p1.id})   # the price is free again
+    again = client.v1.subscription_items.create({"subscription": sub.id, "price": p1.id})  # the price is free again
     assert again.id != created.id and again.current_period_start == FEB1 + 2 * HOUR
 
 
@@ -162,8 +168,9 @@ def test_item_change_errors(build, client):
     one_time = build.price()
     status, err = _error(update([{"id": item.id, "price": one_time.id}]))
     assert (status, err["param"]) == (400, "items[0][price]")
-    assert err["message"] == ("The price specified is set to `type=one_time` but this field only accepts prices "
-                              "with `type=recurring`.")
+    assert err["message"] == (
+        "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`."
+    )
 
     eur = build.price(meter, currency="eur")
     status, err = _error(update([{"price": eur.id}]))
@@ -178,8 +185,10 @@ def test_item_change_errors(build, client):
 
     status, err = _error(update([{"price": price.id}]))
     assert (status, err["param"]) == (400, "plan")
-    assert err["message"].startswith(f"A new item with Price {price.id} can't be added to this Subscription because "
-                                     f"an existing Subscription Item {item.id} is already using that Price.")
+    assert err["message"].startswith(
+        f"A new item with Price {price.id} can't be added to this Subscription because "
+        f"an existing Subscription Item {item.id} is already using that Price."
+    )
     status, err = _error(lambda: client.v1.subscription_items.create({"subscription": sub.id, "price": price.id}))
     assert (status, err["param"]) == (400, "plan")
     sub2 = client.v1.subscriptions.update(sub.id, {"items": [{"price": other.id}]})
@@ -187,11 +196,15 @@ def test_item_change_errors(build, client):
     assert (status, err["param"]) == (400, "plan") and other.id in err["message"]
     # swapping the prices of two items in one request is fine
     a, b = sub2["items"].data
-    swapped = client.v1.subscriptions.update(sub.id, {"items": [{"id": a.id, "price": other.id},
-                                                                {"id": b.id, "price": price.id}]})
+    swapped = client.v1.subscriptions.update(
+        sub.id, {"items": [{"id": a.id, "price": other.id}, {"id": b.id, "price": price.id}]}
+    )
     assert [(i.id, i.price.id) for i in swapped["items"].data] == [(a.id, other.id), (b.id, price.id)]
-    status, err = _error(lambda: client.v1.subscriptions.create(
-        {"customer": cust.id, "items": [{"price": price.id}, {"price": price.id}]}))
+    status, err = _error(
+        lambda: client.v1.subscriptions.create(
+            {"customer": cust.id, "items": [{"price": price.id}, {"price": price.id}]}
+        )
+    )
     assert (status, err["param"]) == (400, "plan")
 
     status, err = _error(update([{"id": a.id, "deleted": True}, {"id": b.id, "deleted": True}]))
@@ -201,8 +214,10 @@ def test_item_change_errors(build, client):
     status, err = _error(lambda: client.v1.subscription_items.list({}))
     assert (status, err["code"], err["message"]) == (400, "parameter_missing", "Missing required param: subscription.")
     # nothing above changed the subscription
-    assert [(i.id, i.price.id) for i in client.v1.subscriptions.retrieve(sub.id)["items"].data] == \
-        [(a.id, other.id), (b.id, price.id)]
+    assert [(i.id, i.price.id) for i in client.v1.subscriptions.retrieve(sub.id)["items"].data] == [
+        (a.id, other.id),
+        (b.id, price.id),
+    ]
 
     client.v1.subscriptions.cancel(sub.id)
     status, err = _error(lambda: client.v1.subscription_items.create({"subscription": sub.id, "price": eur.id}))

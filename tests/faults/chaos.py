@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 
 
 class ChaosProxy:
-    def __init__(self, upstream: str, *, rate_limited_rate: float = 0.0, retry_after: str = "0.2",
-                 seed: int = 0):
+    def __init__(self, upstream: str, *, rate_limited_rate: float = 0.0, retry_after: str = "0.2", seed: int = 0):
         self.upstream = urlsplit(upstream)
         self.rate_limited_rate = rate_limited_rate
         self.retry_after = retry_after
@@ -114,27 +113,44 @@ class ChaosProxy:
         if forced == "429" or limited:
             with self.lock:
                 self.counts["429"] += 1
-            err = {"error": {"type": "invalid_request_error", "code": "rate_limit",
-                             "message": "Request rate limit exceeded (injected by the chaos proxy)."}}
-            return self._send(h, 429, json.dumps(err).encode(), {"Content-Type": "application/json",
-                                                                  "Retry-After": self.retry_after})
+            err = {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "rate_limit",
+                    "message": "Request rate limit exceeded (injected by the chaos proxy).",
+                }
+            }
+            return self._send(
+                h, 429, json.dumps(err).encode(), {"Content-Type": "application/json", "Retry-After": self.retry_after}
+            )
         if forced == "500":
             with self.lock:
                 self.counts["500"] += 1
             err = {"error": {"type": "api_error", "message": "Injected 500."}}
-            return self._send(h, 500, json.dumps(err).encode(), {"Content-Type": "application/json",
-                                                                  "Stripe-Should-Retry": "true"})
+            return self._send(
+                h, 500, json.dumps(err).encode(), {"Content-Type": "application/json", "Stripe-Should-Retry": "true"}
+            )
         if forced == "404":
-            err = {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                             "message": "No such invoice (injected by the chaos proxy)."}}
+            err = {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "resource_missing",
+                    "message": "No such invoice (injected by the chaos proxy).",
+                }
+            }
             return self._send(h, 404, json.dumps(err).encode(), {"Content-Type": "application/json"})
         if forced == "garbage":
-            return self._send(h, 200, json.dumps({"object": "list", "data": [{"id": None}], "has_more": True,
-                                                  "url": h.path}).encode(), {"Content-Type": "application/json"})
+            return self._send(
+                h,
+                200,
+                json.dumps({"object": "list", "data": [{"id": None}], "has_more": True, "url": h.path}).encode(),
+                {"Content-Type": "application/json"},
+            )
         if forced == "400-no-retry":
             err = {"error": {"type": "invalid_request_error", "message": "Injected refusal."}}
-            return self._send(h, 400, json.dumps(err).encode(), {"Content-Type": "application/json",
-                                                                  "Stripe-Should-Retry": "false"})
+            return self._send(
+                h, 400, json.dumps(err).encode(), {"Content-Type": "application/json", "Stripe-Should-Retry": "false"}
+            )
         conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
         try:
             headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.billing.conftest import contract, con, settings, stripe_conn  # noqa: F401  (fixtures)
+from tests.billing.conftest import con, contract, settings, stripe_conn  # noqa: F401  (fixtures)
 from tests.faults.chaos import ChaosProxy
 
 

@@ -56,8 +56,9 @@ def die_on_hit(nth: int) -> Callable[[], None]:
     return hit
 
 
-def patch(owner: object, name: str, *, before: Callable[[], None] | None = None,
-          after: Callable[[], None] | None = None) -> None:
+def patch(
+    owner: object, name: str, *, before: Callable[[], None] | None = None, after: Callable[[], None] | None = None
+) -> None:
     """Replace owner.name with a wrapper that calls `before` ahead of it and `after` once it has returned."""
     original = getattr(owner, name)
 
@@ -82,6 +83,7 @@ def arm(point: str, n: int) -> None:
     if point == "landing:before_commit":
         patch(land, "commit_landing", before=die_on_hit(n))
     elif point == "dbt:running":  # dbt is a subprocess we do not control: a timer, from the end of landing
+
         def start_timer() -> None:
             timer = threading.Timer(n / 10, die)
             timer.daemon = True  # a run that ends first is not killed

@@ -31,9 +31,17 @@ CLOCK_AT = "2026-11-01T00:30:00Z"
 def stripe_under_faults(tmp_path):
     from stripe_emulator import EmulatorServer
 
-    with EmulatorServer(str(tmp_path / "stripe.sqlite"), port=0, grace_period_seconds=3600, fail_rate=0.10,
-                        drop_after_commit_rate=0.03, seed=int(os.environ.get("METERING_SOAK_SEED", "11"))) as emulator, \
-            ChaosProxy(emulator.url, rate_limited_rate=0.05, retry_after="0.2", seed=7) as proxy:
+    with (
+        EmulatorServer(
+            str(tmp_path / "stripe.sqlite"),
+            port=0,
+            grace_period_seconds=3600,
+            fail_rate=0.10,
+            drop_after_commit_rate=0.03,
+            seed=int(os.environ.get("METERING_SOAK_SEED", "11")),
+        ) as emulator,
+        ChaosProxy(emulator.url, rate_limited_rate=0.05, retry_after="0.2", seed=7) as proxy,
+    ):
         yield emulator, proxy
 
 
@@ -46,8 +54,14 @@ def _wrong_environment_file(raw, customer: str, action: str, path: str) -> None:
     """Events for the other environment, with values that would show anywhere they leaked."""
     lines = []
     for i in range(5):
-        event = {"event_id": f"live-{i}", "timestamp": "2026-10-10T10:00:00Z", "customer_id": customer,
-                 "action": action, "environment": "live", "metadata": {}}
+        event = {
+            "event_id": f"live-{i}",
+            "timestamp": "2026-10-10T10:00:00Z",
+            "customer_id": customer,
+            "action": action,
+            "environment": "live",
+            "metadata": {},
+        }
         target = event
         parts = path.split(".")
         for part in parts[:-1]:
@@ -113,8 +127,11 @@ def test_killed_at_every_point_then_the_next_run_finishes_exactly(metering_env, 
     assert first.returncode == 0, out + err
     assert "killed; marked failed" in err  # the dead runs were recovered, their pool slots freed
 
-    figures = {"kills_survived": runs.kills, **proxy.figures(),
-               "dead_letters": query(state, "select count(*) from ops.stripe_dead_letters")[0][0]}
+    figures = {
+        "kills_survived": runs.kills,
+        **proxy.figures(),
+        "dead_letters": query(state, "select count(*) from ops.stripe_dead_letters")[0][0],
+    }
     assert query(state, "select count(*) from ops.stripe_ledger where status = 'pending'") == [(0,)]
     _assert_exact(emulator, state, figures)
     assert scan_for(SECRET_KEY, runs.outputs, state) == []
@@ -122,10 +139,10 @@ def test_killed_at_every_point_then_the_next_run_finishes_exactly(metering_env, 
 
 
 def test_soak_under_faults_with_kills_mid_upload(metering_env, dbt_manifest, stripe_under_faults, tmp_path):
-    from metering_dagster.commands.bench.generate import bench_contract_yaml, generate_month
     from metering_dagster.billing import deadletter
     from metering_dagster.billing.client import _client
     from metering_dagster.billing.upload import retry_dead_letters
+    from metering_dagster.commands.bench.generate import bench_contract_yaml, generate_month
     from metering_dagster.contract import load_contract
     from metering_dagster.warehouse import connect
 
@@ -144,8 +161,16 @@ def test_soak_under_faults_with_kills_mid_upload(metering_env, dbt_manifest, str
     assert runs.metering("clock", "advance", "--to", CLOCK_AT).returncode == 0
     days = 30 // rounds
     for n in range(rounds):
-        generate_month(contract, customers, raw / f"round{n}", events // rounds, seed=100 + n,
-                       first_id=n * events, start_day=n * days, days=days)
+        generate_month(
+            contract,
+            customers,
+            raw / f"round{n}",
+            events // rounds,
+            seed=100 + n,
+            first_id=n * events,
+            start_day=n * days,
+            days=days,
+        )
         runs.metering("run", crash="upload:after_send@2")  # killed mid-upload, every round
     final = runs.metering("run")
     assert final.returncode == 0, final.stdout + final.stderr
@@ -164,13 +189,22 @@ def test_soak_under_faults_with_kills_mid_upload(metering_env, dbt_manifest, str
     finally:
         con.close()
 
-    figures = {"events": events, "customers": len(customers), "rounds": rounds, **proxy.figures(),
-               "dead_letters": dead_letters, "dead_letters_open_at_end": still_open,
-               "kills_survived": runs.kills, "seconds": round(time.monotonic() - started, 1)}
+    figures = {
+        "events": events,
+        "customers": len(customers),
+        "rounds": rounds,
+        **proxy.figures(),
+        "dead_letters": dead_letters,
+        "dead_letters_open_at_end": still_open,
+        "kills_survived": runs.kills,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     assert (still_open, pending) == (0, 0)
     assert figures["faults_429"] > 0 and figures["faults_500"] > 0 and runs.kills >= 1
     # the other environment's events never reached Stripe: quarantined, and Stripe equals ours exactly
-    assert query(state, "select count(*) from marts.rpt_quarantined_events where reason = 'wrong_environment'") == [(5,)]
+    assert query(state, "select count(*) from marts.rpt_quarantined_events where reason = 'wrong_environment'") == [
+        (5,)
+    ]
     _assert_exact(emulator, state, figures)
     assert scan_for(SECRET_KEY, runs.outputs, state) == []
     print_figures("soak", figures)

@@ -4,18 +4,17 @@ and its retry, nothing lost and nothing counted twice (the emulator behind a cha
 from __future__ import annotations
 
 import time
+from datetime import UTC
 from decimal import Decimal
 
-import duckdb
 import pytest
-import stripe
 
 from metering_dagster.billing import deadletter
-from metering_dagster.billing.retry import STATS, RetryPolicy, should_retry
 from metering_dagster.billing.objects import sync_stripe_objects
+from metering_dagster.billing.retry import STATS, RetryPolicy, should_retry
 from metering_dagster.billing.upload import report_usage, retry_dead_letters
 from metering_dagster.defs.delivery.checks import evaluate_dead_letters
-from metering_dagster.locks import UploadLeaseHeld, run_lock, RunLockBusy, upload_lease
+from metering_dagster.locks import RunLockBusy, UploadLeaseHeld, run_lock, upload_lease
 from tests.billing.conftest import set_usage
 
 STREAM = "/v2/billing/meter_event_stream"
@@ -39,12 +38,12 @@ def test_backoff_is_exponential_with_full_jitter_and_honours_retry_after():
 
 def _prepare(client, con, contract):
     """Objects synced, the test clock on 2026-10-25 so that October's usage is sendable."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from metering_dagster.billing.clock import advance_test_clock
 
     sync_stripe_objects(client, contract, con)
-    advance_test_clock(client, con, contract, datetime(2026, 10, 25, tzinfo=timezone.utc))
+    advance_test_clock(client, con, contract, datetime(2026, 10, 25, tzinfo=UTC))
     set_usage(con, USAGE)
 
 
@@ -54,12 +53,13 @@ def stripe_totals(client, con, contract) -> dict[tuple[str, str], Decimal]:
     customers = dict(con.execute("SELECT customer_id, stripe_customer_id FROM ops.stripe_customers").fetchall())
     totals = {}
     for customer, meter, start, end, _, _ in USAGE:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        t0 = int(datetime.fromisoformat(start).replace(tzinfo=timezone.utc).timestamp())
-        t1 = int(datetime.fromisoformat(end).replace(tzinfo=timezone.utc).timestamp())
+        t0 = int(datetime.fromisoformat(start).replace(tzinfo=UTC).timestamp())
+        t1 = int(datetime.fromisoformat(end).replace(tzinfo=UTC).timestamp())
         summaries = client.v1.billing.meters.event_summaries.list(
-            meters[meter], {"customer": customers[customer], "start_time": t0, "end_time": t1})
+            meters[meter], {"customer": customers[customer], "start_time": t0, "end_time": t1}
+        )
         totals[(customer, meter)] = sum((Decimal(str(s.aggregated_value)) for s in summaries.data), Decimal(0))
     return totals
 
@@ -92,7 +92,9 @@ def test_should_retry_false_is_not_retried_and_parks_the_rows(chaos, chaos_clien
     assert con.execute("SELECT count(*) FROM ops.stripe_ledger WHERE status = 'pending'").fetchone()[0] == 3
 
 
-def test_stripe_down_parks_everything_then_the_retry_delivers_each_row_once(chaos, chaos_client, con, contract, monkeypatch):
+def test_stripe_down_parks_everything_then_the_retry_delivers_each_row_once(
+    chaos, chaos_client, con, contract, monkeypatch
+):
     _prepare(chaos_client, con, contract)
     monkeypatch.setattr("metering_dagster.billing.retry.DEFAULT_POLICY", RetryPolicy(max_attempts=3, base_seconds=0.01))
     # Stripe takes every batch but the answer never comes: the worst case for double counting.
@@ -123,8 +125,12 @@ def test_500s_429s_and_drops_at_random_lose_nothing_and_double_nothing(tmp_path,
     from stripe_emulator import EmulatorServer
     from tests.faults.chaos import ChaosProxy
 
-    with EmulatorServer(str(tmp_path / "flaky.sqlite"), port=0, fail_rate=0.15, drop_after_commit_rate=0.05, seed=3) as flaky, \
-            ChaosProxy(flaky.url, rate_limited_rate=0.05, retry_after="0.05", seed=9) as chaos:
+    with (
+        EmulatorServer(
+            str(tmp_path / "flaky.sqlite"), port=0, fail_rate=0.15, drop_after_commit_rate=0.05, seed=3
+        ) as flaky,
+        ChaosProxy(flaky.url, rate_limited_rate=0.05, retry_after="0.05", seed=9) as chaos,
+    ):
         client = _client(EMULATOR_KEY, chaos.url)
         _prepare(client, con, contract)
         report_usage(client, con, contract)
@@ -156,8 +162,10 @@ def test_the_upload_lease_refuses_a_live_holder_and_takes_over_a_dead_one(con):
 
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        con.execute("INSERT INTO ops.upload_lease VALUES ('stripe_upload', 'other run', ?, ?, now())",
-                    [alive.pid, __import__("socket").gethostname()])
+        con.execute(
+            "INSERT INTO ops.upload_lease VALUES ('stripe_upload', 'other run', ?, ?, now())",
+            [alive.pid, __import__("socket").gethostname()],
+        )
         with pytest.raises(UploadLeaseHeld, match="other run"):
             with upload_lease(con, "second"):
                 pass
@@ -180,10 +188,16 @@ def test_a_reader_holding_the_warehouse_makes_a_writer_wait_not_fail(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     connect(path).close()
     reader = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True);"
-         " time.sleep(2); c.close()", str(path)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True);"
+            " time.sleep(2); c.close()",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert reader.stdout.readline().strip() == "open"
         with pytest.raises(WarehouseHeld, match=f"process {reader.pid}"):  # at 0 s: at once, naming the reader

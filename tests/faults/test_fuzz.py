@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -26,16 +26,27 @@ FUZZ = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-NOW = datetime(2026, 11, 2, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, tzinfo=UTC)
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=20),
     st.decimals(allow_nan=False, allow_infinity=False, places=6).map(lambda d: float(d) if abs(d) < 1e12 else 0),
 )
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 events = st.fixed_dictionaries(
-    {"event_id": st.text(min_size=1, max_size=30), "timestamp": st.one_of(st.integers(), st.text(max_size=30)),
-     "customer_id": st.text(max_size=10), "action": st.text(max_size=10)},
+    {
+        "event_id": st.text(min_size=1, max_size=30),
+        "timestamp": st.one_of(st.integers(), st.text(max_size=30)),
+        "customer_id": st.text(max_size=10),
+        "action": st.text(max_size=10),
+    },
     optional={"value": json_values, "metadata": json_values, "environment": json_values},
 )
 
@@ -46,7 +57,7 @@ def _mutate(text: str, data) -> str:
     i = data.draw(st.integers(0, len(text)))
     junk = data.draw(st.sampled_from(["", ",", "}", "{", '"', "\\", "NaN", "1e999", "\x00", "\u2028", "//", " "]))
     cut = data.draw(st.integers(0, 3))
-    return text[:i] + junk + text[i + cut:]
+    return text[:i] + junk + text[i + cut :]
 
 
 def _land(lines_bytes: bytes):
@@ -58,7 +69,8 @@ def _land(lines_bytes: bytes):
             _insert_lines(con, frame, "fuzz.jsonl", 1, NOW, Path(tmp) / "b.parquet")
         rows = con.execute(
             "select line_number, raw_line, is_json_object, event_id_type, event_id, landing_problem "
-            "from raw.usage_lines order by line_number").fetchall()
+            "from raw.usage_lines order by line_number"
+        ).fetchall()
         return rows, physical, blank
     finally:
         con.close()
@@ -67,16 +79,22 @@ def _land(lines_bytes: bytes):
 @FUZZ
 @given(st.data())
 def test_event_parser_never_crashes_and_accounts_for_every_line(data):
-    raw_lines = data.draw(st.lists(
-        st.one_of(events.map(json.dumps), st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1"))),
-        min_size=0, max_size=8))
+    raw_lines = data.draw(
+        st.lists(
+            st.one_of(
+                events.map(json.dumps), st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1"))
+            ),
+            min_size=0,
+            max_size=8,
+        )
+    )
     lines = [_mutate(line, data).replace("\n", " ") for line in raw_lines]
     content = "\n".join(lines).encode("utf-8") + (b"\n" if lines else b"")
     if data.draw(st.booleans()):
         content += data.draw(st.binary(max_size=8)).replace(b"\n", b"") + b"\n"  # maybe not UTF-8
     rows, physical, blank = _land(content)
     assert physical == len(rows) + blank  # every line read is landed, quarantined or blank
-    for line_number, raw_line, is_object, id_type, event_id, problem in rows:
+    for _line_number, raw_line, is_object, id_type, event_id, problem in rows:
         assert isinstance(is_object, bool)
         if problem is not None:
             assert problem in ("invalid_utf8", "line_too_long", "empty_file", "duplicate_key") and not is_object
@@ -95,14 +113,22 @@ def test_event_parser_never_crashes_and_accounts_for_every_line(data):
 @given(events)
 def test_valid_events_parse_with_their_fields(event):
     rows, physical, blank = _land((json.dumps(event) + "\n").encode())
-    (line_number, raw_line, is_object, id_type, event_id, problem), = rows
+    ((line_number, raw_line, is_object, id_type, event_id, problem),) = rows
     assert (is_object, id_type, event_id, problem) == (True, "string", event["event_id"], None)
 
 
 DEMO_CONTRACT = yaml.safe_load((DEMO_DIR / "metering.yml").read_text())
 yaml_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12), st.sampled_from(["inf", "1.5", "-1", "", "sum", "graduated"])),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.text(max_size=12),
+        st.sampled_from(["inf", "1.5", "-1", "", "sum", "graduated"]),
+    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 def _paths(doc, prefix=()):

@@ -53,10 +53,14 @@ def test_a_grown_file_lands_only_its_new_lines_with_their_line_numbers(warehouse
     assert second.changed == ()
     [appended] = second.landed
     assert (appended.source_file, appended.lines_read, appended.lines_landed, appended.lines_blank) == (
-        "calls.jsonl", 2, 1, 1)
+        "calls.jsonl",
+        2,
+        1,
+        1,
+    )
     assert warehouse.query(
-        "select landing_run_id, line_number, event_id from raw.usage_lines order by line_number") == [
-        (1, 1, "e1"), (1, 2, "e2"), (2, 4, "e3")]
+        "select landing_run_id, line_number, event_id from raw.usage_lines order by line_number"
+    ) == [(1, 1, "e1"), (1, 2, "e2"), (2, 4, "e3")]
     assert accounted(warehouse) == [("calls.jsonl", 4, 1, 3)]
 
     # nothing new: nothing landed again
@@ -74,7 +78,10 @@ def test_a_grown_gzip_file_lands_its_new_member(warehouse):
     second = warehouse.land(LATER)
     assert [(f.lines_read, f.lines_landed) for f in second.landed] == [(2, 2)] and second.changed == ()
     assert warehouse.query("select line_number, event_id from raw.usage_lines order by 1") == [
-        (1, "e1"), (2, "e2"), (3, "e3")]
+        (1, "e1"),
+        (2, "e2"),
+        (3, "e3"),
+    ]
 
 
 def test_a_file_whose_landed_part_changed_is_refused_named_and_quarantined(warehouse, dbt):
@@ -97,7 +104,8 @@ def test_a_file_whose_landed_part_changed_is_refused_named_and_quarantined(wareh
     # still changed on the next run: refused again, but quarantined once
     assert [c.source_file for c in warehouse.land(LATER).changed] == ["calls.jsonl"]
     assert warehouse.query(
-        "select count(*) from raw.usage_lines where landing_problem = 'file_changed_after_landing'") == [(1,)]
+        "select count(*) from raw.usage_lines where landing_problem = 'file_changed_after_landing'"
+    ) == [(1,)]
 
 
 def test_the_landing_check_fails_and_names_a_changed_file(metering_env, dbt_manifest):
@@ -119,4 +127,5 @@ def test_the_landing_check_fails_and_names_a_changed_file(metering_env, dbt_mani
     assert metadata["files_changed_refused"].value == 1 and metadata["refused_files"].value == "calls.jsonl"
     with connect(metering_env["state"] / "warehouse.duckdb", read_only=True) as con:
         assert con.execute("select landing_problem from raw.usage_lines where line_number = 2").fetchall() == [
-            ("file_changed_after_landing",)]
+            ("file_changed_after_landing",)
+        ]

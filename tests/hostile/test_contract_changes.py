@@ -61,12 +61,14 @@ def pipeline(metering_env, dbt_manifest):
 def umbrella_usage(pipeline) -> list[tuple]:
     return pipeline.query(
         "select meter, quantity from marts.fct_usage_by_period where customer_id = 'cus_umbrella' and event_count > 0"
-        " order by 1")
+        " order by 1"
+    )
 
 
 def umbrella_quarantined(pipeline) -> list[tuple]:
     return pipeline.query(
-        "select reason, count(*) from marts.rpt_quarantined_events where customer_id = 'cus_umbrella' group by 1")
+        "select reason, count(*) from marts.rpt_quarantined_events where customer_id = 'cus_umbrella' group by 1"
+    )
 
 
 def test_a_customer_added_to_the_contract_is_billed_for_what_arrived_before(pipeline):
@@ -118,14 +120,21 @@ def test_a_customer_removed_after_its_usage_landed_is_held_by_name_and_the_other
     pipeline.build()
 
     assert umbrella_quarantined(pipeline) == [("customer_not_in_contract", landed)]
-    assert "no longer" in pipeline.query(
-        "select any_value(reason_detail) from marts.rpt_quarantined_events where customer_id = 'cus_umbrella'")[0][0]
+    assert (
+        "no longer"
+        in pipeline.query(
+            "select any_value(reason_detail) from marts.rpt_quarantined_events where customer_id = 'cus_umbrella'"
+        )[0][0]
+    )
     contract = load_contract(pipeline.contract_path)
     with connect(pipeline.warehouse) as con:
         assert validate_usage_upload(con, contract).success and validate_shadow_invoice(con, contract).success
         assert withheld_customers(con, contract) == frozenset()
     assert {r[0] for r in pipeline.query("select distinct customer_id from marts.fct_usage_by_period")} == {
-        "cus_acme", "cus_globex", "cus_initech"}
+        "cus_acme",
+        "cus_globex",
+        "cus_initech",
+    }
 
 
 def test_moving_an_anchor_after_usage_was_sent_holds_that_customer_by_name(pipeline):

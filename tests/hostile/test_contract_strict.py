@@ -46,13 +46,23 @@ def refused(tmp_path: Path, text: str | bytes) -> list[str]:
     return info.value.errors
 
 
-@pytest.mark.parametrize(("text", "line", "first", "key"), [
-    (GOOD + "environment: live\n", 16, 1, "environment"),  # top level: the last would win
-    (GOOD.replace("    aggregation: sum\n", "    aggregation: sum\n    aggregation: max\n"), 8, 7, "aggregation"),
-    (GOOD.replace('{up_to: 100, unit_amount_decimal: "1"}', '{up_to: 100, unit_amount_decimal: "1", unit_amount_decimal: "9"}'),
-     11, 11, "unit_amount_decimal"),
-    (GOOD.replace("  - id: cus_a\n", "  - id: cus_a\n    id: cus_b\n"), 15, 14, "id"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "first", "key"),
+    [
+        (GOOD + "environment: live\n", 16, 1, "environment"),  # top level: the last would win
+        (GOOD.replace("    aggregation: sum\n", "    aggregation: sum\n    aggregation: max\n"), 8, 7, "aggregation"),
+        (
+            GOOD.replace(
+                '{up_to: 100, unit_amount_decimal: "1"}',
+                '{up_to: 100, unit_amount_decimal: "1", unit_amount_decimal: "9"}',
+            ),
+            11,
+            11,
+            "unit_amount_decimal",
+        ),
+        (GOOD.replace("  - id: cus_a\n", "  - id: cus_a\n    id: cus_b\n"), 15, 14, "id"),
+    ],
+)
 def test_keys_given_twice_are_refused_with_file_line_and_key(tmp_path, text, line, first, key):
     errors = refused(tmp_path, text)
     assert f"metering.yml: line {line}: key '{key}' given twice in one mapping (first at line {first})" in errors[0]
@@ -80,7 +90,9 @@ def test_an_alias_bomb_fails_fast_in_little_memory_with_a_short_message(tmp_path
             print(len(str(error)), round(time.monotonic() - start, 3))
             print(str(error)[:2000])
         """)
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     size, seconds = result.stdout.split("\n", 1)[0].split()
     assert int(size) < 500 and float(seconds) < 2, result.stdout
@@ -99,53 +111,102 @@ def test_error_texts_are_bounded(tmp_path):
 LATIN1 = GOOD.replace("currency: usd", "currency: usd  # café").encode("latin-1")
 
 
-@pytest.mark.parametrize("content", [
-    LATIN1,
-    b"\xef\xbb\xbf" + LATIN1,  # a BOM is fine, the byte after it is not
-    GOOD.encode()[:60] + b"\xff\xfe" + GOOD.encode()[60:],  # invalid UTF-8
-    b"\xff\xfe" + GOOD.encode("utf-16-le"),  # UTF-16
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        LATIN1,
+        b"\xef\xbb\xbf" + LATIN1,  # a BOM is fine, the byte after it is not
+        GOOD.encode()[:60] + b"\xff\xfe" + GOOD.encode()[60:],  # invalid UTF-8
+        b"\xff\xfe" + GOOD.encode("utf-16-le"),  # UTF-16
+    ],
+)
 def test_a_file_that_is_not_utf8_is_a_contract_error_naming_the_byte(tmp_path, content):
     with pytest.raises(UnicodeDecodeError) as bad:
         content.decode("utf-8")
     position = bad.value.start
     line = content[:position].count(b"\n") + 1
     errors = refused(tmp_path, content)
-    assert errors == [(f"metering.yml: not UTF-8: byte 0x{content[position]:02X} at byte position {position} "
-                       f"(line {line}); save the file as UTF-8")]
+    assert errors == [
+        (
+            f"metering.yml: not UTF-8: byte 0x{content[position]:02X} at byte position {position} "
+            f"(line {line}); save the file as UTF-8"
+        )
+    ]
 
 
 def test_metering_run_exits_3_on_a_latin1_contract(metering_env):
     metering_env["contract"].write_bytes(LATIN1)
-    result = subprocess.run([sys.executable, "-m", "metering_dagster.cli", "run"], check=False, env=dict(os.environ),
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "metering_dagster.cli", "run"],
+        check=False,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert result.returncode == 3, result.stderr[-3000:]
     assert "metering.yml: not UTF-8: byte 0xE9 at byte position 38 (line 2)" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(("cid", "escaped"), [
-    ("cus_\U0001f600", "'cus_\\U0001f600'"),  # an emoji: not Latin-1, so not an HTTP header
-    ("cus_\n", "'cus_\\n'"),
-    ("cus_\r\nX-Injected: 1", "'cus_\\r\\nX-Injected: 1'"),
-    ("cus\tx", "'cus\\tx'"),
-    ("caf\u00e9", "'caf\\xe9'"),
-    (" cus", "' cus'"),
-    ("cus\x7f", "'cus\\x7f'"),
-])
+@pytest.mark.parametrize(
+    ("cid", "escaped"),
+    [
+        ("cus_\U0001f600", "'cus_\\U0001f600'"),  # an emoji: not Latin-1, so not an HTTP header
+        ("cus_\n", "'cus_\\n'"),
+        ("cus_\r\nX-Injected: 1", "'cus_\\r\\nX-Injected: 1'"),
+        ("cus\tx", "'cus\\tx'"),
+        ("caf\u00e9", "'caf\\xe9'"),
+        (" cus", "' cus'"),
+        ("cus\x7f", "'cus\\x7f'"),
+    ],
+)
 def test_customer_ids_that_http_headers_cannot_carry_are_refused_shown_escaped(tmp_path, cid, escaped):
     quoted = cid.encode("unicode_escape").decode().replace('"', '\\"')
     errors = refused(tmp_path, GOOD.replace("id: cus_a", f'id: "{quoted}"'))
-    assert errors == [(f"metering.yml: customers[0].id: must be printable ASCII without a space at either end "
-                       f"(it is sent to Stripe in HTTP headers), got {escaped}")]
+    assert errors == [
+        (
+            f"metering.yml: customers[0].id: must be printable ASCII without a space at either end "
+            f"(it is sent to Stripe in HTTP headers), got {escaped}"
+        )
+    ]
 
 
 # --- fuzz: generated contracts from valid and invalid pieces -------------------------------------------
 
 PRICE_TEXTS = st.one_of(
-    st.tuples(st.integers(0, 10**27), st.text("0123456789", max_size=14)).map(lambda t: f"{t[0]}.{t[1]}" if t[1] else str(t[0])),
-    st.sampled_from(["0", "1", "0.05", "0.000000000001", "0.0000000000001", "1e3", "-1", "1.", ".5", "01", "010",
-                     "1_000", "1:30", "0x10", "0o7", "+1", "12.500", "abc", "", "~", "null", "true", "yes", ".inf"]),
+    st.tuples(st.integers(0, 10**27), st.text("0123456789", max_size=14)).map(
+        lambda t: f"{t[0]}.{t[1]}" if t[1] else str(t[0])
+    ),
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            "0.05",
+            "0.000000000001",
+            "0.0000000000001",
+            "1e3",
+            "-1",
+            "1.",
+            ".5",
+            "01",
+            "010",
+            "1_000",
+            "1:30",
+            "0x10",
+            "0o7",
+            "+1",
+            "12.500",
+            "abc",
+            "",
+            "~",
+            "null",
+            "true",
+            "yes",
+            ".inf",
+        ]
+    ),
 )
 CUSTOMER_IDS = st.one_of(
     st.from_regex(r"cus_[A-Za-z0-9_.:-]{1,12}", fullmatch=True),
@@ -175,8 +236,15 @@ def contracts(draw):
         price = draw(PRICE_TEXTS)
         prices.append(price)
         as_yaml = _yaml_string(price) if draw(st.booleans()) else price or '""'
-        lines += [f"  - key: m{i}", "    action: use", "    value: metadata.v", "    aggregation: sum",
-                  "    price:", "      model: per_unit", f"      unit_amount_decimal: {as_yaml}"]
+        lines += [
+            f"  - key: m{i}",
+            "    action: use",
+            "    value: metadata.v",
+            "    aggregation: sum",
+            "    price:",
+            "      model: per_unit",
+            f"      unit_amount_decimal: {as_yaml}",
+        ]
         if draw(st.integers(0, 9)) == 0:
             lines.append('      unit_amount_decimal: "7"')
             must_refuse.append("a price key given twice")
@@ -192,8 +260,12 @@ def contracts(draw):
     return "\n".join(lines) + "\n", prices, must_refuse
 
 
-@settings(max_examples=int(os.environ.get("METERING_FUZZ_EXAMPLES", "200")), deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("METERING_FUZZ_EXAMPLES", "200")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(contracts())
 def test_generated_contracts_validate_exactly_or_list_every_error(tmp_path, generated):
     text, prices, must_refuse = generated

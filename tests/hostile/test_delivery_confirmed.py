@@ -17,9 +17,9 @@ import pytest
 from metering_dagster.billing import error_reports, ledger
 from metering_dagster.billing.clock import advance_test_clock
 from metering_dagster.billing.objects import sync_stripe_objects
-from metering_dagster.schema import ensure_billing_tables
 from metering_dagster.billing.upload import report_usage, send_pending
 from metering_dagster.defs.delivery.checks import DELIVERY_CHECK, evaluate_delivery
+from metering_dagster.schema import ensure_billing_tables
 from tests.billing.conftest import (  # noqa: F401
     con,
     contract,
@@ -64,11 +64,14 @@ def ledger_rows(con, customer: str) -> list[tuple]:  # noqa: F811  (a connection
 
 def test_a_lost_warehouse_starts_from_what_stripe_holds_and_nothing_is_doubled(ready, contract, con):  # noqa: F811
     client = ready.client
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, "1500.25", "2026-10-20T10:00:00Z"),
-        ("cust_a", "storage_gb", *OCT_A, "5.5", "2026-10-20T10:00:00Z"),
-        ("cust_b", "api_calls", *OCT_B, "7", "2026-10-16T00:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, "1500.25", "2026-10-20T10:00:00Z"),
+            ("cust_a", "storage_gb", *OCT_A, "5.5", "2026-10-20T10:00:00Z"),
+            ("cust_b", "api_calls", *OCT_B, "7", "2026-10-16T00:00:00Z"),
+        ],
+    )
     assert report_usage(client, con, contract).events_sent == 3
 
     # The warehouse is lost with its ledger and Stripe mapping; the marts are rebuilt from the raw logs,
@@ -93,7 +96,8 @@ def test_a_lost_warehouse_starts_from_what_stripe_holds_and_nothing_is_doubled(r
 
 
 def test_a_lost_warehouse_sends_nothing_for_a_key_whose_stripe_usage_cannot_be_read(
-        chaos, chaos_client, stripe_conn, contract, con):  # noqa: F811
+    chaos, chaos_client, stripe_conn, contract, con
+):  # noqa: F811
     _ready(chaos_client, contract, con)
     usage = [
         ("cust_a", "input_tokens", *OCT_A, "8", "2026-10-20T10:00:00Z"),
@@ -103,7 +107,9 @@ def test_a_lost_warehouse_sends_nothing_for_a_key_whose_stripe_usage_cannot_be_r
     report_usage(chaos_client, con, contract)
     con.execute("DROP SCHEMA ops CASCADE")
     sync_stripe_objects(chaos_client, contract, con)
-    cust_b = con.execute("SELECT stripe_customer_id FROM ops.stripe_customers WHERE customer_id = 'cust_b'").fetchone()[0]
+    cust_b = con.execute("SELECT stripe_customer_id FROM ops.stripe_customers WHERE customer_id = 'cust_b'").fetchone()[
+        0
+    ]
 
     chaos.force_containing[f"customer={cust_b}"] = "404"  # its meter event summaries cannot be read
     blind = report_usage(chaos_client, con, contract)
@@ -125,18 +131,23 @@ def test_a_customer_deleted_in_stripe_is_held_named_and_the_others_billed(ready,
     report_usage(client, con, contract)  # delivered while its Stripe customer existed
     gone = con.execute("SELECT stripe_customer_id FROM ops.stripe_customers WHERE customer_id = 'cust_b'").fetchone()[0]
     client.v1.customers.delete(gone)
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, "10", "2026-10-20T10:00:00Z"),
-        ("cust_b", "input_tokens", *OCT_B, "20", "2026-10-20T10:00:00Z"),
-        ("cust_b", "api_calls", *OCT_B, "5", "2026-10-21T10:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, "10", "2026-10-20T10:00:00Z"),
+            ("cust_b", "input_tokens", *OCT_B, "20", "2026-10-20T10:00:00Z"),
+            ("cust_b", "api_calls", *OCT_B, "5", "2026-10-21T10:00:00Z"),
+        ],
+    )
 
     result = report_usage(client, con, contract)
     assert stripe_quantity(ready, con, "cust_a", "input_tokens", *OCT_A) == 10
     # what it sent in the hour before Stripe's rejection is not counted as delivered either
-    assert ledger_rows(con, "cust_b") == [("api_calls", 1, "pending", "meter_event_customer_not_found"),
-                                          ("api_calls", 2, "pending", "meter_event_customer_not_found"),
-                                          ("input_tokens", 1, "pending", "meter_event_customer_not_found")]
+    assert ledger_rows(con, "cust_b") == [
+        ("api_calls", 1, "pending", "meter_event_customer_not_found"),
+        ("api_calls", 2, "pending", "meter_event_customer_not_found"),
+        ("input_tokens", 1, "pending", "meter_event_customer_not_found"),
+    ]
     assert result.held_customers == ["cust_b"] and "cust_b" in result.summary()
     check = evaluate_delivery(con)
     assert not check.passed and check.metadata["customers"].value == "cust_b"
@@ -149,22 +160,32 @@ def test_a_customer_deleted_in_stripe_is_held_named_and_the_others_billed(ready,
     # deleted one had included.
     monkeypatch.setenv("METERING_STRIPE_VERIFY_HOURS", "0")
     sync_stripe_objects(client, contract, con)
-    assert con.execute("SELECT stripe_customer_id FROM ops.stripe_customers WHERE customer_id = 'cust_b'").fetchone()[0] != gone
+    assert (
+        con.execute("SELECT stripe_customer_id FROM ops.stripe_customers WHERE customer_id = 'cust_b'").fetchone()[0]
+        != gone
+    )
     healed = report_usage(client, con, contract)
     assert healed.held_customers == [] and evaluate_delivery(con).passed
     assert stripe_quantity(ready, con, "cust_b", "input_tokens", *OCT_B) == 20
     assert stripe_quantity(ready, con, "cust_b", "api_calls", *OCT_B) == 5
-    assert ledger_rows(con, "cust_b") == [("api_calls", 1, "replaced", None), ("api_calls", 2, "replaced", None),
-                                          ("api_calls", 3, "sent", None),
-                                          ("input_tokens", 1, "replaced", None), ("input_tokens", 2, "sent", None)]
+    assert ledger_rows(con, "cust_b") == [
+        ("api_calls", 1, "replaced", None),
+        ("api_calls", 2, "replaced", None),
+        ("api_calls", 3, "sent", None),
+        ("input_tokens", 1, "replaced", None),
+        ("input_tokens", 2, "sent", None),
+    ]
 
 
 def test_a_value_stripe_refuses_goes_back_to_pending_with_the_reason(ready, contract, con):  # noqa: F811
     client = ready.client
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, TOO_PRECISE, "2026-10-20T10:00:00Z"),
-        ("cust_b", "input_tokens", *OCT_B, "5", "2026-10-20T10:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, TOO_PRECISE, "2026-10-20T10:00:00Z"),
+            ("cust_b", "input_tokens", *OCT_B, "5", "2026-10-20T10:00:00Z"),
+        ],
+    )
     result = report_usage(client, con, contract)
     assert result.events_sent == 2  # the stream took both; Stripe refused one afterwards
     assert ledger_rows(con, "cust_a") == [("input_tokens", 1, "pending", "meter_event_value_too_many_digits")]
@@ -176,24 +197,32 @@ def test_a_value_stripe_refuses_goes_back_to_pending_with_the_reason(ready, cont
     assert not check.passed and check.metadata["customers"].value == "cust_a"
 
     # Corrected data: the next row carries the whole quantity and replaces the refused one.
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, "1234567890.12", "2026-10-21T10:00:00Z"),
-        ("cust_b", "input_tokens", *OCT_B, "5", "2026-10-20T10:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, "1234567890.12", "2026-10-21T10:00:00Z"),
+            ("cust_b", "input_tokens", *OCT_B, "5", "2026-10-20T10:00:00Z"),
+        ],
+    )
     fixed = report_usage(client, con, contract)
     assert not fixed.rejected and evaluate_delivery(con).passed
     assert stripe_quantity(ready, con, "cust_a", "input_tokens", *OCT_A) == Decimal("1234567890.12")
-    assert ledger_rows(con, "cust_a") == [("input_tokens", 1, "replaced", "meter_event_value_too_many_digits"),
-                                          ("input_tokens", 2, "sent", None)]
+    assert ledger_rows(con, "cust_a") == [
+        ("input_tokens", 1, "replaced", "meter_event_value_too_many_digits"),
+        ("input_tokens", 2, "sent", None),
+    ]
 
 
 def test_rejections_a_report_counts_but_does_not_name_are_found_by_stripes_totals(ready, contract, con, monkeypatch):  # noqa: F811
     monkeypatch.setattr("stripe_emulator.resources.events.SAMPLES", 1)  # a report names one error per code
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, TOO_PRECISE, "2026-10-20T10:00:00Z"),
-        ("cust_b", "input_tokens", *SEP_B, TOO_PRECISE, "2026-10-01T10:00:00Z"),
-        ("cust_b", "input_tokens", *OCT_B, "5", "2026-10-20T10:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, TOO_PRECISE, "2026-10-20T10:00:00Z"),
+            ("cust_b", "input_tokens", *SEP_B, TOO_PRECISE, "2026-10-01T10:00:00Z"),
+            ("cust_b", "input_tokens", *OCT_B, "5", "2026-10-20T10:00:00Z"),
+        ],
+    )
     result = report_usage(ready.client, con, contract)
     assert ledger_rows(con, "cust_a") == [("input_tokens", 1, "pending", "meter_event_value_too_many_digits")]
     assert con.execute(
@@ -265,20 +294,24 @@ def test_identifiers_cannot_collide_with_a_rebuilt_ledgers_and_old_rows_keep_the
 
 
 def test_the_upload_resends_dead_letters_and_its_check_fails_until_delivered(
-        chaos, chaos_client, stripe_conn, contract, con, settings, monkeypatch):  # noqa: F811
+    chaos, chaos_client, stripe_conn, contract, con, settings, monkeypatch
+):  # noqa: F811
     from metering_dagster.billing.retry import RetryPolicy
-    from metering_dagster.defs.delivery.checks import upload_checks
-    from metering_dagster.defs.resources import MeteringResource
     from metering_dagster.defs.billing.assets import stripe_usage_report
     from metering_dagster.defs.billing.resources import stripe_resource
+    from metering_dagster.defs.delivery.checks import upload_checks
+    from metering_dagster.defs.resources import MeteringResource
 
     _ready(chaos_client, contract, con)
     con.execute("""CREATE TABLE marts.fct_invoice_lines_expected (customer_id VARCHAR, meter VARCHAR,
         period_start TIMESTAMPTZ, period_end TIMESTAMPTZ, quantity DECIMAL(38, 12), amount_problem VARCHAR)""")
-    set_usage(con, [
-        ("cust_a", "input_tokens", *OCT_A, "15", "2026-10-20T10:00:00Z"),
-        ("cust_b", "api_calls", *OCT_B, "4", "2026-10-20T10:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, "15", "2026-10-20T10:00:00Z"),
+            ("cust_b", "api_calls", *OCT_B, "4", "2026-10-20T10:00:00Z"),
+        ],
+    )
     monkeypatch.setattr("metering_dagster.billing.retry.DEFAULT_POLICY", RetryPolicy(max_attempts=2, base_seconds=0.01))
     monkeypatch.setenv("METERING_STATE_DIR", str(settings.state_dir))
     monkeypatch.setenv("METERING_CONTRACT", str(settings.contract_path))
@@ -287,8 +320,11 @@ def test_the_upload_resends_dead_letters_and_its_check_fails_until_delivered(
 
     def upload() -> tuple[dg.ExecuteInProcessResult, dg.AssetCheckEvaluation]:
         """The upload asset and its checks, as the metering job runs them."""
-        run = dg.materialize([stripe_usage_report, *upload_checks], selection=[stripe_usage_report.key],
-                             resources={"metering": MeteringResource(), "stripe": stripe_resource()})
+        run = dg.materialize(
+            [stripe_usage_report, *upload_checks],
+            selection=[stripe_usage_report.key],
+            resources={"metering": MeteringResource(), "stripe": stripe_resource()},
+        )
         (check,) = [e for e in run.get_asset_check_evaluations() if e.check_name == DELIVERY_CHECK]
         return run, check
 
@@ -308,10 +344,20 @@ def test_the_upload_resends_dead_letters_and_its_check_fails_until_delivered(
 
 
 LATE_LINES = [
-    {"event_id": "late-1", "timestamp": "2026-10-30T10:00:00Z", "customer_id": "cus_acme", "action": "model_inference",
-     "metadata": {"model": "gpt-4o", "input_tokens": 1234}},
-    {"event_id": "late-2", "timestamp": "2026-10-30T12:00:00Z", "customer_id": "cus_umbrella",
-     "action": "api_request", "metadata": {"endpoint": "/v1/chat"}},
+    {
+        "event_id": "late-1",
+        "timestamp": "2026-10-30T10:00:00Z",
+        "customer_id": "cus_acme",
+        "action": "model_inference",
+        "metadata": {"model": "gpt-4o", "input_tokens": 1234},
+    },
+    {
+        "event_id": "late-2",
+        "timestamp": "2026-10-30T12:00:00Z",
+        "customer_id": "cus_umbrella",
+        "action": "api_request",
+        "metadata": {"endpoint": "/v1/chat"},
+    },
 ]
 
 

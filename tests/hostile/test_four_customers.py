@@ -53,17 +53,21 @@ def test_three_customers_with_problems_of_their_own_do_not_stop_the_fourth(tmp_p
         env.update(STRIPE_API_KEY="sk_test_fourcustomers", STRIPE_API_BASE=emulator.url)
         metering("clock", "advance", "--to", "2025-10-05T00:00:00Z", env=env)
         metering("run", env=env)
-        gone = query(state / "warehouse.duckdb",
-                     "select stripe_customer_id from ops.stripe_customers where customer_id = 'cus_gone'")[0][0]
+        gone = query(
+            state / "warehouse.duckdb",
+            "select stripe_customer_id from ops.stripe_customers where customer_id = 'cus_gone'",
+        )[0][0]
         client = stripe.StripeClient("sk_test_reader", base_addresses={"api": emulator.url})
         client.v1.customers.delete(gone)  # deleted in Stripe's dashboard, say
 
-        write(raw / "second.jsonl",
-              line("cus_ok-2", "cus_ok", "2025-10-10T10:00:00Z", {"tokens": 250}),
-              *(line(f"cus_big-{n}", "cus_big", "2025-10-10T10:00:00Z", {"tokens": "9e25"}) for n in range(20)),
-              line("cus_precise-2", "cus_precise", "2025-10-10T10:00:00Z", {"tokens": "123456"}),
-              line("cus_precise-3", "cus_precise", "2025-10-10T11:00:00Z", {"tokens": "0.000000000001"}),
-              line("cus_gone-2", "cus_gone", "2025-10-10T10:00:00Z", {"tokens": 40}))
+        write(
+            raw / "second.jsonl",
+            line("cus_ok-2", "cus_ok", "2025-10-10T10:00:00Z", {"tokens": 250}),
+            *(line(f"cus_big-{n}", "cus_big", "2025-10-10T10:00:00Z", {"tokens": "9e25"}) for n in range(20)),
+            line("cus_precise-2", "cus_precise", "2025-10-10T10:00:00Z", {"tokens": "123456"}),
+            line("cus_precise-3", "cus_precise", "2025-10-10T11:00:00Z", {"tokens": "0.000000000001"}),
+            line("cus_gone-2", "cus_gone", "2025-10-10T10:00:00Z", {"tokens": 40}),
+        )
         metering("clock", "advance", "--to", "2025-10-20T00:00:00Z", env=env)
         first = run_needing_attention(env)
         metering("clock", "advance", "--to", "2025-11-01T00:30:00Z", env=env)
@@ -78,8 +82,10 @@ def test_three_customers_with_problems_of_their_own_do_not_stop_the_fourth(tmp_p
         assert "usage_delivered" in out and "cus_gone" in out, out
     assert "cus_ok period 2025-10-01: final upload done" in second, second
     # the overflowing values are quarantined by name, the rest of that customer's usage is billed
-    quarantined = query(state / "analytics.duckdb",
-                        "select customer_id, reason, count(*) from marts.rpt_quarantined_events group by all")
+    quarantined = query(
+        state / "analytics.duckdb",
+        "select customer_id, reason, count(*) from marts.rpt_quarantined_events group by all",
+    )
     assert quarantined == [("cus_big", "value_out_of_range", 20)], quarantined
     # lines read = landed + quarantined + blank, for every file
     lines = query(state / "warehouse.duckdb", "select sum(line_count), sum(lines_blank) from raw.landed_files")[0]

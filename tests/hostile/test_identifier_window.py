@@ -74,8 +74,10 @@ def answer_lost_then_wait(chaos, client, contract, con, usage: list[tuple], unti
 
 
 def test_the_emulator_forgets_an_identifier_after_its_window_on_the_customers_clock(tmp_path):
-    with EmulatorServer(tmp_path / "window.sqlite", identifier_window_seconds=STRIPE_WINDOW) as forgetting, \
-            EmulatorServer(tmp_path / "default.sqlite") as keeping:
+    with (
+        EmulatorServer(tmp_path / "window.sqlite", identifier_window_seconds=STRIPE_WINDOW) as forgetting,
+        EmulatorServer(tmp_path / "default.sqlite") as keeping,
+    ):
         for srv, counted in ((forgetting, 2), (keeping, 1)):
             build = Builder(make_client(srv.url))
             clock = build.clock(T0)
@@ -92,12 +94,14 @@ def test_the_emulator_forgets_an_identifier_after_its_window_on_the_customers_cl
             else:
                 build.event(meter, customer, 3, T0, identifier="same")  # taken again: Stripe counts it twice
             summaries = build.c.v1.billing.meters.event_summaries.list(
-                meter.id, {"customer": customer.id, "start_time": T0, "end_time": T0 + DAY})
+                meter.id, {"customer": customer.id, "start_time": T0, "end_time": T0 + DAY}
+            )
             assert sum(Decimal(str(s.aggregated_value)) for s in summaries.data) == 3 * counted
 
 
 def test_a_dead_letter_stripe_counted_is_not_counted_again_after_the_window(
-        stripe_forgets, chaos, chaos_client, contract, con):  # noqa: F811
+    stripe_forgets, chaos, chaos_client, contract, con
+):  # noqa: F811
     set_usage(con, [("cust_a", "input_tokens", *OCT_A, "10", "2026-10-20T10:00:00Z")])
     chaos.force[STREAM] = ["drop", None]  # Stripe counts the batch, its answer is lost
     lost = report_usage(chaos_client, con, contract)
@@ -128,9 +132,11 @@ def test_a_dead_letter_stripe_counted_is_not_counted_again_after_the_window(
 
 
 def test_a_dead_letter_stripe_holds_in_full_is_delivered_by_summary_and_nothing_is_sent(
-        stripe_forgets, chaos, chaos_client, contract, con):  # noqa: F811
-    answer_lost_then_wait(chaos, chaos_client, contract, con,
-                          [("cust_b", "api_calls", *OCT_B, "7", "2026-10-20T10:00:00Z")], AFTER_WINDOW)
+    stripe_forgets, chaos, chaos_client, contract, con
+):  # noqa: F811
+    answer_lost_then_wait(
+        chaos, chaos_client, contract, con, [("cust_b", "api_calls", *OCT_B, "7", "2026-10-20T10:00:00Z")], AFTER_WINDOW
+    )
 
     result = report_usage(chaos_client, con, contract)
     assert stripe_quantity(stripe_forgets, con, "cust_b", "api_calls", *OCT_B) == 7
@@ -141,9 +147,16 @@ def test_a_dead_letter_stripe_holds_in_full_is_delivered_by_summary_and_nothing_
 
 
 def test_inside_the_window_the_identifier_is_trusted_and_answered_as_a_duplicate(
-        stripe_forgets, chaos, chaos_client, contract, con):  # noqa: F811
-    answer_lost_then_wait(chaos, chaos_client, contract, con,
-                          [("cust_a", "input_tokens", *OCT_A, "10", "2026-10-20T10:00:00Z")], INSIDE_WINDOW)
+    stripe_forgets, chaos, chaos_client, contract, con
+):  # noqa: F811
+    answer_lost_then_wait(
+        chaos,
+        chaos_client,
+        contract,
+        con,
+        [("cust_a", "input_tokens", *OCT_A, "10", "2026-10-20T10:00:00Z")],
+        INSIDE_WINDOW,
+    )
 
     summaries_before = chaos.requests_to(_summaries_path(con, "input_tokens"))
     result = report_usage(chaos_client, con, contract)
@@ -157,7 +170,8 @@ def test_inside_the_window_the_identifier_is_trusted_and_answered_as_a_duplicate
 
 
 def test_a_last_meter_is_sent_again_only_where_stripes_last_value_differs(
-        stripe_forgets, chaos, chaos_client, contract, con):  # noqa: F811
+    stripe_forgets, chaos, chaos_client, contract, con
+):  # noqa: F811
     cust_a = ("cust_a", "storage_gb", *OCT_A, "5.5", "2026-10-20T10:00:00Z")
     cust_b = ("cust_b", "storage_gb", *OCT_B, "4", "2026-10-20T10:00:00Z")
     set_usage(con, [cust_a])
@@ -175,7 +189,9 @@ def test_a_last_meter_is_sent_again_only_where_stripes_last_value_differs(
     assert result.events_sent == 1  # cust_b's value only
     assert [r[:3] for r in ledger_rows(con, "cust_a", "storage_gb")] == [(1, "event", "sent")]
     assert [r[:4] for r in ledger_rows(con, "cust_b", "storage_gb")] == [
-        (1, "event", "replaced", "4.000000000000"), (2, "event", "sent", "4.000000000000")]
+        (1, "event", "replaced", "4.000000000000"),
+        (2, "event", "sent", "4.000000000000"),
+    ]
     assert result.dead_letters_open == 0 and evaluate_delivery(con).passed
 
 
@@ -185,7 +201,8 @@ def _summaries_path(con, meter: str) -> str:  # noqa: F811
 
 
 def test_rows_a_report_did_not_name_are_not_counted_twice_when_read_after_the_window(
-        stripe_forgets, chaos_client, contract, con, monkeypatch):  # noqa: F811
+    stripe_forgets, chaos_client, contract, con, monkeypatch
+):  # noqa: F811
     """Path of the unnamed rejections: a report counts more errors than it names, the key's rows sent in its
     window go back to pending, Stripe's totals decide; here the report is only read a day later."""
     from metering_dagster.billing import error_reports
@@ -195,10 +212,19 @@ def test_rows_a_report_did_not_name_are_not_counted_twice_when_read_after_the_wi
     report_usage(chaos_client, con, contract)  # Stripe takes 5
     with monkeypatch.context() as run_dies_after_sending:  # the reports of this upload are not read
         run_dies_after_sending.setattr(error_reports, "read_error_reports", lambda *_: error_reports.ReportsResult())
-        set_usage(con, [
-            ("cust_a", "input_tokens", *OCT_A, TOO_PRECISE, "2026-10-20T10:00:00Z"),  # refused, named
-            ("cust_b", "input_tokens", *OCT_B, "10000.000000000001", "2026-10-21T10:00:00Z"),  # 16 digits: refused, unnamed
-        ])
+        set_usage(
+            con,
+            [
+                ("cust_a", "input_tokens", *OCT_A, TOO_PRECISE, "2026-10-20T10:00:00Z"),  # refused, named
+                (
+                    "cust_b",
+                    "input_tokens",
+                    *OCT_B,
+                    "10000.000000000001",
+                    "2026-10-21T10:00:00Z",
+                ),  # 16 digits: refused, unnamed
+            ],
+        )
         report_usage(chaos_client, con, contract)
     advance_test_clock(chaos_client, con, contract, utc(AFTER_WINDOW))
 
@@ -206,12 +232,18 @@ def test_rows_a_report_did_not_name_are_not_counted_twice_when_read_after_the_wi
     assert stripe_quantity(stripe_forgets, con, "cust_b", "input_tokens", *OCT_B) == 5  # not 10
     assert result.untrusted.replaced >= 2
     assert [r[:3] for r in ledger_rows(con, "cust_b", "input_tokens")][:3] == [
-        (1, "event", "replaced"), (2, "event", "replaced"), (3, "summary", "sent")]
+        (1, "event", "replaced"),
+        (2, "event", "replaced"),
+        (3, "summary", "sent"),
+    ]
 
-    set_usage(con, [  # the data is corrected: the refused difference is replaced by what Stripe can take
-        ("cust_a", "input_tokens", *OCT_A, "12", "2026-10-21T10:00:00Z"),
-        ("cust_b", "input_tokens", *OCT_B, "10000", "2026-10-21T10:00:00Z"),
-    ])
+    set_usage(
+        con,
+        [  # the data is corrected: the refused difference is replaced by what Stripe can take
+            ("cust_a", "input_tokens", *OCT_A, "12", "2026-10-21T10:00:00Z"),
+            ("cust_b", "input_tokens", *OCT_B, "10000", "2026-10-21T10:00:00Z"),
+        ],
+    )
     report_usage(chaos_client, con, contract)
     assert stripe_quantity(stripe_forgets, con, "cust_b", "input_tokens", *OCT_B) == 10000
     assert stripe_quantity(stripe_forgets, con, "cust_a", "input_tokens", *OCT_A) == 12

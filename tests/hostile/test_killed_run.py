@@ -36,11 +36,22 @@ def test_the_next_run_ends_the_dbt_process_of_a_killed_run(tmp_path, dbt_manifes
     state, raw = tmp_path / "state", tmp_path / "raw"
     shutil.copytree(DEMO_DIR / "raw", raw)
     (state / "dagster_home").mkdir(parents=True)
-    env = dict(os.environ, METERING_STATE_DIR=str(state), METERING_RAW_DIR=str(raw),
-               METERING_CONTRACT=str(DEMO_DIR / "metering.yml"), DAGSTER_HOME=str(state / "dagster_home"),
-               METERING_WAREHOUSE_WAIT_SECONDS="5")
-    run = subprocess.Popen([*METERING, "run"], env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
+    env = dict(
+        os.environ,
+        METERING_STATE_DIR=str(state),
+        METERING_RAW_DIR=str(raw),
+        METERING_CONTRACT=str(DEMO_DIR / "metering.yml"),
+        DAGSTER_HOME=str(state / "dagster_home"),
+        METERING_WAREHOUSE_WAIT_SECONDS="5",
+    )
+    run = subprocess.Popen(
+        [*METERING, "run"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     warehouse = (state / "warehouse.duckdb").resolve()
     deadline, dbt = time.monotonic() + 300, None
     while dbt is None and time.monotonic() < deadline and run.poll() is None:
@@ -51,8 +62,15 @@ def test_the_next_run_ends_the_dbt_process_of_a_killed_run(tmp_path, dbt_manifes
     os.kill(dbt, signal.SIGSTOP)  # and stays, holding the warehouse (a slow model, a hung query)
     run.wait()
     try:
-        second = subprocess.run([*METERING, "run"], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                                timeout=600, start_new_session=True)
+        second = subprocess.run(
+            [*METERING, "run"],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            start_new_session=True,
+        )
         assert f"ended dbt process {dbt}, left running by a killed run" in second.stderr, second.stderr
         # it completes (Stripe's test clock is still at the contract's start: the summary says so, exit 4)
         assert second.returncode in (0, 4) and "failed step" not in second.stdout, second.stdout + second.stderr

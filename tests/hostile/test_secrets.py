@@ -94,8 +94,15 @@ class _EchoingStripe(BaseHTTPRequestHandler):
     """A Stripe-like endpoint whose error repeats the Authorization header it got, as a proxy might."""
 
     def do_GET(self):
-        body = json.dumps({"error": {"type": "invalid_request_error", "code": "api_key_invalid",
-                                     "message": f"Invalid API Key provided: {self.headers['Authorization']}"}})
+        body = json.dumps(
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "api_key_invalid",
+                    "message": f"Invalid API Key provided: {self.headers['Authorization']}",
+                }
+            }
+        )
         self.send_response(401)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -119,8 +126,15 @@ def test_an_error_body_that_echoes_the_key_is_masked_before_the_sdk_reads_it(set
     finally:
         server.shutdown()
     assert isinstance(error, stripe.AuthenticationError)
-    stored = [str(error), repr(error), error.user_message, error.http_body, json.dumps(error.json_body),
-              str(error.error), "".join(traceback.format_exception(error))]
+    stored = [
+        str(error),
+        repr(error),
+        error.user_message,
+        error.http_body,
+        json.dumps(error.json_body),
+        str(error.error),
+        "".join(traceback.format_exception(error)),
+    ]
     assert "Invalid API Key provided: Bearer sk_test_" in str(error)
     assert not leaks("\n".join(stored), TEST_KEY)
 
@@ -144,13 +158,26 @@ def test_metering_run_shows_and_stores_no_byte_of_a_malformed_key(metering_env, 
     live_contract.write_text(metering_env["contract"].read_text().replace("environment: test", "environment: live"))
     runs = [
         ({"STRIPE_API_KEY": TEST_KEY + "\r"}, "a carriage return (\\r) at the end"),
-        ({"STRIPE_API_KEY": LIVE_KEY + "\r\n", "METERING_ENV": "production", "METERING_CONTRACT": str(live_contract)},
-         "a carriage return (\\r) inside"),
+        (
+            {
+                "STRIPE_API_KEY": LIVE_KEY + "\r\n",
+                "METERING_ENV": "production",
+                "METERING_CONTRACT": str(live_contract),
+            },
+            "a carriage return (\\r) inside",
+        ),
     ]  # the other forms take the same path (the unit tests above): a run costs half a minute
     for extra, problem in runs:
         env = dict(os.environ, STRIPE_API_BASE=emulator, **extra)
-        result = subprocess.run([sys.executable, "-m", "metering_dagster.cli", "run"], check=False, env=env,
-                                capture_output=True, text=True, timeout=600, cwd=REPO)
+        result = subprocess.run(
+            [sys.executable, "-m", "metering_dagster.cli", "run"],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=REPO,
+        )
         key = extra["STRIPE_API_KEY"]
         assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
         assert problem in result.stdout + result.stderr

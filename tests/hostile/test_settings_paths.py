@@ -24,8 +24,15 @@ NOW = datetime(2026, 11, 2, tzinfo=UTC)
 
 
 def _event(event_id: str) -> str:
-    return json.dumps({"event_id": event_id, "timestamp": "2026-10-05T00:00:00Z", "customer_id": "cus_acme",
-                       "action": "llm.completion", "metadata": {"tokens": 1}})
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "timestamp": "2026-10-05T00:00:00Z",
+            "customer_id": "cus_acme",
+            "action": "llm.completion",
+            "metadata": {"tokens": 1},
+        }
+    )
 
 
 def test_a_missing_raw_folder_stops_landing_and_names_the_folder(tmp_path):
@@ -57,7 +64,9 @@ def test_a_file_name_that_is_not_utf8_is_quarantined_and_the_other_files_land(tm
         assert rows == [("caf\\xe9-\\xff.jsonl", None, "invalid_file_name"), ("good.jsonl", "e1", None)]
         # lines read = landed + blank + quarantined, file by file
         assert [(f.lines_read, f.lines_landed, f.lines_blank, f.lines_quarantined) for f in result.landed] == [
-            (1, 0, 0, 1), (1, 1, 0, 0)]
+            (1, 0, 0, 1),
+            (1, 1, 0, 0),
+        ]
         # landed once: the next run skips it under the same escaped name
         again = land_new_files(con, raw)
         assert again.landed == () and sorted(again.skipped) == ["caf\\xe9-\\xff.jsonl", "good.jsonl"]
@@ -80,8 +89,15 @@ BAD_TUNING = {
 
 def test_bad_tuning_values_stop_metering_run_naming_each_variable(metering_env):
     env = dict(os.environ, **{name: value for name, (value, _) in BAD_TUNING.items()})
-    result = subprocess.run([sys.executable, "-m", "metering_dagster.cli", "run"], check=False, env=env,
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "metering_dagster.cli", "run"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     for name, (value, expected) in BAD_TUNING.items():
@@ -89,12 +105,15 @@ def test_bad_tuning_values_stop_metering_run_naming_each_variable(metering_env):
     assert not (metering_env["state"] / "warehouse.duckdb").exists()  # stopped before anything ran
 
 
-@pytest.mark.parametrize(("name", "read"), [
-    ("METERING_DUCKDB_THREADS", lambda tmp: connect(tmp / "w.duckdb")),
-    ("METERING_WAREHOUSE_WAIT_SECONDS", lambda tmp: connect(tmp / "w.duckdb")),
-    ("METERING_LANDING_SETTLE_SECONDS", lambda tmp: land_new_files(connect(tmp / "w.duckdb", wait_seconds=0), tmp)),
-    ("METERING_LOCK_WAIT_SECONDS", lambda tmp: run_lock(tmp).__enter__()),
-])
+@pytest.mark.parametrize(
+    ("name", "read"),
+    [
+        ("METERING_DUCKDB_THREADS", lambda tmp: connect(tmp / "w.duckdb")),
+        ("METERING_WAREHOUSE_WAIT_SECONDS", lambda tmp: connect(tmp / "w.duckdb")),
+        ("METERING_LANDING_SETTLE_SECONDS", lambda tmp: land_new_files(connect(tmp / "w.duckdb", wait_seconds=0), tmp)),
+        ("METERING_LOCK_WAIT_SECONDS", lambda tmp: run_lock(tmp).__enter__()),
+    ],
+)
 def test_each_module_reads_its_variable_through_settings(tmp_path, monkeypatch, name, read):
     from metering_dagster.settings import SettingsError
 
@@ -117,9 +136,15 @@ def explained_warehouse(dbt, tmp_path_factory):  # noqa: F811
     wh.write_contract(
         "environment: test\ncurrency: usd\nmeters:\n"
         '  - {key: calls, action: call, aggregation: count, price: {model: per_unit, unit_amount_decimal: "1"}}\n'
-        f"customers:\n{customers}\n")
-    wh.add_file("calls.jsonl", [{"event_id": f"e{i}", "timestamp": "2026-10-05T00:00:00Z", "customer_id": cid,
-                                 "action": "call"} for i, cid in enumerate(ids)])
+        f"customers:\n{customers}\n"
+    )
+    wh.add_file(
+        "calls.jsonl",
+        [
+            {"event_id": f"e{i}", "timestamp": "2026-10-05T00:00:00Z", "customer_id": cid, "action": "call"}
+            for i, cid in enumerate(ids)
+        ],
+    )
     wh.land(datetime(2026, 11, 2, tzinfo=UTC))
     dbt.run(wh.state_dir, "build", "--exclude", "tag:reconciliation")
     return wh, ids
@@ -127,9 +152,8 @@ def explained_warehouse(dbt, tmp_path_factory):  # noqa: F811
 
 def test_explain_writes_its_csv_inside_the_state_folder_whatever_the_customer_id(explained_warehouse):
     from metering_dagster.commands.explain import explain
-    from metering_dagster.settings import Settings
-
     from metering_dagster.serving.reader_copy import publish_reader_copy
+    from metering_dagster.settings import Settings
     from metering_dagster.warehouse import connect
 
     wh, ids = explained_warehouse

@@ -27,8 +27,10 @@ TS = '"2026-10-05T00:00:00Z"'
 
 def line(event_id: str, tokens: str = "1", *, timestamp: str = TS, extra: str = "") -> str:
     """A usage line written by hand, so that its JSON can be anything."""
-    return (f'{{"event_id":"{event_id}","timestamp":{timestamp},"customer_id":"cus_a","action":"use",'
-            f'"metadata":{{"tokens":{tokens}}}{extra}}}')
+    return (
+        f'{{"event_id":"{event_id}","timestamp":{timestamp},"customer_id":"cus_a","action":"use",'
+        f'"metadata":{{"tokens":{tokens}}}{extra}}}'
+    )
 
 
 LINES = {
@@ -39,8 +41,10 @@ LINES = {
     "dup-in-array": line("dup-in-array", extra=',"items":[{"sku":"a","sku":"b"}]'),
     "same-key-in-two-objects": line("same-key-in-two-objects", "2", extra=',"other":{"tokens":3}'),
     # numbers that are not JSON
-    **{f"num-{i}": line(f"num-{i}", text) for i, text in enumerate(
-        ["01", "-01", "00", "+1", ".5", "1.", "NaN", "Infinity", "-Infinity", "0x1F", "[01]"])},
+    **{
+        f"num-{i}": line(f"num-{i}", text)
+        for i, text in enumerate(["01", "-01", "00", "+1", ".5", "1.", "NaN", "Infinity", "-Infinity", "0x1F", "[01]"])
+    },
     "num-ok-0": line("num-ok-0", "0"),
     "num-ok-exp": line("num-ok-exp", "1e05"),
     "num-ok-frac": line("num-ok-frac", "0.25"),
@@ -71,7 +75,8 @@ def built(dbt, tmp_path_factory):  # noqa: F811
     dbt.run(wh.state_dir, "build", "--exclude", "tag:reconciliation")
     outcomes = wh.query(
         "select line_number, reason from marts.rpt_quarantined_events union all "
-        "select line_number, 'metered ' || coalesce(value::varchar, 'without a value') from marts.fct_metered_events")
+        "select line_number, 'metered ' || coalesce(value::varchar, 'without a value') from marts.fct_metered_events"
+    )
     # every line read is metered or quarantined, once
     assert sorted(n for n, _ in outcomes) == list(range(1, len(LINES) + 1))
     wh.outcome = dict(outcomes)
@@ -92,7 +97,10 @@ def test_numbers_that_are_not_json_are_quarantined(built):
     for i in range(11):
         assert outcome(built, f"num-{i}") == "invalid_json", LINES[f"num-{i}"]
     assert [outcome(built, e) for e in ("num-ok-0", "num-ok-exp", "num-ok-frac")] == [
-        "metered 0.000000000000", "metered 100000.000000000000", "metered 0.250000000000"]
+        "metered 0.000000000000",
+        "metered 100000.000000000000",
+        "metered 0.250000000000",
+    ]
 
 
 def test_a_users_number_marker_is_an_object_not_a_number(built):
@@ -113,6 +121,7 @@ def test_impossible_utc_offsets_are_quarantined(built):
 
 # --- the duplicate-key screen, fuzzed: objects as lists of (key, value) pairs, keys repeated at will --------------
 
+
 class Pairs(list):
     """A JSON object written pair by pair, so that a key may come twice."""
 
@@ -130,7 +139,9 @@ def _write(value, data) -> str:
     comma = data.draw(st.sampled_from([",", ", ", " ,\r\n"]))
     ascii_only = data.draw(st.booleans())
     if isinstance(value, Pairs):
-        return "{" + comma.join(json.dumps(k, ensure_ascii=ascii_only) + colon + _write(v, data) for k, v in value) + "}"
+        return (
+            "{" + comma.join(json.dumps(k, ensure_ascii=ascii_only) + colon + _write(v, data) for k, v in value) + "}"
+        )
     if isinstance(value, list):
         return "[" + comma.join(_write(v, data) for v in value) + "]"
     return json.dumps(value, ensure_ascii=ascii_only)

@@ -35,16 +35,28 @@ def statuses_when_loaded(automation: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "METERING_AUTOMATION"}
     if automation is not None:
         env["METERING_AUTOMATION"] = automation
-    done = subprocess.run([sys.executable, "-c", LOAD_AS_DAGSTER_DEV], check=False, cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_AS_DAGSTER_DEV],
+        check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_every_schedule_and_sensor_is_stopped_by_default(dbt_manifest, metering_env):
     statuses = statuses_when_loaded(None)
-    assert {"hourly_metering", "period_close", "post_finalization_reconciliation", "dead_letter_retry",
-            "new_usage_logs_sensor"} <= set(statuses)
+    assert {
+        "hourly_metering",
+        "period_close",
+        "post_finalization_reconciliation",
+        "dead_letter_retry",
+        "new_usage_logs_sensor",
+    } <= set(statuses)
     assert set(statuses.values()) == {"STOPPED"}, statuses
 
 

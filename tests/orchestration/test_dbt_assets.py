@@ -41,7 +41,11 @@ def test_every_dbt_test_is_a_described_check_of_a_model(dbt_manifest):
     manifest = json.loads(dbt_manifest.read_text())
     tests = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "test"}
     assert all(t["attached_node"] and t["attached_node"].startswith("model.") for t in tests.values())
-    specs = {spec.name: spec for assets_def in (metering_dbt_models, reconciliation_dbt_models) for spec in assets_def.check_specs}
+    specs = {
+        spec.name: spec
+        for assets_def in (metering_dbt_models, reconciliation_dbt_models)
+        for spec in assets_def.check_specs
+    }
     assert set(tests) == set(specs)
     for name, spec in specs.items():
         assert spec.description and spec.description == " ".join(tests[name]["description"].split()), name
@@ -57,7 +61,9 @@ def test_a_test_without_a_description_is_described_from_what_it_checks(dbt_manif
         "event_id identifies each row of int_usage_events_deduplicated: never NULL, never repeated"
         " (rows not tested by an earlier run)."
     )
-    accepted = next(n for n in manifest["nodes"].values() if n["name"].startswith("accepted_values_stg_contract__meters_p"))
+    accepted = next(
+        n for n in manifest["nodes"].values() if n["name"].startswith("accepted_values_stg_contract__meters_p")
+    )
     assert describe_test({**accepted, "description": ""}, manifest) == (
         "price_model of stg_contract__meters is one of: per_unit, package, graduated, volume."
     )
@@ -66,8 +72,9 @@ def test_a_test_without_a_description_is_described_from_what_it_checks(dbt_manif
 def test_the_quality_gate_on_a_run_with_nothing_new_says_what_it_checked():
     from metering_dagster.quality.suites import SuiteOutcome
 
-    nothing_new = SuiteOutcome(suite="shadow_invoice", success=True, rows=0,
-                               table="marts.fct_invoice_lines_expected", table_rows=24)
+    nothing_new = SuiteOutcome(
+        suite="shadow_invoice", success=True, rows=0, table="marts.fct_invoice_lines_expected", table_rows=24
+    )
     assert nothing_new.describe() == (
         "shadow_invoice: no row of marts.fct_invoice_lines_expected changed since the last upload, nothing new to"
         " check (24 rows in all, each checked when it last changed)"

@@ -28,8 +28,14 @@ def test_the_workspace_loads_as_dagster_dev_loads_it(dbt_manifest, metering_env)
     from metering_dagster.settings import REPO_ROOT
 
     dagster = Path(sys.executable).parent / "dagster"
-    done = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], check=False, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All code locations passed validation" in done.stdout + done.stderr
 
@@ -95,9 +101,23 @@ def test_the_pipelines_dbt_sends_no_usage_statistics(dbt_manifest, tmp_path):
         (dbt_manifest.parent / "partial_parse.msgpack").read_bytes()  # a partial parse: seconds, not a full one
     )
     printed = subprocess.run(
-        [defs.resources["dbt"].dbt_executable, "--log-format", "json", "--log-level", "debug", "parse",
-         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target")],
-        cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, check=True,
+        [
+            defs.resources["dbt"].dbt_executable,
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "parse",
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(tmp_path / "target"),
+        ],
+        cwd=DBT_PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     events = [json.loads(line)["info"]["name"] for line in printed.splitlines() if line.startswith("{")]
     assert "CommandCompleted" in events
@@ -115,8 +135,11 @@ def test_dagster_dev_parses_the_dbt_project_only_when_a_dbt_file_changed(dbt_man
     )
 
     def load_under_dagster_dev() -> None:
-        subprocess.run([sys.executable, "-c", "import metering_dagster.defs.transform.project"],
-                       env={**os.environ, "DAGSTER_IS_DEV_CLI": "1"}, check=True)
+        subprocess.run(
+            [sys.executable, "-c", "import metering_dagster.defs.transform.project"],
+            env={**os.environ, "DAGSTER_IS_DEV_CLI": "1"},
+            check=True,
+        )
 
     built = dbt_manifest.stat().st_mtime_ns
     load_under_dagster_dev()

@@ -58,8 +58,10 @@ def render(defs: dg.Definitions) -> str:
     lines += ["", "schedules (schedule: cron, time zone -> job)"]
     for schedule in sorted(defs.schedules or [], key=lambda s: s.name):
         schedule = defs.resolve_schedule_def(schedule.name)
-        lines.append(f"  {schedule.name}: {schedule.cron_schedule}, {schedule.execution_timezone or 'UTC'} "
-                     f"-> {schedule.job_name}")
+        lines.append(
+            f"  {schedule.name}: {schedule.cron_schedule}, {schedule.execution_timezone or 'UTC'} "
+            f"-> {schedule.job_name}"
+        )
 
     lines += ["", "sensors (sensor: minimum interval -> jobs)"]
     for sensor in sorted(defs.sensors or [], key=lambda s: s.name):
@@ -76,25 +78,40 @@ def test_the_definitions_graph_matches_its_snapshot(dbt_manifest):
     if os.environ.get("UPDATE_SNAPSHOT") == "1":
         SNAPSHOT.write_text(actual)
     expected = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
-    diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
-                                        str(SNAPSHOT.name), "the definitions now"))
-    assert actual == expected, (f"the Dagster graph changed; if that is intended, regenerate the snapshot "
-                                f"({REGENERATE}) and commit it:\n{diff}")
+    diff = "".join(
+        difflib.unified_diff(
+            expected.splitlines(True), actual.splitlines(True), str(SNAPSHOT.name), "the definitions now"
+        )
+    )
+    assert actual == expected, (
+        f"the Dagster graph changed; if that is intended, regenerate the snapshot ({REGENERATE}) and commit it:\n{diff}"
+    )
 
 
 def test_an_added_asset_check_dependency_or_schedule_shows_in_the_snapshot(dbt_manifest):
     from metering_dagster.definitions import defs
 
-    @dg.asset(key="usage_forecast", deps=[dg.AssetKey("landed_usage_lines")], group_name="forecasts",
-              check_specs=[dg.AssetCheckSpec("forecast_positive", asset="usage_forecast", blocking=True)])
+    @dg.asset(
+        key="usage_forecast",
+        deps=[dg.AssetKey("landed_usage_lines")],
+        group_name="forecasts",
+        check_specs=[dg.AssetCheckSpec("forecast_positive", asset="usage_forecast", blocking=True)],
+    )
     def usage_forecast():
         pass
 
     job = dg.define_asset_job("forecast_job", selection=[usage_forecast])
-    grown = dg.Definitions.merge(defs, dg.Definitions(
-        assets=[usage_forecast], jobs=[job], schedules=[dg.ScheduleDefinition(job=job, cron_schedule="0 6 * * *")]))
-    added = [line[2:] for line in difflib.ndiff(render(defs).splitlines(), render(grown).splitlines())
-             if line.startswith("+ ")]
+    grown = dg.Definitions.merge(
+        defs,
+        dg.Definitions(
+            assets=[usage_forecast], jobs=[job], schedules=[dg.ScheduleDefinition(job=job, cron_schedule="0 6 * * *")]
+        ),
+    )
+    added = [
+        line[2:]
+        for line in difflib.ndiff(render(defs).splitlines(), render(grown).splitlines())
+        if line.startswith("+ ")
+    ]
     assert added == [
         "  forecasts: usage_forecast <- landed_usage_lines",
         "  usage_forecast: forecast_positive, blocking",

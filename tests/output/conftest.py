@@ -7,8 +7,14 @@ from datetime import datetime
 from tests.pipeline.conftest import Warehouse, dbt  # noqa: F401  (the session's dbt project, as a fixture here)
 
 
-def built_warehouse(dbt, tmp_path_factory, contract: str, lines: list, landed_at: datetime,  # noqa: F811
-                    *dbt_args: str) -> Warehouse:
+def built_warehouse(
+    dbt,
+    tmp_path_factory,
+    contract: str,
+    lines: list,
+    landed_at: datetime,  # noqa: F811
+    *dbt_args: str,
+) -> Warehouse:
     """`lines` landed into a new warehouse at `landed_at`, then `dbt run` with `dbt_args`."""
     root = tmp_path_factory.mktemp("output")
     (root / "state").mkdir()

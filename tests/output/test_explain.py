@@ -48,8 +48,15 @@ LINES = [
 
 @pytest.fixture(scope="module")
 def settings(dbt, tmp_path_factory):
-    wh = built_warehouse(dbt, tmp_path_factory, CONTRACT, LINES, datetime(2026, 11, 1, 0, 30, tzinfo=UTC),
-                         "--exclude", "tag:reconciliation")
+    wh = built_warehouse(
+        dbt,
+        tmp_path_factory,
+        CONTRACT,
+        LINES,
+        datetime(2026, 11, 1, 0, 30, tzinfo=UTC),
+        "--exclude",
+        "tag:reconciliation",
+    )
     settings = Settings(state_dir=wh.state_dir, raw_dir=wh.raw_dir, contract_path=wh.state_dir / "metering.yml")
     with connect(wh.path) as con:
         publish_reader_copy(con, settings)
@@ -72,20 +79,25 @@ def test_an_invoice_has_its_total_and_each_line_its_aggregation_unit_and_quarant
     storage = out.index("storage: quantity 0.1 GB, amount 0.01 EUR")
     assert out[calls + 1] == "  count: the number of events in the period"
     assert "  1 event, 0 duplicates, 1 quarantined line" in out[calls:storage]
-    assert any(line.startswith("    quarantined usage.jsonl:6 wrong_environment") and "(event bad-env)" in line
-               for line in out[calls:storage])
+    assert any(
+        line.startswith("    quarantined usage.jsonl:6 wrong_environment") and "(event bad-env)" in line
+        for line in out[calls:storage]
+    )
     assert "  2026-10-10                1 call  (1 event)" in out[calls:storage]
 
     # a last_ever line billed on 0.1 after days of 100 and 470 says which value it took, and when
-    assert out[storage + 1] == ("  last_ever: the last value ever reported, 0.1 GB at 2026-10-31T23:00:00Z "
-                                "(event s3)")
+    assert out[storage + 1] == ("  last_ever: the last value ever reported, 0.1 GB at 2026-10-31T23:00:00Z (event s3)")
     assert any(line.startswith("    quarantined usage.jsonl:5 invalid_value") for line in out[storage:])
 
     # the lines no meter counts are listed once, at the end; another customer's never
-    end = out.index("quarantined lines no meter counts (2: no meter's action, or no customer that can be read, "
-                    "so they may be another customer's):")
-    assert out[end + 1:end + 3] == [("  usage.jsonl:7 unmetered_action: no meter of the contract counts the action "
-                                    '"train" (event bad-action)'), "  usage.jsonl:8 invalid_json"]
+    end = out.index(
+        "quarantined lines no meter counts (2: no meter's action, or no customer that can be read, "
+        "so they may be another customer's):"
+    )
+    assert out[end + 1 : end + 3] == [
+        ('  usage.jsonl:7 unmetered_action: no meter of the contract counts the action "train" (event bad-action)'),
+        "  usage.jsonl:8 invalid_json",
+    ]
     text = "\n".join(out)
     assert "beta-bad" not in text and "(1 events)" not in text and "?" not in text and "c x" not in text
     assert text.count("usage.jsonl:6") == 1 and text.count("usage.jsonl:7") == 1
@@ -95,15 +107,19 @@ def test_an_invoice_has_its_total_and_each_line_its_aggregation_unit_and_quarant
 def test_an_unknown_customer_is_not_in_the_contract_and_close_ids_are_offered(settings, capsys):
     explanation, out = explained(settings, capsys, "cus_alpah")
     assert explanation.lines == []
-    assert out == ["customer cus_alpah, period 2026-10-01T00:00:00Z",
-                   "  cus_alpah is not a customer of the contract; did you mean cus_alpha?"]
+    assert out == [
+        "customer cus_alpah, period 2026-10-01T00:00:00Z",
+        "  cus_alpah is not a customer of the contract; did you mean cus_alpha?",
+    ]
 
 
 def test_a_date_inside_a_period_names_the_period_and_its_start(settings, capsys):
     explanation, out = explained(settings, capsys, "cus_alpha", "2026-10-15T00:00:00+00:00")
     assert explanation.lines == []
-    assert out[1] == ("  2026-10-15T00:00:00Z is not the start of a billing period of cus_alpha: it lies in the period "
-                      "2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z; explain it with --period 2026-10-01T00:00:00Z")
+    assert out[1] == (
+        "  2026-10-15T00:00:00Z is not the start of a billing period of cus_alpha: it lies in the period "
+        "2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z; explain it with --period 2026-10-01T00:00:00Z"
+    )
 
 
 def test_as_of_is_a_landing_time_and_an_earlier_time_than_the_period_end_says_what_is_left_out(settings, capsys):
@@ -111,14 +127,21 @@ def test_as_of_is_a_landing_time_and_an_earlier_time_than_the_period_end_says_wh
     as_of = datetime(2026, 10, 15, tzinfo=UTC)
     explanation, out = explained(settings, capsys, "cus_alpha", as_of=as_of)
     assert explanation.lines == []
-    assert out[1] == ("as of 2026-10-15T00:00:00Z, a landing time: rebuilt from the lines landed up to then, "
-                      "whatever their event time")
-    assert out[2] == ("  that is before the period's end (2026-11-01T00:00:00Z): lines of the period landed after "
-                      "2026-10-15T00:00:00Z are not included")
+    assert out[1] == (
+        "as of 2026-10-15T00:00:00Z, a landing time: rebuilt from the lines landed up to then, "
+        "whatever their event time"
+    )
+    assert out[2] == (
+        "  that is before the period's end (2026-11-01T00:00:00Z): lines of the period landed after "
+        "2026-10-15T00:00:00Z are not included"
+    )
     assert out[3] == "  no invoice line for this customer and period: no usage of it has been landed"
     # the rebuild takes a while: it says what it does as it goes, on stderr
     assert explanation.progress == [
         "metering explain: copying the reader copy into a scratch folder",
-        ("metering explain: rebuilding every model from the 0 lines landed up to 2026-10-15T00:00:00Z (dbt, about half "
-        "a minute)"),
-        "metering explain: rebuilt; explaining"]
+        (
+            "metering explain: rebuilding every model from the 0 lines landed up to 2026-10-15T00:00:00Z (dbt, about half "
+            "a minute)"
+        ),
+        "metering explain: rebuilt; explaining",
+    ]

@@ -29,20 +29,37 @@ LINES = [
     (line(event_id="no-customer", customer_id=...), "missing_field", "missing or null: customer_id"),
     (line(event_id="null-action", action=None, timestamp=...), "missing_field", "missing or null: timestamp, action"),
     (line(event_id=7), "invalid_field", "event_id is a JSON number, not a string"),
-    (line(event_id="bad-fields", customer_id="", action="x" * 101), "invalid_field",
-     "customer_id is empty; action has 101 characters, more than 100"),
-    (line(event_id="no-offset", timestamp="2026-10-05T00:00:00"), "invalid_timestamp",
-     'timestamp "2026-10-05T00:00:00" is not an RFC 3339 time with an offset (2026-10-05T10:00:00Z) nor Unix seconds'),
+    (
+        line(event_id="bad-fields", customer_id="", action="x" * 101),
+        "invalid_field",
+        "customer_id is empty; action has 101 characters, more than 100",
+    ),
+    (
+        line(event_id="no-offset", timestamp="2026-10-05T00:00:00"),
+        "invalid_timestamp",
+        'timestamp "2026-10-05T00:00:00" is not an RFC 3339 time with an offset (2026-10-05T10:00:00Z) nor Unix seconds',
+    ),
     (line(event_id="live", environment="live"), "wrong_environment", 'environment "live", the contract says test'),
-    (line(event_id="stranger", customer_id="cus_zz"), "unknown_customer", 'customer_id "cus_zz" is not in the contract'),
+    (
+        line(event_id="stranger", customer_id="cus_zz"),
+        "unknown_customer",
+        'customer_id "cus_zz" is not in the contract',
+    ),
     (line(event_id="train", action="train"), "unmetered_action", 'no meter of the contract counts the action "train"'),
 ]
 
 
 @pytest.fixture(scope="module")
 def quarantined(dbt, tmp_path_factory):
-    wh = built_warehouse(dbt, tmp_path_factory, CONTRACT, [fields for fields, _, _ in LINES],
-                         datetime(2026, 11, 2, tzinfo=UTC), "--select", "+rpt_quarantined_events")
+    wh = built_warehouse(
+        dbt,
+        tmp_path_factory,
+        CONTRACT,
+        [fields for fields, _, _ in LINES],
+        datetime(2026, 11, 2, tzinfo=UTC),
+        "--select",
+        "+rpt_quarantined_events",
+    )
     return wh.query("select line_number, reason, reason_detail from marts.rpt_quarantined_events order by 1")
 
 

@@ -25,16 +25,50 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 METERING = [sys.executable, "-m", "metering_dagster.cli"]
 KEY = "sk_test_outputmessages0123456789"
 
-LANDING = {"landing_run_id": 1, "files_landed": 3, "files_appended": 0, "files_skipped": 0, "files_changed_refused": 0,
-           "refused_files": "-", "files_failed": 0, "files_incomplete_waiting": 1, "lines_read": 3016,
-           "lines_landed": 3016, "lines_quarantined_at_landing": 0, "lines_blank": 0}
-UPLOAD = {"events_written": 24, "events_sent": 24, "duplicates": 0, "requests": 1, "deferred": 0, "failed": 0,
-          "dead_lettered": 0, "withheld_customers": 0, "held_customers": "-", "awaiting_confirmation": 24}
-FIGURES = {"currency": "usd", "lines_landed_total": 3016, "quarantined": 9, "duplicates": 1, "invoice_lines": 24,
-           "invoice_cents": 93459, "customers_sent": 4, "reconciliation": {"match": 22, "quantity_mismatch": 2}}
-DIFFERENCE = {"check": "stripe_matches_shadow_invoice", "asset": "marts/rpt_reconciliation", "blocking": False,
-              "severity": "ERROR", "description": "2 of 24 lines differ",
-              "metadata": {"customers_with_differences": "cus_acme, cus_globex"}}
+LANDING = {
+    "landing_run_id": 1,
+    "files_landed": 3,
+    "files_appended": 0,
+    "files_skipped": 0,
+    "files_changed_refused": 0,
+    "refused_files": "-",
+    "files_failed": 0,
+    "files_incomplete_waiting": 1,
+    "lines_read": 3016,
+    "lines_landed": 3016,
+    "lines_quarantined_at_landing": 0,
+    "lines_blank": 0,
+}
+UPLOAD = {
+    "events_written": 24,
+    "events_sent": 24,
+    "duplicates": 0,
+    "requests": 1,
+    "deferred": 0,
+    "failed": 0,
+    "dead_lettered": 0,
+    "withheld_customers": 0,
+    "held_customers": "-",
+    "awaiting_confirmation": 24,
+}
+FIGURES = {
+    "currency": "usd",
+    "lines_landed_total": 3016,
+    "quarantined": 9,
+    "duplicates": 1,
+    "invoice_lines": 24,
+    "invoice_cents": 93459,
+    "customers_sent": 4,
+    "reconciliation": {"match": 22, "quantity_mismatch": 2},
+}
+DIFFERENCE = {
+    "check": "stripe_matches_shadow_invoice",
+    "asset": "marts/rpt_reconciliation",
+    "blocking": False,
+    "severity": "ERROR",
+    "description": "2 of 24 lines differ",
+    "metadata": {"customers_with_differences": "cus_acme, cus_globex"},
+}
 
 
 def settings(tmp_path: Path) -> Settings:
@@ -42,9 +76,13 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_the_summary_is_a_short_table_with_money_in_the_contract_currency(tmp_path, capsys):
-    run = RunOutcome(run_id="fcd91aed-1234", success=True, failed_checks=[DIFFERENCE], figures=dict(FIGURES),
-                     materialized={"landed_usage_lines": LANDING, "stripe_usage_report": UPLOAD,
-                                   "marts/rpt_reconciliation": {}})
+    run = RunOutcome(
+        run_id="fcd91aed-1234",
+        success=True,
+        failed_checks=[DIFFERENCE],
+        figures=dict(FIGURES),
+        materialized={"landed_usage_lines": LANDING, "stripe_usage_report": UPLOAD, "marts/rpt_reconciliation": {}},
+    )
     print_run_summary(run, settings(tmp_path))
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -55,15 +93,21 @@ def test_the_summary_is_a_short_table_with_money_in_the_contract_currency(tmp_pa
     assert "  shadow invoice  934.59 USD over 24 lines" in lines
     assert "  reconciliation  22 of 24 lines match Stripe; 2 quantity mismatch" in lines
     assert "  checks          1 check failed" in lines
-    assert ("    check stripe_matches_shadow_invoice on marts/rpt_reconciliation failed: 2 of 24 lines differ "
-            "(customers: cus_acme, cus_globex)") in lines
+    assert (
+        "    check stripe_matches_shadow_invoice on marts/rpt_reconciliation failed: 2 of 24 lines differ "
+        "(customers: cus_acme, cus_globex)"
+    ) in lines
     # no cents, no key=value dumps of the step metadata
     assert "cents" not in out and "=" not in out and "events_sent" not in out
 
 
 def test_the_summary_shows_a_zero_decimal_currency_in_whole_units(tmp_path, capsys):
-    run = RunOutcome(run_id="0123456789", success=True, figures={**FIGURES, "currency": "jpy", "invoice_cents": 93459},
-                     materialized={"marts/rpt_reconciliation": {}})
+    run = RunOutcome(
+        run_id="0123456789",
+        success=True,
+        figures={**FIGURES, "currency": "jpy", "invoice_cents": 93459},
+        materialized={"marts/rpt_reconciliation": {}},
+    )
     print_run_summary(run, settings(tmp_path))
     out = capsys.readouterr().out
     assert "  shadow invoice  93,459 JPY over 24 lines" in out.splitlines()
@@ -76,9 +120,14 @@ def _step_failure(error: Exception):
         try:
             raise error
         except Exception as cause:
-            raise DagsterExecutionStepExecutionError("Error occurred while executing op \"stripe_billing_objects\":",
-                                                     user_exception=cause, original_exc_info=sys.exc_info(),
-                                                     step_key="x", op_name="x", op_def_name="x") from cause
+            raise DagsterExecutionStepExecutionError(
+                'Error occurred while executing op "stripe_billing_objects":',
+                user_exception=cause,
+                original_exc_info=sys.exc_info(),
+                step_key="x",
+                op_name="x",
+                op_def_name="x",
+            ) from cause
     except DagsterExecutionStepExecutionError:
         return serializable_error_info_from_exc_info(sys.exc_info())
 
@@ -88,16 +137,19 @@ def test_a_failed_step_is_its_own_error_in_one_line_and_stripe_unreachable_says_
     monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:9")
     unreachable = stripe.APIConnectionError(
         "Unexpected error communicating with Stripe.  If this problem persists,\nlet us know at support@stripe.com."
-        "\n\n(Network error: ConnectionError: Failed to establish a new connection: [Errno 111] Connection refused)")
+        "\n\n(Network error: ConnectionError: Failed to establish a new connection: [Errno 111] Connection refused)"
+    )
     line = step_error_line(_step_failure(unreachable))
-    assert line.startswith("Stripe could not be reached at http://127.0.0.1:9 (connection refused, after retrying): "
-                           "check the network"), line
+    assert line.startswith(
+        "Stripe could not be reached at http://127.0.0.1:9 (connection refused, after retrying): check the network"
+    ), line
     assert "\n" not in line and KEY not in line and "Dagster" not in line
 
     refused = stripe.AuthenticationError(f"Invalid API Key provided: {KEY[:12]}****6789")
     line = step_error_line(_step_failure(refused))
-    assert line.startswith("Stripe at http://127.0.0.1:9 refused the key (authentication failed): check that "
-                           "STRIPE_API_KEY"), line
+    assert line.startswith(
+        "Stripe at http://127.0.0.1:9 refused the key (authentication failed): check that STRIPE_API_KEY"
+    ), line
     assert KEY[:12] not in line
 
     # any other error: its own first line, not Dagster's wrapper around it; a step's own dg.Failure its words
@@ -105,12 +157,16 @@ def test_a_failed_step_is_its_own_error_in_one_line_and_stripe_unreachable_says_
     try:
         raise dg.Failure(description="the warehouse is held by process 12: stop it")
     except dg.Failure:
-        assert step_error_line(serializable_error_info_from_exc_info(sys.exc_info())) == \
-            "the warehouse is held by process 12: stop it"
+        assert (
+            step_error_line(serializable_error_info_from_exc_info(sys.exc_info()))
+            == "the warehouse is held by process 12: stop it"
+        )
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([*METERING, *args], check=False, env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    return subprocess.run(
+        [*METERING, *args], check=False, env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
+    )
 
 
 def test_a_second_run_prints_the_lock_holder_in_one_line_and_no_summary(metering_env):
@@ -137,8 +193,10 @@ def test_clock_advance_with_stripe_unreachable_prints_one_line_without_the_key(m
     result = _run("clock", "advance", "--to", "2026-11-01T00:30:00Z", env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.splitlines() == [
-        (f"metering: Stripe could not be reached at {base} (connection refused, after retrying): check the network, "
-         "a proxy or firewall, and STRIPE_API_BASE (unset: Stripe itself); then run the command again")
+        (
+            f"metering: Stripe could not be reached at {base} (connection refused, after retrying): check the network, "
+            "a proxy or firewall, and STRIPE_API_BASE (unset: Stripe itself); then run the command again"
+        )
     ], result.stderr
     assert "Traceback" not in result.stderr and KEY not in result.stdout + result.stderr
 
@@ -148,7 +206,8 @@ def test_clock_advance_says_where_the_test_clock_is_while_it_moves(metering_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr.splitlines()[0] == (
         "metering clock advance: Stripe test clock at 2026-10-01T00:00:00+00:00: moving to 2026-11-01T00:00:00+00:00 "
-        "(target 2027-01-01T00:30:00+00:00, a month at a time)"), result.stderr
+        "(target 2027-01-01T00:30:00+00:00, a month at a time)"
+    ), result.stderr
     assert len(result.stderr.splitlines()) <= 4  # a few lines, not one per step
     assert "advanced from 2026-10-01T00:00:00+00:00 to 2027-01-01T00:30:00+00:00 in 4 step(s)" in result.stdout
 
@@ -158,8 +217,9 @@ def test_the_late_usage_adjustments_line_shows_money_in_the_contract_currency():
 
     from metering_dagster.periods.adjustments import AdjustmentResult
 
-    result = AdjustmentResult(planned=[SimpleNamespace(amount_cents=626), SimpleNamespace(amount_cents=-100)],
-                              sent=2, currency="eur")
+    result = AdjustmentResult(
+        planned=[SimpleNamespace(amount_cents=626), SimpleNamespace(amount_cents=-100)], sent=2, currency="eur"
+    )
     assert result.summary().startswith("late-usage adjustments: 2 new (+5.26 EUR), 2 invoice items created")
 
 

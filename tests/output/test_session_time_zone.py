@@ -50,8 +50,15 @@ LINES = [
 
 @pytest.fixture(scope="module")
 def settings(dbt, tmp_path_factory):
-    wh = built_warehouse(dbt, tmp_path_factory, CONTRACT, LINES, datetime(2026, 11, 1, 0, 30, tzinfo=UTC),
-                         "--exclude", "tag:reconciliation")
+    wh = built_warehouse(
+        dbt,
+        tmp_path_factory,
+        CONTRACT,
+        LINES,
+        datetime(2026, 11, 1, 0, 30, tzinfo=UTC),
+        "--exclude",
+        "tag:reconciliation",
+    )
     settings = Settings(state_dir=wh.state_dir, raw_dir=wh.raw_dir, contract_path=wh.state_dir / "metering.yml")
     with connect(wh.path) as con:
         publish_reader_copy(con, settings)
@@ -65,8 +72,10 @@ def settings(dbt, tmp_path_factory):
                    amount_cents AS local_amount_cents, amount_cents AS stripe_amount_cents, 'match' AS status
             FROM marts.fct_invoice_lines_expected""")
     # arrived after the run: what the corrections preview shows
-    wh.add_file("late.jsonl", [call("m3", "2026-10-15T10:00:00Z", "cus_midnight"),
-                               call("n3", "2026-10-15T10:00:00Z", "cus_noon")])
+    wh.add_file(
+        "late.jsonl",
+        [call("m3", "2026-10-15T10:00:00Z", "cus_midnight"), call("n3", "2026-10-15T10:00:00Z", "cus_noon")],
+    )
     return settings
 
 
@@ -88,8 +97,9 @@ def explained(settings, capsys, customer: str, period: str) -> tuple[list, list[
     return [(line.meter, line.daily) for line in explanation.lines], capsys.readouterr().out.splitlines()
 
 
-@pytest.mark.parametrize("customer, period", [("cus_midnight", "2026-10-01T00:00:00+00:00"),
-                                              ("cus_noon", "2026-10-01T12:00:00+00:00")])
+@pytest.mark.parametrize(
+    "customer, period", [("cus_midnight", "2026-10-01T00:00:00+00:00"), ("cus_noon", "2026-10-01T12:00:00+00:00")]
+)
 def test_explain_reads_the_same_usage_days(settings, capsys, customer, period, session_zone):
     days, printed = explained(settings, capsys, customer, period)
     assert [day[0] for _, daily in days for day in daily] == ["2026-10-01", "2026-10-31"]
@@ -105,5 +115,7 @@ def test_the_demo_summary_shows_each_period_on_its_utc_day(settings, capsys, ses
 
 def test_the_corrections_preview_shows_each_period_on_its_utc_day(settings, session_zone):
     changes = preview_corrections(settings).changes
-    assert {(c.customer_id, c.period_start) for c in changes} == {("cus_midnight", "2026-10-01"),
-                                                                  ("cus_noon", "2026-10-01")}
+    assert {(c.customer_id, c.period_start) for c in changes} == {
+        ("cus_midnight", "2026-10-01"),
+        ("cus_noon", "2026-10-01"),
+    }

@@ -64,8 +64,13 @@ PERIODS = {
 CLOCK_START = t("2025-09-10T00:00:00Z")
 # A run at each stop: the subscriptions are created at the first; then one stop a month, after every period
 # end of that month and inside each grace period (72 h); the last once every grace period is over.
-STOPS = [t("2025-09-15T12:00:00Z"), t("2025-09-30T23:55:00Z"), t("2025-10-31T10:45:00Z"),
-         t("2025-11-30T23:55:00Z"), t("2025-12-04T00:00:00Z")]
+STOPS = [
+    t("2025-09-15T12:00:00Z"),
+    t("2025-09-30T23:55:00Z"),
+    t("2025-10-31T10:45:00Z"),
+    t("2025-11-30T23:55:00Z"),
+    t("2025-12-04T00:00:00Z"),
+]
 
 
 def usage() -> list[tuple[str, str, datetime, int]]:
@@ -75,16 +80,27 @@ def usage() -> list[tuple[str, str, datetime, int]]:
     for customer, bounds in PERIODS.items():
         for k in range(3):
             start, end = t(bounds[k]), t(bounds[k + 1])
-            times = [max(start, CLOCK_START + timedelta(hours=1)), start + (end - start) / 2,
-                     end - timedelta(days=1), end - timedelta(seconds=1)]
+            times = [
+                max(start, CLOCK_START + timedelta(hours=1)),
+                start + (end - start) / 2,
+                end - timedelta(days=1),
+                end - timedelta(seconds=1),
+            ]
             for n, at in enumerate(times):
                 events.append((f"{customer}-{k}-{n}", customer, at.replace(microsecond=0), 1000 * (k + 1) + 7 * n + 3))
     return events
 
 
 def event_line(event_id: str, customer: str, at: datetime, tokens: int) -> str:
-    return json.dumps({"event_id": event_id, "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "customer_id": customer,
-                       "action": "inference", "metadata": {"tokens": tokens}})
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "customer_id": customer,
+            "action": "inference",
+            "metadata": {"tokens": tokens},
+        }
+    )
 
 
 def cents(exact: Decimal) -> int:
@@ -132,14 +148,22 @@ def test_month_end_anchors_bill_the_contracts_periods_for_three_months(tmp_path,
     state, raw = tmp_path / "state", tmp_path / "raw"
     raw.mkdir()
     (tmp_path / "metering.yml").write_text(CONTRACT)
-    env = dict(os.environ, METERING_STATE_DIR=str(state), METERING_RAW_DIR=str(raw),
-               METERING_CONTRACT=str(tmp_path / "metering.yml"), DAGSTER_HOME=str(state / "dagster_home"))
+    env = dict(
+        os.environ,
+        METERING_STATE_DIR=str(state),
+        METERING_RAW_DIR=str(raw),
+        METERING_CONTRACT=str(tmp_path / "metering.yml"),
+        DAGSTER_HOME=str(state / "dagster_home"),
+    )
     (state / "dagster_home").mkdir(parents=True)
 
     events, landed = usage(), 0
     for n, stop in enumerate(STOPS):
-        due = [e for e in events if (STOPS[n - 1] if n else CLOCK_START) - timedelta(minutes=1) < e[2]
-               <= stop - timedelta(minutes=1)]
+        due = [
+            e
+            for e in events
+            if (STOPS[n - 1] if n else CLOCK_START) - timedelta(minutes=1) < e[2] <= stop - timedelta(minutes=1)
+        ]
         landed += len(due)
         if due:
             write(raw / f"usage-{n}.jsonl", *(event_line(*e) for e in due))
@@ -151,8 +175,10 @@ def test_month_end_anchors_bill_the_contracts_periods_for_three_months(tmp_path,
 
     # Stripe's subscriptions keep the contract's day: the subscription of the customer anchored on the 31st
     # was created on September 15 and still bills October 31.
-    periods = query(state / "warehouse.duckdb",
-                    "select customer_id, billing_day_of_month, problem from ops.stripe_subscription_periods order by 1")
+    periods = query(
+        state / "warehouse.duckdb",
+        "select customer_id, billing_day_of_month, problem from ops.stripe_subscription_periods order by 1",
+    )
     assert periods == [("cus_d29", 29, None), ("cus_d30", 30, None), ("cus_d31", 31, None), ("cus_feb28", 28, None)]
 
     expected = expected_lines()
@@ -161,6 +187,8 @@ def test_month_end_anchors_bill_the_contracts_periods_for_three_months(tmp_path,
     assert query(state / "warehouse.duckdb", "select count(*) from ops.stripe_adjustments") == [(0,)]
     results = query(state / "warehouse.duckdb", "select result, count(*) from ops.period_reconciliation group by 1")
     assert results == [("match", 12)], results
-    statuses = query(state / "analytics.duckdb",
-                     "select status, count(*) from marts.rpt_reconciliation where period_start >= '2025-08-28' and period_start < '2025-11-28' group by 1")
+    statuses = query(
+        state / "analytics.duckdb",
+        "select status, count(*) from marts.rpt_reconciliation where period_start >= '2025-08-28' and period_start < '2025-11-28' group by 1",
+    )
     assert statuses == [("match", 24)], statuses

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from metering_dagster.warehouse import connect
 
 REPO = Path(__file__).resolve().parents[2]
 DBT_PROJECT = REPO / "dbt_project"
-LANDED_AT = datetime(2026, 11, 2, tzinfo=timezone.utc)
+LANDED_AT = datetime(2026, 11, 2, tzinfo=UTC)
 
 
 class DbtProject:
@@ -28,10 +28,14 @@ class DbtProject:
 
         self.work_dir = work_dir
         self.common = [
-            "--project-dir", str(DBT_PROJECT),
-            "--profiles-dir", str(DBT_PROJECT),
-            "--target-path", str(work_dir / "target"),
-            "--log-path", str(work_dir / "logs"),
+            "--project-dir",
+            str(DBT_PROJECT),
+            "--profiles-dir",
+            str(DBT_PROJECT),
+            "--target-path",
+            str(work_dir / "target"),
+            "--log-path",
+            str(work_dir / "logs"),
             "--quiet",
         ]
         os.environ["METERING_STATE_DIR"] = str(work_dir)  # parse needs the profile to render
@@ -45,11 +49,15 @@ class DbtProject:
             result = self.runner.invoke([args[0], *self.common, *args[1:]])
         finally:
             _release_duckdb()
-        failures = [
-            f"{r.node.name}: {r.status} {r.message}"
-            for r in (result.result or [])
-            if str(r.status) not in ("success", "pass")
-        ] if result.result is not None and hasattr(result.result, "__iter__") else []
+        failures = (
+            [
+                f"{r.node.name}: {r.status} {r.message}"
+                for r in (result.result or [])
+                if str(r.status) not in ("success", "pass")
+            ]
+            if result.result is not None and hasattr(result.result, "__iter__")
+            else []
+        )
         assert result.success and not failures, f"dbt {' '.join(args)} failed: {result.exception} {failures}"
         return result
 

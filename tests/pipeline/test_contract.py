@@ -23,7 +23,12 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_demo_contract_covers_every_aggregation_and_price_model():
     contract = load_contract(DEMO)
     assert {m.aggregation for m in contract.meters} == {
-        "sum", "count", "max", "last_during_period", "last_ever", "unique_count"
+        "sum",
+        "count",
+        "max",
+        "last_during_period",
+        "last_ever",
+        "unique_count",
     }
     assert {m.price.model for m in contract.meters} == {"per_unit", "package", "graduated", "volume"}
     graduated = next(m for m in contract.meters if m.price.model == "graduated")
@@ -160,7 +165,10 @@ def test_write_contract_tables_replaces_them(tmp_path):
         "select tier_index, up_to, unit_amount_decimal, flat_amount_decimal from contract.price_tiers "
         "where meter = 'input_tokens' order by tier_index"
     ).fetchall()
-    assert tiers == [(1, Decimal("100000"), Decimal("0.0004"), Decimal("500")), (2, None, Decimal("0.0002"), Decimal(0))]
+    assert tiers == [
+        (1, Decimal("100000"), Decimal("0.0004"), Decimal("500")),
+        (2, None, Decimal("0.0002"), Decimal(0)),
+    ]
     assert con.execute("select environment, currency, grace_period_seconds from contract.settings").fetchall() == [
         ("test", "usd", 3600)
     ]

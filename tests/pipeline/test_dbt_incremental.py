@@ -4,7 +4,7 @@ landing runs they have not passed on yet. Each must give what a --full-refresh g
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from .conftest import Warehouse, _release_duckdb, event
@@ -104,7 +104,7 @@ def scenario(tmp_path, runs=RUNS) -> Warehouse:
 def land(wh: Warehouse, i: int) -> None:
     for name, lines in wh.runs[i].items():
         wh.add_file(name, lines)
-    wh.land(datetime(2026, 11, 3 + i, tzinfo=timezone.utc))
+    wh.land(datetime(2026, 11, 3 + i, tzinfo=UTC))
 
 
 def test_merged_aggregates_equal_a_full_refresh(dbt, tmp_path):

@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -93,8 +93,11 @@ QUARANTINED = [
     (ok("q_action", action="train"), "unmetered_action"),
     (ok("q_value_missing"), "invalid_value"),
     (ok("q_value_text", value="abc"), "invalid_value"),
-    ('{"event_id":"q_digits","timestamp":"2026-10-10T10:00:00Z","customer_id":"c_main","action":"use",'
-     '"value":0.30000000000000004444}', "invalid_value"),
+    (
+        '{"event_id":"q_digits","timestamp":"2026-10-10T10:00:00Z","customer_id":"c_main","action":"use",'
+        '"value":0.30000000000000004444}',
+        "invalid_value",
+    ),
     (ok("q_negative_max", action="gauge", metadata={"level": -1}), "invalid_value"),
     (ok("quarantined_then_valid", value=1000, customer="nobody"), "unknown_customer"),
 ]
@@ -167,12 +170,12 @@ def built(dbt, tmp_path_factory):
     wh.write_contract(CONTRACT)
     for name, lines in FIRST_RUN.items():
         wh.add_file(name, lines)
-    wh.land(datetime(2026, 11, 2, tzinfo=timezone.utc))
+    wh.land(datetime(2026, 11, 2, tzinfo=UTC))
     dbt.run(wh.state_dir, "build", "--exclude", "tag:reconciliation")
     wh.first_build = {t: wh.snapshot(t) for t in MARTS}
     for name, lines in SECOND_RUN.items():
         wh.add_file(name, lines)
-    wh.land(datetime(2026, 11, 4, tzinfo=timezone.utc))
+    wh.land(datetime(2026, 11, 4, tzinfo=UTC))
     dbt.run(wh.state_dir, "build")
     return wh
 
@@ -202,7 +205,9 @@ def test_each_quarantine_reason(built):
         built.query("select line_number, reason from marts.rpt_quarantined_events where source_file = 'b.jsonl'")
     )
     assert [rows.get(i + 1) for i in range(len(QUARANTINED))] == [reason for _, reason in QUARANTINED]
-    raw = built.query("select raw_line from marts.rpt_quarantined_events where line_number = 1 and source_file = 'b.jsonl'")
+    raw = built.query(
+        "select raw_line from marts.rpt_quarantined_events where line_number = 1 and source_file = 'b.jsonl'"
+    )
     assert raw == [('{"event_id": "q_json", ',)]
 
 
@@ -221,9 +226,9 @@ def test_dedupe_first_in_receipt_order_with_conflicts(built):
 
 
 def test_valid_later_copy_of_quarantined_event_counts(built):
-    assert built.query("select source_file from marts.fct_metered_events where event_id = 'quarantined_then_valid'") == [
-        ("c.jsonl.gz",)
-    ]
+    assert built.query(
+        "select source_file from marts.fct_metered_events where event_id = 'quarantined_then_valid'"
+    ) == [("c.jsonl.gz",)]
 
 
 def test_period_boundaries_and_offsets(built):
@@ -288,9 +293,7 @@ def test_last_ever_is_carried_into_periods_without_events(built):
 
 
 def test_last_ever_carry_in_first_build(built):
-    rows = [
-        r for r in built.first_build["marts.fct_usage_by_period"] if r[0] == "c_main" and r[1] == "storage"
-    ]
+    rows = [r for r in built.first_build["marts.fct_usage_by_period"] if r[0] == "c_main" and r[1] == "storage"]
     assert [(r[2].isoformat()[:10], r[4], r[5], r[7]) for r in sorted(rows, key=lambda r: r[2])] == [
         ("2026-10-01", Decimal("12.5"), 2, False),
         ("2026-11-01", Decimal("12.5"), 0, True),
@@ -392,9 +395,23 @@ def test_periods_and_days_do_not_depend_on_the_machines_time_zone(built, dbt, tm
     elsewhere = Warehouse(state_dir=tmp_path / "state", raw_dir=built.raw_dir)
     dbt_cli = Path(sys.executable).parent / "dbt"
     subprocess.run(
-        [str(dbt_cli), "build", "--full-refresh", "--exclude", "tag:reconciliation", "--quiet",
-         "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT),
-         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
-        check=True, env={**os.environ, "TZ": "America/New_York", "METERING_STATE_DIR": str(elsewhere.state_dir)},
+        [
+            str(dbt_cli),
+            "build",
+            "--full-refresh",
+            "--exclude",
+            "tag:reconciliation",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT),
+            "--profiles-dir",
+            str(DBT_PROJECT),
+            "--target-path",
+            str(tmp_path / "target"),
+            "--log-path",
+            str(tmp_path / "logs"),
+        ],
+        check=True,
+        env={**os.environ, "TZ": "America/New_York", "METERING_STATE_DIR": str(elsewhere.state_dir)},
     )
     assert {t: elsewhere.snapshot(t) for t in MARTS} == {t: built.snapshot(t) for t in MARTS}

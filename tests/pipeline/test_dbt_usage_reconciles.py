@@ -29,21 +29,15 @@ customers:
 
 
 def infer(event_id, customer, ts, model="a", tokens=10):
-    return event(
-        event_id, ts, customer, "infer", metadata={"model": model, "tokens": tokens}
-    )
+    return event(event_id, ts, customer, "infer", metadata={"model": model, "tokens": tokens})
 
 
 LINES = [
     infer("e1", "c_midnight", "2026-10-01T00:00:00Z"),
     infer("e2", "c_midnight", "2026-10-31T23:59:59Z", tokens="2.5"),
-    infer(
-        "e3", "c_midnight", "2026-11-01T00:00:00Z", model="b"
-    ),  # counted by calls, filtered out of tokens
+    infer("e3", "c_midnight", "2026-11-01T00:00:00Z", model="b"),  # counted by calls, filtered out of tokens
     infer("e1", "c_midnight", "2026-10-02T00:00:00Z"),  # duplicate
-    infer(
-        "n1", "c_noon", "2026-10-15T11:00:00Z"
-    ),  # the day 2026-10-15 spans two of c_noon's periods
+    infer("n1", "c_noon", "2026-10-15T11:00:00Z"),  # the day 2026-10-15 spans two of c_noon's periods
     infer("n2", "c_noon", "2026-10-15T13:00:00Z", tokens=7),
     event("g1", "2026-10-16T00:00:00Z", "c_noon", "gauge", level=4),
     event("g2", "2026-10-20T00:00:00Z", "c_noon", "gauge", level=9),
@@ -109,23 +103,17 @@ def built(dbt, tmp_path_factory) -> Warehouse:
     wh.write_contract(CONTRACT)
     wh.add_file("usage.jsonl", LINES)
     wh.land(datetime(2026, 11, 2, tzinfo=UTC))
-    dbt.run(
-        wh.state_dir, "build"
-    )  # every test passes on the clean build (dbt.run asserts it)
+    dbt.run(wh.state_dir, "build")  # every test passes on the clean build (dbt.run asserts it)
     return wh
 
 
-def failing_tests(
-    dbt, built: Warehouse, copy_to, statements: list[str]
-) -> set[tuple[str, str]]:
+def failing_tests(dbt, built: Warehouse, copy_to, statements: list[str]) -> set[tuple[str, str]]:
     """Run every data test on a copy of the warehouse with the statements applied; the tests that fail."""
     shutil.copytree(built.state_dir, copy_to)
     with connect(copy_to / "warehouse.duckdb") as con:
         for statement in statements:
             con.execute(statement)
-        con.execute(
-            "delete from intermediate.dbt_tests_passed"
-        )  # the tests read every row, not only new runs
+        con.execute("delete from intermediate.dbt_tests_passed")  # the tests read every row, not only new runs
     os.environ["METERING_STATE_DIR"] = str(copy_to)
     try:
         result = dbt.runner.invoke(["test", *dbt.common, "--select", "test_type:data"])
@@ -141,9 +129,7 @@ def failing_tests(
 
 def test_each_fault_fails_its_test_and_only_it(dbt, built, tmp_path):
     """All the faults at once, in separate rows: each fails its own test, and nothing else fails."""
-    failed = failing_tests(
-        dbt, built, tmp_path / "faulty", [sql for sql, _ in FAULTS.values()]
-    )
+    failed = failing_tests(dbt, built, tmp_path / "faulty", [sql for sql, _ in FAULTS.values()])
     assert failed == {test for _, test in FAULTS.values()}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import polars as pl
@@ -19,7 +19,7 @@ from .conftest import event
 def test_lands_new_files_in_path_order_once(warehouse):
     warehouse.add_file("b.jsonl", [event("e2", 1, "c", "a"), "", event("e3", 1, "c", "a")])
     warehouse.add_file("a/x.jsonl.gz", [event("e1", 1, "c", "a")])
-    first = warehouse.land(datetime(2026, 10, 2, tzinfo=timezone.utc))
+    first = warehouse.land(datetime(2026, 10, 2, tzinfo=UTC))
     assert first.landing_run_id == 1
     assert [(f.source_file, f.lines_read, f.lines_landed) for f in first.landed] == [
         ("a/x.jsonl.gz", 1, 1),
@@ -30,7 +30,7 @@ def test_lands_new_files_in_path_order_once(warehouse):
         "order by source_file, line_number"
     )
     assert [r[:4] for r in rows] == [(1, "a/x.jsonl.gz", 1, "e1"), (1, "b.jsonl", 1, "e2"), (1, "b.jsonl", 3, "e3")]
-    assert rows[0][4] == datetime(2026, 10, 2, tzinfo=timezone.utc)
+    assert rows[0][4] == datetime(2026, 10, 2, tzinfo=UTC)
 
     # a second call skips what was landed, reports a changed file without re-reading it
     warehouse.add_file("b.jsonl", [event("e2", 1, "c", "a"), event("e9", 1, "c", "a")])
@@ -48,7 +48,7 @@ def test_lands_new_files_in_path_order_once(warehouse):
 
 def test_a_landed_file_is_read_again_only_when_its_size_or_time_changed(warehouse):
     """A run with nothing new does not re-read all history; a landed file whose size or time moved is hashed."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     an_hour_ago = int(now.timestamp() - 3600) * 10**9
     old = warehouse.raw_dir / "old.jsonl"
     warehouse.add_file("old.jsonl", [event("e1", 1, "c", "a")])
@@ -58,7 +58,8 @@ def test_a_landed_file_is_read_again_only_when_its_size_or_time_changed(warehous
     fresh_mtime = fresh.stat().st_mtime_ns
     assert sorted(f.source_file for f in warehouse.land(now=now).landed) == ["fresh.jsonl", "old.jsonl"]
     assert warehouse.query("select source_file, file_mtime_ns from raw.landed_files order by 1") == [
-        ("fresh.jsonl", fresh_mtime), ("old.jsonl", an_hour_ago)
+        ("fresh.jsonl", fresh_mtime),
+        ("old.jsonl", an_hour_ago),
     ]
 
     # Same length, put back to the recorded time: the old file is not read (the price of not re-reading
@@ -101,7 +102,11 @@ def test_not_json_and_lenient_json_are_not_objects(warehouse):
     warehouse.add_file("j.jsonl", ["not json", '{"a":1,}', '{"a":NaN}', "[1,2]", '{"event_id":"ok"}'])
     warehouse.land()
     assert warehouse.query("select line_number, is_json_object from raw.usage_lines order by 1") == [
-        (1, False), (2, False), (3, False), (4, False), (5, True)
+        (1, False),
+        (2, False),
+        (3, False),
+        (4, False),
+        (5, True),
     ]
 
 
@@ -121,7 +126,9 @@ def test_files_still_being_written_wait_until_complete_or_settled(warehouse, mon
     partial = warehouse.raw_dir / "partial.jsonl"
     partial.write_text('{"event_id":"p1"}\n{"event_id":"p2"')  # no final newline: being written
     cut = warehouse.raw_dir / "cut.jsonl.gz"
-    cut.write_bytes(gzip.compress(b"".join(b'{"event_id":"g%d"}\n' % (i * 7919 % 100003) for i in range(3000)), mtime=0)[:-200])  # stream cut short
+    cut.write_bytes(
+        gzip.compress(b"".join(b'{"event_id":"g%d"}\n' % (i * 7919 % 100003) for i in range(3000)), mtime=0)[:-200]
+    )  # stream cut short
     (warehouse.raw_dir / "empty.jsonl").write_bytes(b"")
     (warehouse.raw_dir / "x.jsonl.part").write_text("ignored: not a log name yet\n")
     first = warehouse.land()
@@ -140,8 +147,9 @@ def test_files_still_being_written_wait_until_complete_or_settled(warehouse, mon
     by_file = {f.source_file: f for f in third.landed}
     assert by_file["cut.jsonl.gz"].lines_quarantined == 1 and by_file["cut.jsonl.gz"].lines_landed > 0
     assert (by_file["empty.jsonl"].lines_read, by_file["empty.jsonl"].lines_quarantined) == (1, 1)
-    problems = dict(warehouse.query(
-        "select source_file, landing_problem from raw.usage_lines where landing_problem is not null"))
+    problems = dict(
+        warehouse.query("select source_file, landing_problem from raw.usage_lines where landing_problem is not null")
+    )
     assert problems == {"cut.jsonl.gz": "corrupt_gzip", "empty.jsonl": "empty_file"}
 
 
@@ -158,7 +166,8 @@ def test_bad_bytes_are_kept_escaped_and_flagged_never_replaced(warehouse):
     assert (m.lines_read, m.lines_landed, m.lines_quarantined, m.lines_blank) == (5, 2, 2, 1)
     rows = warehouse.query(
         "select line_number, landing_problem, raw_line, is_json_object from raw.usage_lines "
-        "where source_file = 'mixed.jsonl' order by 1")
+        "where source_file = 'mixed.jsonl' order by 1"
+    )
     assert [(r[0], r[1]) for r in rows] == [(1, None), (2, "invalid_utf8"), (4, "line_too_long"), (5, None)]
     assert rows[1][2] == '{"event_id":"caf\\xe9"}' and rows[1][3] is False  # the bad byte, escaped
     assert len(rows[2][2]) < 2048 and "10485" in rows[2][2]
@@ -182,19 +191,23 @@ def test_landing_problems_flow_into_quarantine_with_their_reason(warehouse, dbt)
     (warehouse.raw_dir / "broken.jsonl.gz").write_bytes(b"\x1f\x8b garbage")
     warehouse.land()
     dbt.run(warehouse.state_dir, "build", "--exclude", "tag:reconciliation")
-    reasons = warehouse.query(
-        "select source_file, line_number, reason from marts.rpt_quarantined_events order by 1, 2")
+    reasons = warehouse.query("select source_file, line_number, reason from marts.rpt_quarantined_events order by 1, 2")
     assert reasons == [
-        ("bad.jsonl", 1, "invalid_utf8"), ("bad.jsonl", 2, "line_too_long"),
-        ("broken.jsonl.gz", 1, "corrupt_gzip"), ("empty.jsonl", 1, "empty_file"),
+        ("bad.jsonl", 1, "invalid_utf8"),
+        ("bad.jsonl", 2, "line_too_long"),
+        ("broken.jsonl.gz", 1, "corrupt_gzip"),
+        ("empty.jsonl", 1, "empty_file"),
     ]
 
 
 def test_field_columns_for_every_json_type(warehouse):
-    warehouse.add_file("t.jsonl", [
-        '{"event_id":"a\\"b\\u00e9","timestamp":{"#num":null},"customer_id":true,"action":[1],"environment":null}',
-        '{"event_id":{"x":1},"timestamp":-1.5E+3,"customer_id":{"#num":"7","y":2},"action":false}',
-    ])
+    warehouse.add_file(
+        "t.jsonl",
+        [
+            '{"event_id":"a\\"b\\u00e9","timestamp":{"#num":null},"customer_id":true,"action":[1],"environment":null}',
+            '{"event_id":{"x":1},"timestamp":-1.5E+3,"customer_id":{"#num":"7","y":2},"action":false}',
+        ],
+    )
     warehouse.land()
     assert warehouse.query(
         "select event_id_type, event_id, timestamp_type, timestamp_text, customer_id_type, customer_id, "
@@ -209,7 +222,10 @@ def test_field_columns_for_every_json_type(warehouse):
 def test_unicode_digits_are_not_json_numbers(warehouse):
     warehouse.add_file("u.jsonl", ['{"event_id":"e","timestamp":\u0663}', '{"event_id":"e","timestamp":3}'])
     warehouse.land()
-    assert warehouse.query("select line_number, is_json_object from raw.usage_lines order by 1") == [(1, False), (2, True)]
+    assert warehouse.query("select line_number, is_json_object from raw.usage_lines order by 1") == [
+        (1, False),
+        (2, True),
+    ]
 
 
 def test_many_small_files_and_a_big_one_land_in_chunks_with_their_own_lines(warehouse, monkeypatch):
@@ -222,11 +238,15 @@ def test_many_small_files_and_a_big_one_land_in_chunks_with_their_own_lines(ware
     warehouse.add_file("z-big.jsonl", [event(f"b-{n}", n, "c", "a") for n in range(12)] + ["not json"])
     result = warehouse.land()
     assert [(f.source_file, f.lines_read, f.lines_landed, f.lines_blank) for f in result.landed] == [
-        ("small-0.jsonl", 1, 0, 1), ("small-1.jsonl", 2, 1, 1), ("small-2.jsonl", 3, 2, 1),
-        ("small-3.jsonl", 4, 3, 1), ("z-big.jsonl", 13, 13, 0),
+        ("small-0.jsonl", 1, 0, 1),
+        ("small-1.jsonl", 2, 1, 1),
+        ("small-2.jsonl", 3, 2, 1),
+        ("small-3.jsonl", 4, 3, 1),
+        ("z-big.jsonl", 13, 13, 0),
     ]
     rows = warehouse.query(
-        "select source_file, line_number, event_id, timestamp_text, is_json_object from raw.usage_lines")
+        "select source_file, line_number, event_id, timestamp_text, is_json_object from raw.usage_lines"
+    )
     expected = [(f"small-{i}.jsonl", n + 1, f"s{i}-{n}", str(n), True) for i in range(4) for n in range(i)]
     expected += [("z-big.jsonl", n + 1, f"b-{n}", str(n), True) for n in range(12)]
     assert rows == expected + [("z-big.jsonl", 13, None, None, False)]  # inserted in file and line order
@@ -239,8 +259,12 @@ def test_a_file_split_in_blocks_reads_as_in_one(monkeypatch, block_bytes):
     from metering_dagster.landing import land
 
     contents = [
-        "\ufeff{\"a\": 1}\r\n\r\n  \n{\"b\": \"é€😀\"}\n\n\nlast line without newline".encode(),
-        b"\n", b"\n\n", b"x", b"", "é\r\n".encode() * 7,
+        '\ufeff{"a": 1}\r\n\r\n  \n{"b": "é€😀"}\n\n\nlast line without newline'.encode(),
+        b"\n",
+        b"\n\n",
+        b"x",
+        b"",
+        "é\r\n".encode() * 7,
     ]
     whole = [land.read_lines(content, gzipped=False) for content in contents]
     monkeypatch.setattr(land, "SPLIT_BLOCK_BYTES", block_bytes)
@@ -261,7 +285,7 @@ def _exact_json_token_by_token(line: str) -> str:
             out.append(line[i])
             i += 1
             continue
-        out.append('{"#num":"%s"}' % m.group(1) if m.group(1) else m.group(0))
+        out.append(f'{{"#num":"{m.group(1)}"}}' if m.group(1) else m.group(0))
         i = m.end()
     return "".join(out)
 
@@ -274,23 +298,46 @@ def _mutated_lines(seed: int, n: int) -> list[str]:
         '{"s":"a: NaN, b","t":"], }","n":1e400}',
     ]
     # \x02: exact_json's mark after a number (a raw one is never JSON)
-    junk = list('{}[]:,"\\-+.eE0123456789 \tnN\x02') + ["NaN", "-Infinity", "inf", "true", "null", '"x"', "1e999", "\u0663"]
+    junk = list('{}[]:,"\\-+.eE0123456789 \tnN\x02') + [
+        "NaN",
+        "-Infinity",
+        "inf",
+        "true",
+        "null",
+        '"x"',
+        "1e999",
+        "\u0663",
+    ]
     lines = []
     for _ in range(n):
         line = rng.choice(base)
         for _ in range(rng.randint(0, 3)):
             i = rng.randint(0, len(line))
-            line = line[:i] + rng.choice(junk) + line[i + rng.randint(0, 3):]
+            line = line[:i] + rng.choice(junk) + line[i + rng.randint(0, 3) :]
         lines.append(line)
     return lines
 
 
 def test_exact_json_matches_the_token_by_token_rewrite_or_both_are_rejected():
-    lenient = ['{"a":1,}', '{"a":[1 , ]}', '{"a":NaN}', '{"a": -Infinity}', '{"a":[inf]}', '{"a":{"b":nAn}}', '{"a":"x",}']
-    lines = _mutated_lines(7, 3000) + lenient + ['-{"a":1}', '{"a":-x,"b":"1"}', '{"a":"x1y","b":-z}', '{"a":"open 1}', "5", ""]
+    lenient = [
+        '{"a":1,}',
+        '{"a":[1 , ]}',
+        '{"a":NaN}',
+        '{"a": -Infinity}',
+        '{"a":[inf]}',
+        '{"a":{"b":nAn}}',
+        '{"a":"x",}',
+    ]
+    lines = (
+        _mutated_lines(7, 3000)
+        + lenient
+        + ['-{"a":1}', '{"a":-x,"b":"1"}', '{"a":"x1y","b":-z}', '{"a":"open 1}', "5", ""]
+    )
     frame = pl.DataFrame({"line": lines}).with_columns(
-        exact_json(pl.col("line")).alias("exact"), strict_json_ok(pl.col("line")).alias("strict"),
-        may_be_lenient(pl.col("line")).alias("lenient"))
+        exact_json(pl.col("line")).alias("exact"),
+        strict_json_ok(pl.col("line")).alias("strict"),
+        may_be_lenient(pl.col("line")).alias("lenient"),
+    )
     con = duckdb.connect()
 
     def json_object(text: str) -> bool:  # what landing asks DuckDB (yyjson, lenient)

@@ -40,7 +40,9 @@ def test_publish_appends_new_runs_and_copies_whole_when_history_changed(tmp_path
     con.execute("drop table marts.rpt_new")
     assert "rpt_new" not in publish_marts(con, target, generation="g1")
     check = duckdb.connect(str(target), read_only=True)
-    assert check.execute("select count(*) from information_schema.tables where table_name = 'rpt_new'").fetchone()[0] == 0
+    assert (
+        check.execute("select count(*) from information_schema.tables where table_name = 'rpt_new'").fetchone()[0] == 0
+    )
     check.close()
     con.close()
 

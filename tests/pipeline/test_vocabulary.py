@@ -12,9 +12,7 @@ from metering_dagster import vocabulary
 from .conftest import DBT_PROJECT, REPO
 
 # A literal list of two or more quoted words, as Python and SQL write them: ('open', 'paid') or ["a", "b"].
-QUOTED_LIST = re.compile(
-    r"""[(\[]\s*(?:(['"])[a-z_]+\1\s*,\s*)+(['"])[a-z_]+\2\s*,?\s*[)\]]"""
-)
+QUOTED_LIST = re.compile(r"""[(\[]\s*(?:(['"])[a-z_]+\1\s*,\s*)+(['"])[a-z_]+\2\s*,?\s*[)\]]""")
 
 
 def families() -> dict[str, list[tuple[str, ...]]]:
@@ -34,9 +32,7 @@ def family_of(words: tuple[str, ...]) -> str | None:
     three of them or is one of its lists (two words such as ('count', 'unique_count') are another matter)."""
     for name, lists in families().items():
         known = {word for vocab in lists for word in vocab}
-        if set(words) <= known and (
-            len(words) >= 3 or any(set(words) == set(vocab) for vocab in lists)
-        ):
+        if set(words) <= known and (len(words) >= 3 or any(set(words) == set(vocab) for vocab in lists)):
             return name
     return None
 
@@ -61,10 +57,7 @@ def written_lists() -> list[tuple[str, tuple[str, ...]]]:
                 )
             )
     for path in DBT_PROJECT.glob("models/**/*.yml"):
-        found += [
-            (f"{path.relative_to(REPO)}", words)
-            for words in _yaml_word_lists(yaml.safe_load(path.read_text()))
-        ]
+        found += [(f"{path.relative_to(REPO)}", words) for words in _yaml_word_lists(yaml.safe_load(path.read_text()))]
     return found
 
 
@@ -72,9 +65,7 @@ def _yaml_word_lists(node) -> list[tuple[str, ...]]:
     if isinstance(node, dict):
         return [words for value in node.values() for words in _yaml_word_lists(value)]
     if isinstance(node, list):
-        if len(node) >= 2 and all(
-            isinstance(item, str) and re.fullmatch("[a-z_]+", item) for item in node
-        ):
+        if len(node) >= 2 and all(isinstance(item, str) and re.fullmatch("[a-z_]+", item) for item in node):
             return [tuple(node)]
         return [words for item in node for words in _yaml_word_lists(item)]
     return []
@@ -84,20 +75,14 @@ def test_every_written_vocabulary_is_one_of_its_definitions():
     disagreeing = []
     for where, words in written_lists():
         family = family_of(words)
-        if family is not None and set(words) not in [
-            set(vocab) for vocab in families()[family]
-        ]:
+        if family is not None and set(words) not in [set(vocab) for vocab in families()[family]]:
             disagreeing.append(f"{where}: {family} {words}")
-    assert disagreeing == [], (
-        "write these as the vocabulary of dbt_project.yml (metering_dagster/vocabulary.py)"
-    )
+    assert disagreeing == [], "write these as the vocabulary of dbt_project.yml (metering_dagster/vocabulary.py)"
 
 
 def test_python_reads_the_vars_the_sql_reads():
     project_vars = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text())["vars"]
-    assert vocabulary.finalized_invoice_statuses() == tuple(
-        project_vars["finalized_invoice_statuses"]
-    )
+    assert vocabulary.finalized_invoice_statuses() == tuple(project_vars["finalized_invoice_statuses"])
     assert vocabulary.quarantine_reasons() == tuple(project_vars["quarantine_reasons"])
     # Stripe: a finalized invoice is open, paid, uncollectible or void; a void one bills nothing.
     assert set(vocabulary.finalized_invoice_statuses()) == {
@@ -106,9 +91,7 @@ def test_python_reads_the_vars_the_sql_reads():
         "uncollectible",
         "void",
     }
-    assert set(vocabulary.billed_invoice_statuses()) == set(
-        vocabulary.finalized_invoice_statuses()
-    ) - {"void"}
+    assert set(vocabulary.billed_invoice_statuses()) == set(vocabulary.finalized_invoice_statuses()) - {"void"}
     assert set(vocabulary.additive_aggregations()) < set(vocabulary.aggregations())
 
 
@@ -125,25 +108,15 @@ def test_dbt_tests_accept_the_vocabularies(dbt):
         and getattr(node, "test_metadata", None)
         and node.test_metadata.name == "accepted_values"
     }
-    assert (
-        accepted[("int_usage_lines_validated", "quarantine_reason")]
-        == "{{ var('quarantine_reasons') }}"
-    )
-    assert (
-        accepted[("rpt_quarantined_events", "reason")]
-        == "{{ var('quarantine_reasons') }}"
-    )
-    assert (
-        accepted[("stg_contract__meters", "aggregation")] == "{{ var('aggregations') }}"
-    )
+    assert accepted[("int_usage_lines_validated", "quarantine_reason")] == "{{ var('quarantine_reasons') }}"
+    assert accepted[("rpt_quarantined_events", "reason")] == "{{ var('quarantine_reasons') }}"
+    assert accepted[("stg_contract__meters", "aggregation")] == "{{ var('aggregations') }}"
 
 
 def test_a_second_copy_that_drifts_is_found():
     """The scan finds a copy of a vocabulary and tells a drifted one from a right one."""
     assert family_of(("open", "paid", "uncollectible")) == "invoice statuses"
-    assert (
-        family_of(("open", "paid")) is None
-    )  # two words that are neither list: not a use of the vocabulary
+    assert family_of(("open", "paid")) is None  # two words that are neither list: not a use of the vocabulary
     assert family_of(("count", "unique_count")) is None
     assert QUOTED_LIST.search("x in ('open', 'paid',\n 'void')")
     assert family_of(("sum", "count", "max")) == "aggregations"
@@ -152,8 +125,6 @@ def test_a_second_copy_that_drifts_is_found():
 def test_the_readme_documents_every_quarantine_reason_and_aggregation():
     readme = (REPO / "README.md").read_text()
     undocumented = [
-        word
-        for word in (*vocabulary.quarantine_reasons(), *vocabulary.aggregations())
-        if f"`{word}`" not in readme
+        word for word in (*vocabulary.quarantine_reasons(), *vocabulary.aggregations()) if f"`{word}`" not in readme
     ]
     assert undocumented == []

@@ -18,8 +18,13 @@ ROWS = "select customer_id, meter, period_start, amount_cents, quantity from mar
 
 def cli_rows(path: Path) -> list[list[str]]:
     assert DUCKDB_CLI.exists(), "the DuckDB CLI comes with requirements.lock (duckdb-cli); run `make venv`"
-    done = subprocess.run([str(DUCKDB_CLI), "-readonly", "-csv", str(path), "-c", ROWS],
-                          check=False, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(DUCKDB_CLI), "-readonly", "-csv", str(path), "-c", ROWS],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return list(csv.reader(io.StringIO(done.stdout)))[1:]
 

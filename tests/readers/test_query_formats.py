@@ -42,9 +42,15 @@ def analytics(metering_env) -> Path:
 
 
 def query(fmt: str, columns: int = 80) -> str:
-    done = subprocess.run([sys.executable, "-m", "metering_dagster.cli", "query", SQL, "--format", fmt],
-                          check=False, env={**os.environ, "COLUMNS": str(columns)}, capture_output=True, text=True,
-                          timeout=120, cwd=REPO_ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "metering_dagster.cli", "query", SQL, "--format", fmt],
+        check=False,
+        env={**os.environ, "COLUMNS": str(columns)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -112,6 +118,13 @@ def test_a_reader_that_stops_early_ends_the_query_quietly(metering_env):
     publish_marts(con, state / "analytics.duckdb")
     con.close()
     command = f"{sys.executable} -m metering_dagster.cli query 'select * from marts.big' --format csv | head -2"
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], check=False, capture_output=True, text=True,
-                          timeout=120, cwd=REPO_ROOT, env=dict(os.environ))
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        env=dict(os.environ),
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "i,q\n0,0\n", "")

@@ -20,15 +20,33 @@ METERING = [sys.executable, "-m", "metering_dagster.cli"]
 
 
 def calls(path: Path, first: int, n: int) -> None:
-    path.write_text("".join(
-        json.dumps({"event_id": f"call-{i}", "timestamp": f"2026-10-05T10:{i:02d}:00Z", "customer_id": "cus_acme",
-                    "action": "api_request", "metadata": {}}) + "\n"
-        for i in range(first, first + n)))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "event_id": f"call-{i}",
+                    "timestamp": f"2026-10-05T10:{i:02d}:00Z",
+                    "customer_id": "cus_acme",
+                    "action": "api_request",
+                    "metadata": {},
+                }
+            )
+            + "\n"
+            for i in range(first, first + n)
+        )
+    )
 
 
 def metering(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([*METERING, *args], check=False, env=dict(os.environ), capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO_ROOT)
+    return subprocess.run(
+        [*METERING, *args],
+        check=False,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )
 
 
 def test_explain_and_preview_answer_while_a_run_holds_the_warehouse_and_the_run_lock(metering_env, dbt_manifest):

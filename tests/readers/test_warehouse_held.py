@@ -18,8 +18,10 @@ METERING = [sys.executable, "-m", "metering_dagster.cli"]
 
 def hold_warehouse(path: Path) -> subprocess.Popen:
     """An analyst's session: a read-only DuckDB connection on the warehouse, kept until a line on its stdin."""
-    script = (f"import duckdb, sys\ncon = duckdb.connect({str(path)!r}, read_only=True)\nprint('holding', flush=True)\n"
-              "sys.stdin.readline()\ncon.close()")
+    script = (
+        f"import duckdb, sys\ncon = duckdb.connect({str(path)!r}, read_only=True)\nprint('holding', flush=True)\n"
+        "sys.stdin.readline()\ncon.close()"
+    )
     reader = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert reader.stdout.readline().strip() == "holding"
     return reader
@@ -34,7 +36,9 @@ def warehouse(metering_env, dbt_manifest) -> Path:
 
 def metering_run(env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    done = subprocess.run([*METERING, "run"], check=False, env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    done = subprocess.run(
+        [*METERING, "run"], check=False, env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT
+    )
     return done, time.monotonic() - started
 
 
@@ -59,8 +63,9 @@ def test_a_reader_holding_the_warehouse_stops_the_run_at_once_naming_it(warehous
 def test_with_a_wait_set_the_run_says_so_and_goes_on_once_the_reader_lets_go(warehouse):
     reader = hold_warehouse(warehouse)
     env = {**os.environ, "METERING_WAREHOUSE_WAIT_SECONDS": "120"}
-    run = subprocess.Popen([*METERING, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           cwd=REPO_ROOT)
+    run = subprocess.Popen(
+        [*METERING, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT
+    )
     try:
         # the run says it waits, and for whom, among its progress lines
         waiting = next(line for line in iter(run.stderr.readline, "") if "waiting" in line or "held" in line)

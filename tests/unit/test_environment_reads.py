@@ -22,8 +22,11 @@ def environment_uses(tree: ast.AST) -> list[tuple[int, str]]:
             elif node.value.id == "environ" and node.attr in ("get", "setdefault", "update", "pop"):
                 found.append((node.lineno, f"environ.{node.attr}"))
         elif isinstance(node, ast.ImportFrom) and node.module == "os":
-            found += [(node.lineno, f"from os import {a.name}") for a in node.names
-                      if a.name in ("environ", "getenv", "putenv", "environb")]
+            found += [
+                (node.lineno, f"from os import {a.name}")
+                for a in node.names
+                if a.name in ("environ", "getenv", "putenv", "environb")
+            ]
     return found
 
 
@@ -43,5 +46,9 @@ def test_the_walk_finds_each_form_of_read():
         "os.environ.setdefault('D', '')\n"
     )
     assert [what for _, what in environment_uses(ast.parse(source))] == [
-        "from os import environ", "os.environ", "os.getenv", "environ.get", "os.environ",
+        "from os import environ",
+        "os.environ",
+        "os.getenv",
+        "environ.get",
+        "os.environ",
     ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import polars as pl
 
 from metering_dagster.contract import Contract, Meter
 
-MONTH_START = datetime(2026, 10, 1, tzinfo=timezone.utc)
+MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
 DAYS = 30
 
 
@@ -38,7 +38,9 @@ def bench_contract_yaml(demo_contract: Path, customers: list[str]) -> str:
     import yaml
 
     doc = yaml.safe_load(demo_contract.read_text())
-    doc["customers"] = [{"id": c, "billing_anchor": MONTH_START.strftime("%Y-%m-%dT%H:%M:%SZ"), "interval": "month"} for c in customers]
+    doc["customers"] = [
+        {"id": c, "billing_anchor": MONTH_START.strftime("%Y-%m-%dT%H:%M:%SZ"), "interval": "month"} for c in customers
+    ]
     doc.pop("test_clock_start", None)
     return yaml.safe_dump(doc, sort_keys=False)
 
@@ -76,14 +78,17 @@ def _meter_lines(meter: Meter, frame: pl.DataFrame, rng: np.random.Generator) ->
     extra = []
     for top, exprs in fields.items():
         merged = exprs[0] if len(exprs) == 1 else _merge_objects(exprs)
-        extra.append(pl.concat_str([pl.lit(f',{json.dumps(top)}:'), merged]))
+        extra.append(pl.concat_str([pl.lit(f",{json.dumps(top)}:"), merged]))
     if "metadata" not in fields:
         extra.append(pl.lit(',"metadata":{}'))
     line = pl.concat_str(
         [
-            pl.lit('{"event_id":"'), pl.col("event_id"),
-            pl.lit('","timestamp":'), pl.col("ts").cast(pl.String),
-            pl.lit(',"customer_id":"'), pl.col("customer_id"),
+            pl.lit('{"event_id":"'),
+            pl.col("event_id"),
+            pl.lit('","timestamp":'),
+            pl.col("ts").cast(pl.String),
+            pl.lit(',"customer_id":"'),
+            pl.col("customer_id"),
             pl.lit(f'","action":{json.dumps(meter.action)}'),
             *extra,
             pl.lit("}"),
@@ -98,8 +103,16 @@ def _merge_objects(exprs: list[pl.Expr]) -> pl.Expr:
     return pl.concat_str([pl.lit("{"), pl.concat_str(inner, separator=","), pl.lit("}")])
 
 
-def generate_month(contract: Contract, customers: list[str], out_dir: Path, n_events: int, seed: int = 7,
-                   first_id: int = 0, start_day: int = 0, days: int = DAYS) -> GeneratedDay:
+def generate_month(
+    contract: Contract,
+    customers: list[str],
+    out_dir: Path,
+    n_events: int,
+    seed: int = 7,
+    first_id: int = 0,
+    start_day: int = 0,
+    days: int = DAYS,
+) -> GeneratedDay:
     """n_events over `days` days from MONTH_START + start_day, one file per landing day."""
     rng = np.random.default_rng(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +143,11 @@ def generate_month(contract: Contract, customers: list[str], out_dir: Path, n_ev
         {
             "landing_day": [start_day] * 3,
             "event_id": ["", "", ""],
-            "line": ['{"event_id": "broken', '{"event_id":"evt_bad_customer","timestamp":1790000000,"customer_id":"cus_nobody","action":"x","metadata":{}}', "not json"],
+            "line": [
+                '{"event_id": "broken',
+                '{"event_id":"evt_bad_customer","timestamp":1790000000,"customer_id":"cus_nobody","action":"x","metadata":{}}',
+                "not json",
+            ],
         },
         schema=lines.schema,
     )

@@ -86,11 +86,18 @@ class PeakMemory:
     def peak_between(self, start: float, end: float) -> dict[str, float]:
         """MB at peak in [start, end] (epoch seconds): this process, and it with its descendants."""
         window = [(own, own + children) for t, own, children in self.timeline if start <= t <= end] or [(0, 0)]
-        return {"process_mb": round(max(w[0] for w in window) / 1024), "with_children_mb": round(max(w[1] for w in window) / 1024)}
+        return {
+            "process_mb": round(max(w[0] for w in window) / 1024),
+            "with_children_mb": round(max(w[1] for w in window) / 1024),
+        }
 
     def report(self) -> dict[str, float]:
         own, child = round(self.own_kib / 1024, 1), round(self.largest_child_kib / 1024, 1)
         together = round(max((o + c for _, o, c in self.timeline), default=0) / 1024, 1)
         # the largest of: this process's peak, dbt's peak, and both at one instant (what the machine must hold)
-        return {"peak_memory_mb": max(own, child, together), "peak_pipeline_process_mb": own,
-                "peak_largest_child_mb": child, "peak_together_mb": together}
+        return {
+            "peak_memory_mb": max(own, child, together),
+            "peak_pipeline_process_mb": own,
+            "peak_largest_child_mb": child,
+            "peak_together_mb": together,
+        }

@@ -8,7 +8,7 @@ import os
 import platform
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from metering_dagster.billing.retry import STATS
@@ -32,14 +32,20 @@ from metering_dagster.settings import (
 from metering_dagster.warehouse import connect
 
 RESULTS = REPO_ROOT / "bench" / "results"
-CLOCK_AT = datetime(2026, 11, 1, 0, 30, tzinfo=timezone.utc)
+CLOCK_AT = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
 STAGES = {
     "landing": ("metering_contract", "landed_usage_lines"),
     "dbt": ("metering_dbt_models",),
     "checks": ("usage_upload_suite", "shadow_invoice_suite"),
     "upload": ("stripe_billing_objects", "stripe_usage_report"),
-    "reconciliation": ("stripe_snapshot", "period_close", "reconciliation_dbt_models", "stripe_matches_shadow_invoice",
-                       "analyst_marts", "closed_period_reconciliation"),
+    "reconciliation": (
+        "stripe_snapshot",
+        "period_close",
+        "reconciliation_dbt_models",
+        "stripe_matches_shadow_invoice",
+        "analyst_marts",
+        "closed_period_reconciliation",
+    ),
 }
 
 
@@ -70,7 +76,7 @@ def _timed_run() -> tuple[float, dict]:
     from metering_dagster.defs.transform.project import prepare_manifest
     from stripe_emulator.server import SERVING
 
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     requests_before = STATS.requests  # the job runs in this process (in-process executor)
     emulator_before = SERVING.cpu_seconds  # and so does the embedded emulator
     started = time.perf_counter()
@@ -108,8 +114,11 @@ def _peak_by_step(peak: PeakMemory, run_id: str) -> dict[str, dict]:
     with dg.DagsterInstance.get() as instance:
         entries = instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS})
     started = {e.step_key: e.timestamp for e in entries if e.dagster_event.event_type == dg.DagsterEventType.STEP_START}
-    return {e.step_key: peak.peak_between(started[e.step_key], e.timestamp) for e in entries
-            if e.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS and e.step_key in started}
+    return {
+        e.step_key: peak.peak_between(started[e.step_key], e.timestamp)
+        for e in entries
+        if e.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS and e.step_key in started
+    }
 
 
 def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, results: Path = RESULTS) -> dict:
@@ -120,8 +129,10 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, re
     contract_path = workdir / "metering.yml"
     workdir.mkdir(parents=True)
     contract_path.write_text(bench_contract_yaml(DEMO_DIR / "metering.yml", customers))
-    export_environment(Settings(state_dir=workdir / "state", raw_dir=raw, contract_path=contract_path),
-                       dagster_home=workdir / "state" / "dagster_home")
+    export_environment(
+        Settings(state_dir=workdir / "state", raw_dir=raw, contract_path=contract_path),
+        dagster_home=workdir / "state" / "dagster_home",
+    )
     (workdir / "state" / "dagster_home").mkdir(parents=True)
 
     settings = load_settings()
@@ -139,7 +150,9 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, re
 
     extra = max(1, n_events * 3 // 100)
     in_fresh_process(generate_month, contract, customers, raw / "day", extra * 9 // 10, 11, n_events, 30, 1)
-    in_fresh_process(generate_month, contract, customers, raw / "late", extra - extra * 9 // 10, 13, n_events + extra, 21, 9)
+    in_fresh_process(
+        generate_month, contract, customers, raw / "late", extra - extra * 9 // 10, 13, n_events + extra, 21, 9
+    )
     with PeakMemory() as peak_incremental:
         _, incremental = _timed_run()
     incremental["peak_memory_by_step"] = _peak_by_step(peak_incremental, incremental["run_id"])
@@ -150,17 +163,24 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, re
 
     peaks = {"full_run": peak_full.report(), "incremental_run": peak_incremental.report()}
     report = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "events": n_events,
         "customers": len(customers),
         "meters": len(contract.meters),
-        "generated": {"files": len(month.files), "duplicates": month.duplicates, "bad_lines": month.bad_lines,
-                      "seconds": round(generate_seconds, 2)},
+        "generated": {
+            "files": len(month.files),
+            "duplicates": month.duplicates,
+            "bad_lines": month.bad_lines,
+            "seconds": round(generate_seconds, 2),
+        },
         "full_run": full,
         "events_per_second": round(n_events / full["wall_seconds"]),
-        "incremental_run": {**incremental, "new_events": extra,
-                            "share_of_full": round(incremental["wall_seconds"] / full["wall_seconds"], 3)},
+        "incremental_run": {
+            **incremental,
+            "new_events": extra,
+            "share_of_full": round(incremental["wall_seconds"] / full["wall_seconds"], 3),
+        },
         "idle_run": {**idle, "share_of_full": round(idle["wall_seconds"] / full["wall_seconds"], 3)},
         "duckdb_floor_seconds": round(floor_seconds, 2),
         "duckdb_floor_rows": floor_rows,

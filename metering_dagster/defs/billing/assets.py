@@ -1,6 +1,5 @@
 """Report usage to Stripe Billing Meters and read back Stripe's view of it."""
 
-
 import dagster as dg
 
 from metering_dagster.billing.objects import sync_stripe_objects
@@ -9,7 +8,6 @@ from metering_dagster.billing.upload import report_usage
 from metering_dagster.defs.billing.resources import StripeResource, stripe_resource
 from metering_dagster.defs.contract.assets import metering_contract
 from metering_dagster.defs.resources import MeteringResource
-from metering_dagster.defs.transform.assets import metering_dbt_models
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.locks import UPLOAD_POOL
 from metering_dagster.quality.holds import withheld_customers
@@ -41,7 +39,9 @@ def stripe_billing_objects(metering: MeteringResource, stripe: StripeResource) -
         " written to the outbox first, then sent on the v2 meter event stream."
     ),
 )
-def stripe_usage_report(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
+def stripe_usage_report(
+    context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource
+) -> dg.MaterializeResult:
     contract = metering.contract()
     with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
         # what the quality gate held (named in its checks) stays here; every other customer is uploaded
@@ -59,7 +59,9 @@ def stripe_usage_report(context: dg.AssetExecutionContext, metering: MeteringRes
         " whose Stripe view may have changed (tag a run metering/full_snapshot=true to read everyone)."
     ),
 )
-def stripe_snapshot(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
+def stripe_snapshot(
+    context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource
+) -> dg.MaterializeResult:
     contract = metering.contract()
     full = context.run.tags.get(FULL_SNAPSHOT_TAG) == "true"
     with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:

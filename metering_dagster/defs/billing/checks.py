@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from metering_dagster.schema import ensure_billing_tables
+from metering_dagster.defs.billing.assets import stripe_billing_objects
 from metering_dagster.defs.check_results import rows_result
 from metering_dagster.defs.resources import MeteringResource
-from metering_dagster.defs.billing.assets import stripe_billing_objects
 from metering_dagster.defs.transform.keys import model_key
+from metering_dagster.schema import ensure_billing_tables
 
 SETTLED = ("match", "not_yet_invoiced")
 
@@ -33,8 +33,21 @@ def stripe_matches_shadow_invoice(metering: MeteringResource) -> dg.AssetCheckRe
         ).fetchall()
         total = con.execute("select count(*) from marts.rpt_reconciliation").fetchone()[0]
     differences = [
-        dict(zip(("customer_id", "meter", "period_start", "status", "local_quantity", "stripe_quantity",
-                  "local_amount_cents", "stripe_amount_cents"), row))
+        dict(
+            zip(
+                (
+                    "customer_id",
+                    "meter",
+                    "period_start",
+                    "status",
+                    "local_quantity",
+                    "stripe_quantity",
+                    "local_amount_cents",
+                    "stripe_amount_cents",
+                ),
+                row,
+            )
+        )
         for row in rows
     ]
     customers = sorted({d["customer_id"] for d in differences})
@@ -42,7 +55,8 @@ def stripe_matches_shadow_invoice(metering: MeteringResource) -> dg.AssetCheckRe
         passed=not differences,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
-            f"{total} lines reconciled, no difference" if not differences
+            f"{total} lines reconciled, no difference"
+            if not differences
             else f"{len(differences)} of {total} lines differ for customers {', '.join(customers)}"
         ),
         metadata={
@@ -71,7 +85,9 @@ def stripe_periods_match_contract(metering: MeteringResource) -> dg.AssetCheckRe
         ).fetchall()
         total = con.execute("SELECT count(*) FROM ops.stripe_subscription_periods").fetchone()[0]
     return rows_result(
-        rows, ("customer_id", "subscription", "problem"), severity=dg.AssetCheckSeverity.ERROR,
+        rows,
+        ("customer_id", "subscription", "problem"),
+        severity=dg.AssetCheckSeverity.ERROR,
         ok=f"{total} subscriptions bill the contract's periods",
         failed="{n} subscriptions bill other periods than the contract: "
         + "; ".join(f"{c}: {problem}" for c, _, problem in rows[:3]).replace("{", "{{").replace("}", "}}")

@@ -40,5 +40,7 @@ def stripe_resource() -> StripeResource:
     """STRIPE_API_KEY and STRIPE_API_BASE as `dg.EnvVar`s, each only when set: Dagster refuses an unset one,
     and an unset key means the bundled emulator."""
     given = stripe_credentials()
-    return StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY") if given.api_key else None,
-                          api_base=dg.EnvVar("STRIPE_API_BASE") if given.api_base else None)
+    return StripeResource(
+        api_key=dg.EnvVar("STRIPE_API_KEY") if given.api_key else None,
+        api_base=dg.EnvVar("STRIPE_API_BASE") if given.api_base else None,
+    )

@@ -1,6 +1,5 @@
 """The metering contract (metering.yml), validated and written into the warehouse."""
 
-
 import dagster as dg
 
 from metering_dagster.contract import write_contract_tables

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from metering_dagster.billing.upload import retry_dead_letters
-from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.billing.resources import StripeResource
+from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.locks import UPLOAD_POOL
 
 DEAD_LETTER_ASSET = "stripe_dead_letter_retry"
@@ -22,7 +22,9 @@ DEAD_LETTER_ASSET = "stripe_dead_letter_retry"
         " Stripe is answered as a duplicate and counted as delivered, never twice."
     ),
 )
-def stripe_dead_letter_retry(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
+def stripe_dead_letter_retry(
+    context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource
+) -> dg.MaterializeResult:
     contract = metering.contract()
     with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
         result = retry_dead_letters(conn.client, con)

@@ -26,7 +26,8 @@ def evaluate_dead_letters(con, max_age: int) -> dg.AssetCheckResult:
         passed=not stale,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
-            f"{len(letters)} open dead letters, none older than {max_age} s" if not stale
+            f"{len(letters)} open dead letters, none older than {max_age} s"
+            if not stale
             else f"{len(stale)} dead letters older than {max_age} s (oldest {stale[0].age_seconds} s): "
             f"{stale[0].customer_id}/{stale[0].meter}: {stale[0].error}"
         ),
@@ -36,8 +37,17 @@ def evaluate_dead_letters(con, max_age: int) -> dg.AssetCheckResult:
             "max_age_seconds": max_age,
             "oldest_age_seconds": max((d.age_seconds for d in letters), default=0),
             "details": dg.MetadataValue.json(
-                [{"identifier": d.identifier, "customer_id": d.customer_id, "meter": d.meter, "error": d.error,
-                  "age_seconds": d.age_seconds, "retries": d.retries} for d in stale[:50]]
+                [
+                    {
+                        "identifier": d.identifier,
+                        "customer_id": d.customer_id,
+                        "meter": d.meter,
+                        "error": d.error,
+                        "age_seconds": d.age_seconds,
+                        "retries": d.retries,
+                    }
+                    for d in stale[:50]
+                ]
             ),
         },
     )
@@ -57,8 +67,12 @@ def undelivered(con) -> list[dict[str, str]]:
         ).fetchall()
     ]
     out += [
-        {"customer_id": h.customer_id, "meter": "*", "period_start": "*",
-         "reason": f"Stripe refuses its events ({h.code}: {h.message}); held until its Stripe customer exists"}
+        {
+            "customer_id": h.customer_id,
+            "meter": "*",
+            "period_start": "*",
+            "reason": f"Stripe refuses its events ({h.code}: {h.message}); held until its Stripe customer exists",
+        }
         for h in error_reports.held_customers(con)
     ]
     out += [
@@ -72,9 +86,14 @@ def undelivered(con) -> list[dict[str, str]]:
     ]
     incarnation = ledger.ensure_ledger(con)
     out += [
-        {"customer_id": c, "meter": m, "period_start": str(from_epoch(ps).date()),
-         "reason": "what Stripe already holds could not be read: nothing is sent until it is" if stripe_customer
-         else "no Stripe customer yet: what Stripe holds is read once the object sync gives it one"}
+        {
+            "customer_id": c,
+            "meter": m,
+            "period_start": str(from_epoch(ps).date()),
+            "reason": "what Stripe already holds could not be read: nothing is sent until it is"
+            if stripe_customer
+            else "no Stripe customer yet: what Stripe holds is read once the object sync gives it one",
+        }
         for c, m, ps, _, stripe_customer, _ in ledger.keys_awaiting_baseline(con, incarnation)
     ]
     return out
@@ -85,12 +104,15 @@ def evaluate_delivery(con) -> dg.AssetCheckResult:
     by_customer: dict[str, list[str]] = defaultdict(list)
     for p in problems:
         by_customer[p["customer_id"]].append(p["reason"])
-    named = "; ".join(f"{c}: {reasons[0]}" + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "")
-                      for c, reasons in sorted(by_customer.items()))
+    named = "; ".join(
+        f"{c}: {reasons[0]}" + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "")
+        for c, reasons in sorted(by_customer.items())
+    )
     return dg.AssetCheckResult(
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
-        description="all usage delivered or on its way" if not problems
+        description="all usage delivered or on its way"
+        if not problems
         else f"usage of {len(by_customer)} customers not delivered to Stripe: {named}"[:2000],
         metadata={
             "customers": ", ".join(sorted(by_customer)) or "-",

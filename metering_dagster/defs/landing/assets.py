@@ -34,8 +34,9 @@ def changed_files_check(result: LandingResult) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=CHANGED_FILES_CHECK,
         passed=not names,
-        description="no landed file changed" if not names else
-        f"{len(names)} landed files changed after landing, refused (quarantined as file_changed_after_landing): "
+        description="no landed file changed"
+        if not names
+        else f"{len(names)} landed files changed after landing, refused (quarantined as file_changed_after_landing): "
         + ", ".join(names[:20]),
         metadata={"files": ", ".join(names) or "-"},
     )
@@ -46,8 +47,13 @@ def changed_files_check(result: LandingResult) -> dg.AssetCheckResult:
     kinds={"polars", "duckdb"},
     deps=[metering_contract],
     description="New *.jsonl / *.jsonl.gz files under the raw folder, parsed once into raw.usage_lines.",
-    check_specs=[dg.AssetCheckSpec(CHANGED_FILES_CHECK, asset="landed_usage_lines",
-                                   description="No landed file changed after it was landed (a file may only grow).")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            CHANGED_FILES_CHECK,
+            asset="landed_usage_lines",
+            description="No landed file changed after it was landed (a file may only grow).",
+        )
+    ],
 )
 def landed_usage_lines(context: dg.AssetExecutionContext, metering: MeteringResource) -> dg.MaterializeResult:
     settings = metering.settings()

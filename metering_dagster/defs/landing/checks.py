@@ -41,7 +41,8 @@ def every_line_accounted_for(metering: MeteringResource) -> dg.AssetCheckResult:
     bad = [r for r in rows if r[1] != r[2] + r[3]]
     return dg.AssetCheckResult(
         passed=not bad,
-        description=f"{len(rows)} files, every line accounted for" if not bad
+        description=f"{len(rows)} files, every line accounted for"
+        if not bad
         else f"{len(bad)} files where lines read != landed + blank, e.g. {bad[0][0]}",
         metadata={
             "files": len(rows),
@@ -65,7 +66,8 @@ def every_line_landed_or_quarantined(metering: MeteringResource) -> dg.AssetChec
     bad = [r for r in rows if not (r[1] == r[2] + r[4] + r[5] and r[3] == r[4] + r[5])]
     return dg.AssetCheckResult(
         passed=not bad,
-        description=f"{len(rows)} files: read = valid + quarantined + blank" if not bad
+        description=f"{len(rows)} files: read = valid + quarantined + blank"
+        if not bad
         else f"{len(bad)} files off, e.g. {bad[0][0]}: read {bad[0][1]}, blank {bad[0][2]}, valid {bad[0][4]}, quarantined {bad[0][5]}",
         metadata={
             "files": len(rows),

@@ -43,8 +43,14 @@ def _tag(periods) -> str:
 def _period_schedule(name: str, job, cron: str, description: str, find, skip: str, trigger: str):
     """A schedule that starts `job` only when `find(contract, scheduled time)` names periods."""
 
-    @dg.schedule(name=name, job=job, cron_schedule=cron, execution_timezone="UTC",
-                 default_status=default_schedule_status(), description=description)
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=default_schedule_status(),
+        description=description,
+    )
     def _schedule(context: dg.ScheduleEvaluationContext):
         periods = find(_contract(), context.scheduled_execution_time)
         if not periods:
@@ -63,15 +69,23 @@ def _just_finalized(contract, now):
 
 
 period_close_schedule = _period_schedule(
-    "period_close", metering_job, "5,20,35,50 * * * *",
+    "period_close",
+    metering_job,
+    "5,20,35,50 * * * *",
     "While a period is inside its grace period: run the metering job so that the final upload happens"
     " before Stripe finalizes the invoice (the run's period_close step says so), and hold invoices"
     " whose sources are incomplete.",
-    _in_grace, "no billing period is inside its grace period", "period_close",
+    _in_grace,
+    "no billing period is inside its grace period",
+    "period_close",
 )
 
 post_finalization_reconciliation_schedule = _period_schedule(
-    "post_finalization_reconciliation", reconciliation_job, "10,25,40,55 * * * *",
+    "post_finalization_reconciliation",
+    reconciliation_job,
+    "10,25,40,55 * * * *",
     "After Stripe finalizes period invoices: reconcile them and record a result per customer.",
-    _just_finalized, "no period invoice finalized in the last 15 minutes", "post_finalization",
+    _just_finalized,
+    "no period invoice finalized in the last 15 minutes",
+    "post_finalization",
 )

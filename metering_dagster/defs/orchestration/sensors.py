@@ -5,7 +5,6 @@ the warehouse: DuckDB may be locked by a running job. Landing itself decides, by
 hash, what is really new.
 """
 
-
 import hashlib
 import json
 from pathlib import Path

@@ -1,11 +1,10 @@
 """Period close and the post-finalization reconciliation."""
 
-
 import dagster as dg
 
-from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.billing.assets import stripe_snapshot
 from metering_dagster.defs.billing.resources import StripeResource
+from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.periods.close import close_periods
 from metering_dagster.periods.reconcile import record_closed_period_results
@@ -21,12 +20,20 @@ from metering_dagster.quality.holds import held_reasons
         " inside the grace period, late usage of finalized periods as adjustments on the next invoice."
     ),
 )
-def period_close(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource) -> dg.MaterializeResult:
+def period_close(
+    context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource
+) -> dg.MaterializeResult:
     settings = metering.settings()
     contract = metering.contract()
     with stripe.connect(settings, contract) as conn, metering.warehouse() as con:
-        result = close_periods(conn.client, con, contract, raw_dir=settings.raw_dir, state_dir=settings.state_dir,
-                               held=held_reasons(con, contract))
+        result = close_periods(
+            conn.client,
+            con,
+            contract,
+            raw_dir=settings.raw_dir,
+            state_dir=settings.state_dir,
+            held=held_reasons(con, contract),
+        )
     # One log event for the report, one for its alerts: an event a line costs ~10 ms of Dagster's
     # event log each, seconds at a thousand customers closing the same day.
     lines = result.lines()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from metering_dagster.billing.problems import recorded_problems
-from metering_dagster.defs.periods.assets import closed_period_reconciliation, period_close
 from metering_dagster.defs.check_results import rows_result
+from metering_dagster.defs.periods.assets import closed_period_reconciliation, period_close
 from metering_dagster.defs.resources import MeteringResource
 
 
@@ -22,8 +22,11 @@ def no_invoice_held(metering: MeteringResource) -> dg.AssetCheckResult:
                WHERE held_at IS NOT NULL AND released_at IS NULL AND status = 'draft' ORDER BY 1, 2"""
         ).fetchall()
     return rows_result(
-        rows, ("customer_id", "period_start", "invoice", "reason"), severity=dg.AssetCheckSeverity.WARN,
-        ok="no invoice held", failed="{n} invoices held until their sources are complete: {customers}",
+        rows,
+        ("customer_id", "period_start", "invoice", "reason"),
+        severity=dg.AssetCheckSeverity.WARN,
+        ok="no invoice held",
+        failed="{n} invoices held until their sources are complete: {customers}",
         extra={"held": len(rows)},
     )
 
@@ -41,10 +44,16 @@ def closed_periods_reconciled(metering: MeteringResource) -> dg.AssetCheckResult
         ).fetchall()
         total = con.execute("SELECT count(*) FROM ops.period_reconciliation").fetchone()[0]
     return rows_result(
-        rows, ("customer_id", "period_start", "differences", "detail"), severity=dg.AssetCheckSeverity.ERROR,
+        rows,
+        ("customer_id", "period_start", "differences", "detail"),
+        severity=dg.AssetCheckSeverity.ERROR,
         ok=f"{total} finalized customer periods reconciled, no difference",
         failed="{n} finalized customer periods differ: {customers}",
-        extra={"customer_periods": total, "differences": len(rows), "customers_with_differences": ", ".join(sorted({r[0] for r in rows})) or "-"},
+        extra={
+            "customer_periods": total,
+            "differences": len(rows),
+            "customers_with_differences": ", ".join(sorted({r[0] for r in rows})) or "-",
+        },
     )
 
 
@@ -61,7 +70,9 @@ def stripe_customers_readable(metering: MeteringResource) -> dg.AssetCheckResult
     with metering.warehouse() as con:
         rows = recorded_problems(con)
     return rows_result(
-        rows, ("customer_id", "step", "problem"), severity=dg.AssetCheckSeverity.ERROR,
+        rows,
+        ("customer_id", "step", "problem"),
+        severity=dg.AssetCheckSeverity.ERROR,
         ok="every customer's Stripe reads succeeded",
         failed="Stripe could not be read for {customers} ({n} problems): their reconciliation is out of date",
         extra={"problems": len(rows)},

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from metering_dagster.defs.orchestration.schedules import period_close_schedule, post_finalization_reconciliation_schedule
+from metering_dagster.defs.orchestration.schedules import (
+    period_close_schedule,
+    post_finalization_reconciliation_schedule,
+)
 from metering_dagster.defs.periods.assets import closed_period_reconciliation, period_close
 from metering_dagster.defs.periods.checks import closed_periods_reconciled, no_invoice_held, stripe_customers_readable
 from metering_dagster.defs.periods.jobs import reconciliation_job

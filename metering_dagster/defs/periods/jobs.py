@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from metering_dagster.defs.periods.assets import closed_period_reconciliation, period_close
 from metering_dagster.defs.billing.assets import FULL_SNAPSHOT_TAG, stripe_snapshot
+from metering_dagster.defs.periods.assets import closed_period_reconciliation, period_close
 from metering_dagster.defs.transform.assets import reconciliation_dbt_models
 
 RECONCILIATION_JOB_NAME = "closed_period_reconciliation_job"

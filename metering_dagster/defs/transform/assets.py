@@ -5,7 +5,6 @@
 after the snapshot. One dbt asset cannot both feed and follow the Stripe assets.
 """
 
-
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +22,7 @@ from metering_dagster.transform.rebuild import (
 )
 
 RECONCILIATION_SELECTOR = "tag:reconciliation"
+
 
 def dbt_build_args(full_refresh: bool = False) -> list[str]:
     """The dbt CLI arguments of a pipeline run: `build` runs each model, then its tests."""
@@ -60,11 +60,13 @@ def metering_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, 
             "the contract's customers, anchors or meters changed since the models were built (or this is the first"
             " build): every landed line is validated again and every model rebuilt (dbt --full-refresh)"
         )
-    yield from stream_with_table_metadata(dbt.cli(
-        [*dbt_build_args(full_refresh=rebuild), *PIPELINE_ONLY_ARGS],
-        context=context,
-        target_path=dbt_target_path("metering_dbt_models"),
-    ))
+    yield from stream_with_table_metadata(
+        dbt.cli(
+            [*dbt_build_args(full_refresh=rebuild), *PIPELINE_ONLY_ARGS],
+            context=context,
+            target_path=dbt_target_path("metering_dbt_models"),
+        )
+    )
     if rebuild:
         with metering.warehouse() as con:
             record_build(con, contract)
@@ -78,11 +80,13 @@ def metering_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, 
     name="reconciliation_dbt_models",
 )
 def reconciliation_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    yield from stream_with_table_metadata(dbt.cli(
-        [*dbt_build_args(), *PIPELINE_ONLY_ARGS],
-        context=context,
-        target_path=dbt_target_path("reconciliation_dbt_models"),
-    ))
+    yield from stream_with_table_metadata(
+        dbt.cli(
+            [*dbt_build_args(), *PIPELINE_ONLY_ARGS],
+            context=context,
+            target_path=dbt_target_path("reconciliation_dbt_models"),
+        )
+    )
 
 
 defs = dg.Definitions(assets=[metering_dbt_models, reconciliation_dbt_models])

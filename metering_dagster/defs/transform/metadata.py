@@ -23,8 +23,10 @@ def table_metadata(logged: Mapping[str, Any], model: Mapping[str, Any]) -> dict[
     """The column schema and row count that a model's post-hook logged, with the yml's column descriptions."""
     described = {name.lower(): column.get("description") or None for name, column in model.get("columns", {}).items()}
     schema = dg.TableSchema(
-        columns=[dg.TableColumn(name=name, type=data_type, description=described.get(name.lower()))
-                 for name, data_type in logged["columns"]]
+        columns=[
+            dg.TableColumn(name=name, type=data_type, description=described.get(name.lower()))
+            for name, data_type in logged["columns"]
+        ]
     )
     row_count = logged.get("row_count")
     return {"dagster/column_schema": schema, **({} if row_count is None else {"dagster/row_count": row_count})}
@@ -37,7 +39,7 @@ def stream_with_table_metadata(invocation: DbtCliInvocation) -> Iterator[Any]:
         info = raw.raw_event["info"]
         unique_id = raw.raw_event["data"].get("node_info", {}).get("unique_id")
         if info["name"] == "JinjaLogInfo" and info["msg"].startswith(LOG_PREFIX) and unique_id:
-            logged[unique_id] = json.loads(info["msg"][len(LOG_PREFIX):])
+            logged[unique_id] = json.loads(info["msg"][len(LOG_PREFIX) :])
             continue
         for event in raw.to_default_asset_events(
             manifest=invocation.manifest,

@@ -43,9 +43,7 @@ def prepare_manifest(force: bool = False) -> None:
     What dagster-dbt's preparer runs (the project has no packages to install), when a dbt file changed.
     """
     if force or not manifest_is_current():
-        dbt_resource().cli(
-            ["parse", "--quiet"], target_path=dbt_project.target_path
-        ).wait()
+        dbt_resource().cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
 
 
 # `dagster dev` (which sets DAGSTER_IS_DEV_CLI) parses the project when it starts or reloads and a dbt file
