@@ -120,6 +120,7 @@ def test_stripe_down_parks_everything_then_the_retry_delivers_each_row_once(
     assert evaluate_dead_letters(con, max_age=-1).passed is True
 
 
+@pytest.mark.slow  # a fuzz or soak under random faults: out of make test-fast
 def test_500s_429s_and_drops_at_random_lose_nothing_and_double_nothing(tmp_path, con, contract):
     from metering_dagster.billing.client import EMULATOR_KEY, _client
     from stripe_emulator import EmulatorServer

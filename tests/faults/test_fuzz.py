@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -76,6 +77,7 @@ def _land(lines_bytes: bytes):
         con.close()
 
 
+@pytest.mark.slow  # a fuzz or soak under random faults: out of make test-fast
 @FUZZ
 @given(st.data())
 def test_event_parser_never_crashes_and_accounts_for_every_line(data):
@@ -109,6 +111,7 @@ def test_event_parser_never_crashes_and_accounts_for_every_line(data):
             assert isinstance(parsed, dict) and parsed.get("event_id") == event_id
 
 
+@pytest.mark.slow  # a fuzz or soak under random faults: out of make test-fast
 @FUZZ
 @given(events)
 def test_valid_events_parse_with_their_fields(event):

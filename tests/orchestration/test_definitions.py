@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 from dagster import build_sensor_context
 
 from metering_dagster.defs.orchestration.sensors import list_log_files, new_or_changed
@@ -124,6 +125,7 @@ def test_the_pipelines_dbt_sends_no_usage_statistics(dbt_manifest, tmp_path):
     assert "SendingEvent" not in events
 
 
+@pytest.mark.slow  # several dbt builds or a subprocess run: out of make test-fast
 def test_dagster_dev_parses_the_dbt_project_only_when_a_dbt_file_changed(dbt_manifest):
     import os
     import subprocess

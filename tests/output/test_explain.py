@@ -122,6 +122,7 @@ def test_a_date_inside_a_period_names_the_period_and_its_start(settings, capsys)
     )
 
 
+@pytest.mark.slow  # several dbt builds or a subprocess run: out of make test-fast
 def test_as_of_is_a_landing_time_and_an_earlier_time_than_the_period_end_says_what_is_left_out(settings, capsys):
     # an event-time date given as --as-of: nothing had landed by then; the output says what --as-of means
     as_of = datetime(2026, 10, 15, tzinfo=UTC)

@@ -113,6 +113,7 @@ def test_the_demo_summary_shows_each_period_on_its_utc_day(settings, capsys, ses
     assert "2026-09-30" not in printed and "2026-10-02" not in printed
 
 
+@pytest.mark.slow  # several dbt builds or a subprocess run: out of make test-fast
 def test_the_corrections_preview_shows_each_period_on_its_utc_day(settings, session_zone):
     changes = preview_corrections(settings).changes
     assert {(c.customer_id, c.period_start) for c in changes} == {

@@ -7,6 +7,8 @@ import os
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from .conftest import Warehouse, _release_duckdb, event
 
 CONTRACT = """
@@ -107,6 +109,7 @@ def land(wh: Warehouse, i: int) -> None:
     wh.land(datetime(2026, 11, 3 + i, tzinfo=UTC))
 
 
+@pytest.mark.slow  # several dbt builds or a subprocess run: out of make test-fast
 def test_merged_aggregates_equal_a_full_refresh(dbt, tmp_path):
     wh = scenario(tmp_path)
     for i in range(len(RUNS)):
@@ -136,6 +139,7 @@ def test_merged_aggregates_equal_a_full_refresh(dbt, tmp_path):
     assert {t: wh.snapshot(t) for t in TABLES} == incremental
 
 
+@pytest.mark.slow  # several dbt builds or a subprocess run: out of make test-fast
 def test_a_scoped_test_keeps_failing_until_fixed(dbt, tmp_path):
     wh = scenario(tmp_path)
     land(wh, 0)

@@ -387,6 +387,7 @@ def test_dbt_unit_tests_pass(built, dbt):
     dbt.run(built.state_dir, "test", "--select", "test_type:unit")
 
 
+@pytest.mark.slow  # several dbt builds or a subprocess run: out of make test-fast
 def test_periods_and_days_do_not_depend_on_the_machines_time_zone(built, dbt, tmp_path):
     """dbt-duckdb's session takes the machine's time zone; periods and usage days are UTC all the same.
     (A cast between timestamptz and timestamp goes through the session zone: in New York, an event at

@@ -42,6 +42,7 @@ def metering_run(env: dict[str, str]) -> tuple[subprocess.CompletedProcess, floa
     return done, time.monotonic() - started
 
 
+@pytest.mark.slow  # several dbt builds or a subprocess run: out of make test-fast
 def test_a_reader_holding_the_warehouse_stops_the_run_at_once_naming_it(warehouse):
     reader = hold_warehouse(warehouse)
     try:
