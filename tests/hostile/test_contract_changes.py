@@ -26,11 +26,10 @@ def pipeline(metering_env, dbt_manifest):
     from metering_dagster.defs.landing.checks import DOWNSTREAM_SQL
     from metering_dagster.defs.resources import MeteringResource
     from metering_dagster.defs.transform.assets import metering_dbt_models
-    from metering_dagster.defs.transform.project import dbt_project
-    from metering_dagster.defs.transform.resource import PipelineDbtCliResource
+    from metering_dagster.defs.transform.project import dbt_resource
 
     shutil.copytree(DEMO_DIR / "raw", metering_env["raw"], dirs_exist_ok=True)
-    resources = {"metering": MeteringResource(), "dbt": PipelineDbtCliResource(project_dir=dbt_project)}
+    resources = {"metering": MeteringResource(), "dbt": dbt_resource()}  # as the Definitions build it
 
     class Pipeline:
         contract_path = metering_env["contract"]
