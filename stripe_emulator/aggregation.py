@@ -8,11 +8,12 @@ from decimal import Decimal
 WINDOW_SECONDS = {"hour": 3600, "day": 86400}
 
 
-def aggregate(tx, meter: dict, customer: str, start: int, end: int) -> Decimal:
+def aggregate(tx, meter: dict, customer: str, start: int, end: int, after_seq: int = 0) -> Decimal:
+    """`after_seq`: only the events received after that one count (a billing alert counts usage from its creation)."""
     rows = tx.conn.execute(
         "SELECT value, ts, seq FROM meter_events WHERE meter = ? AND customer = ? AND ts >= ? AND ts < ? "
-        "AND canceled_at IS NULL",
-        (meter["id"], customer, start, end),
+        "AND canceled_at IS NULL AND seq > ?",
+        (meter["id"], customer, start, end, after_seq),
     ).fetchall()
     return aggregate_rows(meter, rows)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..routing import Router
 from . import (
+    alerts,
     customers,
     events,
     invoices,
@@ -14,6 +15,7 @@ from . import (
     subscription_items,
     subscriptions,
     test_clocks,
+    v1_events,
 )
 
 MODULES = (
@@ -27,6 +29,8 @@ MODULES = (
     subscription_items,
     invoices,
     test_clocks,
+    alerts,
+    v1_events,
 )
 
 

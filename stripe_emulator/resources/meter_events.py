@@ -13,6 +13,7 @@ from ..errors import StripeError, invalid
 from ..params import Params
 from ..storage import new_id
 from ..timeutil import iso, parse_timestamp
+from . import alerts
 
 PAST_LIMIT = 35 * 86400
 FUTURE_LIMIT = 5 * 60
@@ -140,6 +141,7 @@ def _insert_one(ctx, event_name, payload, identifier, timestamp) -> tuple:
     if _taken(ctx, Ingest(ctx), [row[0]]):
         raise _duplicate(row[0])
     ctx.tx.conn.execute(INSERT, row)
+    alerts.evaluate(ctx, {(row[2], row[3])})
     return row
 
 
@@ -269,6 +271,7 @@ def stream(ctx):
                 seen.add(r[0])
                 fresh.append(r)
         ctx.tx.conn.executemany(INSERT, fresh)
+        alerts.evaluate(ctx, {(r[2], r[3]) for r in fresh})
     if errors:
         ctx.tx.conn.executemany(
             "INSERT INTO meter_event_errors (meter, event_name, identifier, code, message, created) "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import billing_cycle
 from ..errors import invalid
 from ..storage import new_id
+from . import alerts
 from .common import deleted, list_page, require
 
 KIND = "test_helpers.test_clock"
@@ -48,6 +49,8 @@ def advance(ctx):
     clock["status"] = "ready"
     ctx.tx.save(clock)
     billing_cycle.process_clock(ctx.tx, clock["id"], to, ctx.settings.grace_period_seconds)
+    # a new period may already hold usage (events stamped up to 5 minutes ahead)
+    alerts.evaluate_customers(ctx, [c["id"] for c in ctx.tx.find("customer", test_clock=clock["id"])])
     return 200, clock
 
 
