@@ -95,6 +95,25 @@ create table if not exists contract.customers (
     billing_anchor timestamptz,
     billing_interval varchar
 );
+-- budgets: contract.budgets (customer_id '*' = every customer without its own budget under the key)
+create table if not exists contract.budgets (
+    budget_key varchar,
+    customer_id varchar,
+    budget_kind varchar,
+    meter varchar,
+    limit_value decimal(38, 12),
+    on_exceed varchar
+);
+create table if not exists contract.budget_thresholds (
+    budget_key varchar,
+    customer_id varchar,
+    threshold_percent integer
+);
+-- Stripe's time as each run saw it, with the wall-clock time the run looked at the raw folder (the data's as of)
+create table if not exists ops.stripe_clock_readings (
+    read_at timestamptz not null,
+    stripe_now timestamptz not null
+);
 create table if not exists stripe_view.usage_summaries (
     customer_id varchar,
     meter varchar,
@@ -123,6 +142,8 @@ SOURCE_MIGRATIONS = (
     "alter table raw.usage_lines add column if not exists landing_problem varchar",
     "alter table raw.landed_files add column if not exists lines_blank bigint default 0",
     "alter table raw.landed_files add column if not exists file_mtime_ns bigint",
+    "alter table contract.settings add column if not exists entitlement_fail_mode varchar",
+    "alter table contract.settings add column if not exists entitlement_max_staleness_seconds bigint",
 )
 
 BILLING_DDL = [

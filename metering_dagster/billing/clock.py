@@ -19,7 +19,7 @@ from metering_dagster.billing.months import add_months, epoch, from_epoch
 from metering_dagster.billing.objects import stripe_objects_exist, sync_stripe_objects
 from metering_dagster.contract.model import Contract
 from metering_dagster.progress import report
-from metering_dagster.schema import ensure_billing_tables
+from metering_dagster.schema import ensure_billing_tables, ensure_source_tables
 
 
 class ClockError(Exception):
@@ -113,3 +113,16 @@ def advance_test_clock(
         [epoch(current), clock_id],
     )
     return ClockAdvance(test_clock_id=clock_id, moved_from=start, moved_to=current, steps=steps)
+
+
+def record_clock_reading(
+    client: stripe.StripeClient, con: duckdb.DuckDBPyConnection, contract: Contract, *, as_of: datetime
+) -> datetime:
+    """Record Stripe's now for this run's models (which period is current for budgets), with `as_of`: the time
+    the run started reading its data, so the entitlements API knows how old what it answers is."""
+    stripe_now = current_clock_time(client, con, contract)
+    ensure_source_tables(con)
+    con.execute("INSERT INTO ops.stripe_clock_readings VALUES (?, ?)", [as_of, stripe_now])
+    # Only the latest reading is read; keep a day's worth of history for whoever investigates a decision.
+    con.execute("DELETE FROM ops.stripe_clock_readings WHERE read_at < ?::timestamptz - INTERVAL 1 DAY", [as_of])
+    return stripe_now

@@ -10,10 +10,15 @@ from typing import Any
 
 from ..vocabulary import aggregations
 from .model import (
+    ANY_CUSTOMER,
+    FAIL_MODES,
+    ON_EXCEED,
     PRICE_MODELS,
+    Budget,
     Contract,
     ContractError,
     Customer,
+    Entitlements,
     Meter,
     MeterFilter,
     Package,
@@ -74,7 +79,12 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
     if not isinstance(doc, dict):
         e.add("(top level)", "must be a mapping")
         return None
-    _unknown_keys(doc, {"environment", "currency", "grace_period", "test_clock_start", "meters", "customers"}, "", e)
+    _unknown_keys(
+        doc,
+        {"environment", "currency", "grace_period", "test_clock_start", "meters", "customers", "budgets", "entitlements"},
+        "",
+        e,
+    )
     environment = doc.get("environment")
     if environment not in ("test", "live"):
         e.add("environment", f"must be test or live, got {shown(environment)}")
@@ -123,6 +133,9 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
         if customer is not None:
             customers.append(customer)
 
+    budgets = _budgets(doc.get("budgets"), {m.key: m for m in meters}, {c.id for c in customers}, e)
+    entitlements = _entitlements(doc.get("entitlements"), e)
+
     if e.items:
         return None
     return Contract(
@@ -133,7 +146,101 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
         meters=tuple(meters),
         customers=tuple(customers),
         test_clock_start=test_clock_start,
+        budgets=budgets,
+        entitlements=entitlements,
     )
+
+
+def _budgets(raw: Any, meters: dict, customer_ids: set[str], e: _Errors) -> tuple[Budget, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        e.add("budgets", "must be a list")
+        return ()
+    budgets, seen = [], set()
+    for i, item in enumerate(raw):
+        at = f"budgets[{i}]"
+        budget = _budget(item, at, meters, customer_ids, e)
+        if budget is None:
+            continue
+        if (budget.key, budget.customer) in seen:
+            e.add(at, f"duplicate budget {shown(budget.key)} for customer {shown(budget.customer)}")
+        seen.add((budget.key, budget.customer))
+        budgets.append(budget)
+    return tuple(budgets)
+
+
+def _budget(raw: Any, at: str, meters: dict, customer_ids: set[str], e: _Errors) -> Budget | None:
+    if not isinstance(raw, dict):
+        e.add(at, "must be a mapping {key, customer, spend | meter + quantity, thresholds, on_exceed}")
+        return None
+    _unknown_keys(raw, {"key", "customer", "spend", "meter", "quantity", "thresholds", "on_exceed"}, at, e)
+    before = len(e.items)
+    key = raw.get("key")
+    if not isinstance(key, str) or not METER_KEY_RE.match(key) or len(key) > 100:
+        e.add(f"{at}.key", f"must match [a-z][a-z0-9_]* (at most 100 chars), got {shown(key)}")
+    customer = raw.get("customer")
+    if not isinstance(customer, str) or (customer != ANY_CUSTOMER and customer not in customer_ids):
+        e.add(f"{at}.customer", f'must be a customer id of this contract or "*", got {shown(customer)}')
+    meter = raw.get("meter")
+    if "spend" in raw:
+        kind = "spend"
+        if "meter" in raw or "quantity" in raw:
+            e.add(at, "has spend and meter/quantity: a budget limits either spend or one meter's quantity")
+        limit = _amount(raw.get("spend"), f"{at}.spend", e)
+    elif "meter" in raw or "quantity" in raw:
+        kind = "quantity"
+        if not isinstance(meter, str) or meter not in meters:
+            e.add(f"{at}.meter", f"must be a meter key of this contract, got {shown(meter)}")
+        limit = _amount(raw.get("quantity"), f"{at}.quantity", e)
+    else:
+        e.add(at, 'needs spend (cents per period, e.g. "5000") or meter + quantity')
+        return None
+    if limit == 0:
+        e.add(f"{at}.{kind if kind == 'spend' else 'quantity'}", "must be greater than 0")
+    thresholds = raw.get("thresholds", [80, 100])
+    if not isinstance(thresholds, list) or not thresholds:
+        e.add(f"{at}.thresholds", f"must be a non-empty list of percentages like [80, 100], got {shown(thresholds)}")
+        thresholds = []
+    for j, t in enumerate(thresholds):
+        if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 10000:
+            e.add(f"{at}.thresholds[{j}]", f"must be a whole percentage from 1 to 10000, got {shown(t)}")
+    if len({t for t in thresholds if isinstance(t, int)}) != len(thresholds):
+        e.add(f"{at}.thresholds", f"must not repeat a percentage, got {shown(thresholds)}")
+    on_exceed = raw.get("on_exceed", "notify")
+    if on_exceed not in ON_EXCEED:
+        e.add(f"{at}.on_exceed", f"must be one of {', '.join(ON_EXCEED)}, got {shown(on_exceed)}")
+    if on_exceed == "block" and isinstance(thresholds, list) and not any(
+        isinstance(t, int) and not isinstance(t, bool) and t >= 100 for t in thresholds
+    ):
+        e.add(f"{at}.thresholds", "a block budget needs a threshold of 100 or more (access is refused at 100%)")
+    if len(e.items) > before:
+        return None
+    return Budget(
+        key=key,
+        customer=customer,
+        kind=kind,
+        meter=meter if kind == "quantity" else None,
+        limit=limit,
+        thresholds=tuple(sorted(thresholds)),
+        on_exceed=on_exceed,
+    )
+
+
+def _entitlements(raw: Any, e: _Errors) -> Entitlements:
+    if raw is None:
+        return Entitlements()
+    if not isinstance(raw, dict):
+        e.add("entitlements", "must be a mapping {fail_mode, max_staleness}")
+        return Entitlements()
+    _unknown_keys(raw, {"fail_mode", "max_staleness"}, "entitlements", e)
+    fail_mode = raw.get("fail_mode", "open")
+    if fail_mode not in FAIL_MODES:
+        e.add("entitlements.fail_mode", f"must be one of {', '.join(FAIL_MODES)}, got {shown(fail_mode)}")
+    staleness = _duration(raw.get("max_staleness", "15m"), "entitlements.max_staleness", e)
+    if staleness == 0:
+        e.add("entitlements.max_staleness", "must be longer than 0s")
+    return Entitlements(fail_mode=fail_mode, max_staleness_seconds=staleness)
 
 
 def _meter(raw: Any, at: str, currency: str, e: _Errors) -> Meter | None:

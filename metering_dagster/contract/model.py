@@ -117,6 +117,33 @@ class Customer:
     interval: str = "month"
 
 
+BUDGET_KINDS = ("spend", "quantity")
+ON_EXCEED = ("notify", "block")
+FAIL_MODES = ("open", "closed")
+ANY_CUSTOMER = "*"  # a budget for every customer without one of its own under the same key
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A limit per billing period: spend (cents on our shadow invoice, all meters) or one meter's quantity."""
+
+    key: str
+    customer: str  # a customer id, or ANY_CUSTOMER
+    kind: str  # "spend" | "quantity"
+    meter: str | None  # quantity budgets only
+    limit: Decimal  # cents (spend) or the meter's units (quantity)
+    thresholds: tuple[int, ...] = (80, 100)  # percentages, ascending
+    on_exceed: str = "notify"  # "notify" | "block"
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    """How the entitlements API answers when the published data is old."""
+
+    fail_mode: str = "open"  # stale data: "open" allows, "closed" blocks
+    max_staleness_seconds: int = 900
+
+
 @dataclass(frozen=True)
 class Contract:
     source_path: Path
@@ -126,6 +153,19 @@ class Contract:
     meters: tuple[Meter, ...]
     customers: tuple[Customer, ...]
     test_clock_start: datetime | None = None
+    budgets: tuple[Budget, ...] = ()
+    entitlements: Entitlements = Entitlements()
+
+    def assigned_budgets(self) -> list[tuple[str, Budget]]:
+        """(customer id, budget) for every customer a budget applies to: its own, else the key's "*" budget."""
+        own = {(b.key, b.customer) for b in self.budgets if b.customer != ANY_CUSTOMER}
+        assigned = []
+        for budget in self.budgets:
+            if budget.customer != ANY_CUSTOMER:
+                assigned.append((budget.customer, budget))
+                continue
+            assigned.extend((c.id, budget) for c in self.customers if (budget.key, c.id) not in own)
+        return sorted(assigned, key=lambda pair: (pair[0], pair[1].key))
 
     @property
     def fingerprint(self) -> dict[str, str]:

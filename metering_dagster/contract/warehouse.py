@@ -42,12 +42,16 @@ def contract_rows(contract: Contract) -> dict[str, list[tuple]]:
                 contract.grace_period_seconds,
                 contract.effective_test_clock_start,
                 contract.contract_fingerprint,
+                contract.entitlements.fail_mode,
+                contract.entitlements.max_staleness_seconds,
             )
         ],
         "contract.meters": meters,
         "contract.meter_filters": filters,
         "contract.price_tiers": tiers,
         "contract.customers": [(c.id, c.billing_anchor, c.interval) for c in contract.customers],
+        "contract.budgets": [(b.key, b.customer, b.kind, b.meter, b.limit, b.on_exceed) for b in contract.budgets],
+        "contract.budget_thresholds": [(b.key, b.customer, t) for b in contract.budgets for t in b.thresholds],
     }
 
 

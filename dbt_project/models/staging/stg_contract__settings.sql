@@ -7,7 +7,9 @@ renamed as (
         environment,
         lower(currency) as currency,
         grace_period_seconds,
-        contract_fingerprint
+        contract_fingerprint,
+        coalesce(entitlement_fail_mode, 'open') as entitlement_fail_mode,
+        coalesce(entitlement_max_staleness_seconds, 900) as entitlement_max_staleness_seconds
     from source
 )
 

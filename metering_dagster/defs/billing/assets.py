@@ -2,11 +2,15 @@
 
 import dagster as dg
 
+from datetime import UTC, datetime
+
+from metering_dagster.billing.clock import record_clock_reading
 from metering_dagster.billing.objects import sync_stripe_objects
 from metering_dagster.billing.snapshot import snapshot_stripe_view
 from metering_dagster.billing.upload import report_usage
 from metering_dagster.defs.billing.resources import StripeResource, stripe_resource
 from metering_dagster.defs.contract.assets import metering_contract
+from metering_dagster.defs.landing.assets import landed_usage_lines
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.locks import UPLOAD_POOL
@@ -27,6 +31,31 @@ def stripe_billing_objects(metering: MeteringResource, stripe: StripeResource) -
     with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
         result = sync_stripe_objects(conn.client, contract, con)
     return dg.MaterializeResult(metadata=result.metadata())
+
+
+def run_started_at(context: dg.AssetExecutionContext) -> datetime:
+    """When this run started: no file completed after it is in the run's data (the data's `as of`)."""
+    record = context.instance.get_run_record_by_id(context.run_id)
+    if record is not None and record.start_time is not None:
+        return datetime.fromtimestamp(record.start_time, UTC)
+    return datetime.now(UTC)
+
+
+@dg.asset(
+    group_name="stripe",
+    kinds={"stripe", "duckdb"},
+    deps=[stripe_billing_objects, landed_usage_lines],
+    description=(
+        "Stripe's now (the test clock in test mode, the wall clock in live mode) and the time this run read its"
+        " data: which billing period is current for budgets, and how old the entitlements API's answers are."
+    ),
+)
+def stripe_clock(context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource):
+    contract = metering.contract()
+    as_of = run_started_at(context)
+    with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
+        stripe_now = record_clock_reading(conn.client, con, contract, as_of=as_of)
+    return dg.MaterializeResult(metadata={"stripe_now": stripe_now.isoformat(), "as_of": as_of.isoformat()})
 
 
 @dg.asset(
@@ -71,6 +100,6 @@ def stripe_snapshot(
 
 
 defs = dg.Definitions(
-    assets=[stripe_billing_objects, stripe_usage_report, stripe_snapshot],
+    assets=[stripe_billing_objects, stripe_clock, stripe_usage_report, stripe_snapshot],
     resources={"stripe": stripe_resource()},
 )
