@@ -237,8 +237,9 @@ def _entitlements(raw: Any, e: _Errors) -> Entitlements:
     fail_mode = raw.get("fail_mode", "open")
     if fail_mode not in FAIL_MODES:
         e.add("entitlements.fail_mode", f"must be one of {', '.join(FAIL_MODES)}, got {shown(fail_mode)}")
+    before = len(e.items)
     staleness = _duration(raw.get("max_staleness", "15m"), "entitlements.max_staleness", e)
-    if staleness == 0:
+    if staleness == 0 and len(e.items) == before:
         e.add("entitlements.max_staleness", "must be longer than 0s")
     return Entitlements(fail_mode=fail_mode, max_staleness_seconds=staleness)
 
