@@ -455,6 +455,34 @@ def ensure_contract_built_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(CONTRACT_BUILT_DDL)
 
 
+# Stripe billing alerts (billing/alerts.py): the alert that stands for each quantity budget, and the ones Stripe triggered.
+STRIPE_ALERT_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS stripe_view",
+    """CREATE TABLE IF NOT EXISTS ops.stripe_billing_alerts (
+        budget_key VARCHAR NOT NULL,
+        customer_id VARCHAR NOT NULL,          -- ours
+        stripe_alert_id VARCHAR PRIMARY KEY,
+        stripe_meter_id VARCHAR NOT NULL,
+        gte BIGINT NOT NULL,                   -- the budget's limit, a whole number of the meter's units
+        status VARCHAR NOT NULL,               -- active | archived (the budget changed or went away)
+        synced_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS stripe_view.billing_alerts_triggered (
+        stripe_alert_id VARCHAR NOT NULL,
+        stripe_event_id VARCHAR PRIMARY KEY,   -- each billing.alert.triggered event stored once
+        customer_id VARCHAR NOT NULL,          -- ours
+        budget_key VARCHAR NOT NULL,
+        meter VARCHAR NOT NULL,
+        value DECIMAL(38, 12) NOT NULL,        -- the usage that reached the threshold
+        triggered_at TIMESTAMPTZ NOT NULL,     -- Stripe's time (the test clock's in test mode)
+        period_start TIMESTAMPTZ NOT NULL,     -- the customer's billing period containing triggered_at
+        snapshot_at TIMESTAMPTZ NOT NULL)""",
+]
+
+
+def ensure_stripe_alert_tables(con: duckdb.DuckDBPyConnection) -> None:
+    _execute(con, OPS_SCHEMA, *STRIPE_ALERT_DDL)
+
+
 def finalized_periods_sql() -> str:
     """(customer_id, period_start) of every period whose invoice Stripe has finalized."""
     return "SELECT customer_id, period_start FROM ops.period_invoices WHERE finalized"
