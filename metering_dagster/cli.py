@@ -7,6 +7,7 @@
     metering explain --customer ID --period START [--as-of TIME]   explain one invoice
     metering query SQL [--format table|csv|json]   SQL on the analysts' read-only copy of the marts
     metering bench --events N         the benchmark (see docs/BENCHMARK.md)
+    metering serve [--host H] [--port P]   the entitlements API (needs METERING_API_TOKEN)
 
 Argument parsing and dispatch only: each command is a plain function in `commands/`.
 """
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         default="table",
         help="table (every column; a wide result one row at a time), csv or json (exact decimals as text)",
     )
+    # `metering serve`: the entitlements API over the analysts' copy (commands/serve.py)
+    serve_p = sub.add_parser("serve", help="the entitlements API over HTTP (needs METERING_API_TOKEN)")
+    serve_p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve_p.add_argument("--port", type=int, default=8787, choices=range(65536), metavar="PORT", help="default 8787")
     args = parser.parse_args(argv)
 
     try:
@@ -106,6 +111,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, setting
         return explain_invoice(settings, args.customer, args.period, args.as_of)
     if args.command == "query":
         return query_marts(settings, args.sql, args.format)
+    if args.command == "serve":
+        from metering_dagster.commands.serve import serve  # uvicorn and Starlette load only for this command
+
+        return serve(settings, args.host, args.port)
     if args.command == "bench":
         print(json.dumps(run_bench(args.events, keep=args.keep), indent=2))
         return EXIT_OK

@@ -226,6 +226,27 @@ def stripe_variables_set(environ: Mapping[str, str] | None = None) -> list[str]:
     return [name for name in STRIPE_VARIABLES if env.get(name)]
 
 
+# The entitlements API (`metering serve`): the bearer token every caller must present.
+API_TOKEN = "METERING_API_TOKEN"
+API_TOKEN_MIN_LENGTH = 16
+
+
+def api_token() -> str | None:
+    """METERING_API_TOKEN, None when unset (`metering serve` then refuses to start). A token too short to guess
+    or one a header cannot carry raises SettingsError, which never quotes it."""
+    token = _value(API_TOKEN)
+    if token is None:
+        return None
+    if len(token) < API_TOKEN_MIN_LENGTH or not all("!" <= c <= "~" for c in token):
+        raise SettingsError(
+            [
+                f"{API_TOKEN} must be at least {API_TOKEN_MIN_LENGTH} printable ASCII characters without spaces "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
+            ]
+        )
+    return token
+
+
 def dagster_dev_cli() -> bool:
     """True inside `dagster dev` (it sets DAGSTER_IS_DEV_CLI)."""
     return bool(os.environ.get("DAGSTER_IS_DEV_CLI"))
