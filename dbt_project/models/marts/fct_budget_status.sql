@@ -18,10 +18,9 @@ clock as (
 current_periods as (
     select
         customers.customer_id,
-        {{ period_start('customers.billing_anchor', period_index('customers.billing_anchor', 'clock.stripe_now')) }}
-            as period_start,
-        {{ period_start('customers.billing_anchor', period_index('customers.billing_anchor', 'clock.stripe_now') ~ ' + 1') }}
-            as period_end
+        {% set current_index = period_index('customers.billing_anchor', 'clock.stripe_now') %}
+        {{ period_start('customers.billing_anchor', current_index) }} as period_start,
+        {{ period_start('customers.billing_anchor', current_index ~ ' + 1') }} as period_end
     from customers
     cross join clock
     where clock.stripe_now >= customers.billing_anchor
@@ -86,10 +85,11 @@ measured as (
 decided as (
     select
         measured.*,
+        -- sqlfluff reads `t`, the parameter of a DuckDB lambda, as a table (noqa)
         case
             when measured.used is null then measured.thresholds
             else list_filter(
-                measured.thresholds, lambda t: measured.used * 100 >= measured.limit_value * t
+                measured.thresholds, lambda t: measured.used * 100 >= measured.limit_value * t  -- noqa: RF03
             )
         end as thresholds_reached,
         measured.used is null or measured.used >= measured.limit_value as is_at_limit
@@ -106,16 +106,16 @@ select
     decided.period_end,
     decided.used,
     decided.limit_value,
-    round(decided.used * 100 / decided.limit_value, 2)::decimal(38, 2) as percent,
+    round(decided.used * 100 / decided.limit_value, 2)::decimal(38, 2) as percent,  -- noqa: RF04
     decided.thresholds,
     decided.thresholds_reached,
     list_max(decided.thresholds_reached) as highest_threshold_reached,
     decided.on_exceed,
-    case when decided.on_exceed = 'block' and decided.is_at_limit then 'block' else 'allow' end as access,
+    case when decided.on_exceed = 'block' and decided.is_at_limit then 'block' else 'allow' end as access,  -- noqa: RF04
     coalesce(
         clock.stripe_now >= decided.period_start and clock.stripe_now < decided.period_end, false
     ) as is_current,
     clock.stripe_now,
     clock.as_of
 from decided
-left join clock on true
+left join clock on true  -- noqa: RF04

@@ -19,7 +19,7 @@ blocking as (
         list(
             budget_key || ': ' || coalesce({{ decimal_text('used') }}, 'too large to price')
             || ' of ' || {{ decimal_text('limit_value') }} || ' ' || unit
-            || coalesce(' (' || {{ decimal_text('percent') }} || '%)', '')
+            || coalesce(' (' || {{ decimal_text('percent') }} || '%)', '')  -- noqa: RF04
             order by budget_key
         ) as reasons
     from {{ ref('fct_budget_status') }}
@@ -30,12 +30,12 @@ blocking as (
 select
     customers.customer_id,
     case when blocking.customer_id is null then 'allow' else 'block' end as access,
-    coalesce(blocking.reasons, []::varchar[]) as reasons,
+    coalesce(blocking.reasons, cast([] as varchar [])) as reasons,
     clock.as_of,
     clock.stripe_now,
     settings.entitlement_fail_mode as fail_mode,
     settings.entitlement_max_staleness_seconds as max_staleness_seconds
 from customers
 cross join settings
-left join clock on true
+left join clock on true  -- noqa: RF04
 left join blocking on customers.customer_id = blocking.customer_id
