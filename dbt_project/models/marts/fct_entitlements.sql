@@ -29,7 +29,7 @@ blocking as (
 
 select
     customers.customer_id,
-    case when blocking.customer_id is null then 'allow' else 'block' end as access,
+    case when blocking.customer_id is null then 'allow' else 'block' end as access,  -- noqa: RF04
     coalesce(blocking.reasons, cast([] as varchar [])) as reasons,
     clock.as_of,
     clock.stripe_now,
