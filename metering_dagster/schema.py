@@ -497,3 +497,41 @@ def is_finalized_sql(alias: str) -> str:
 
 
 ADJUSTMENT_KEY = "metering_adjustment_id"  # metadata of an adjustment invoice item (and of its invoice line)
+
+
+# Budget alerts (budgets/evaluate.py, budgets/webhooks.py): the outbox of alerts and the ones a run could not deliver.
+BUDGET_ALERT_DDL = [
+    """CREATE TABLE IF NOT EXISTS ops.budget_alerts (
+        alert_id VARCHAR PRIMARY KEY,          -- the webhook-id: msg_ + a hash of the key columns and sequence
+        alert_type VARCHAR NOT NULL,           -- budget.threshold_reached | budget.threshold_cleared
+        budget_key VARCHAR NOT NULL,
+        customer_id VARCHAR NOT NULL,
+        period_start TIMESTAMPTZ NOT NULL,
+        period_end TIMESTAMPTZ NOT NULL,
+        threshold_percent INTEGER NOT NULL,
+        sequence INTEGER NOT NULL,             -- 1 first reached, 2 its clear, 3 reached again ...
+        used DECIMAL(38, 12) NOT NULL,
+        limit_value DECIMAL(38, 12) NOT NULL,
+        unit VARCHAR NOT NULL,
+        access VARCHAR NOT NULL,               -- allow | block
+        as_of TIMESTAMPTZ,
+        payload VARCHAR NOT NULL,              -- the exact JSON body, fixed at creation: every attempt sends it
+        created_at TIMESTAMPTZ NOT NULL,
+        creation_order BIGINT NOT NULL,        -- delivery order: one evaluation creates 80 before 100
+        status VARCHAR NOT NULL,               -- pending | delivered | recorded (no webhook URL set)
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at TIMESTAMPTZ,           -- recorded before each attempt is sent
+        next_attempt_at TIMESTAMPTZ,
+        delivered_at TIMESTAMPTZ,
+        last_error VARCHAR,
+        UNIQUE (budget_key, customer_id, period_start, threshold_percent, sequence))""",
+    """CREATE TABLE IF NOT EXISTS ops.budget_alert_dead_letters (
+        alert_id VARCHAR PRIMARY KEY,          -- ops.budget_alerts.alert_id, still pending: the next run retries it
+        failed_at TIMESTAMPTZ NOT NULL,        -- when a run last gave up on it
+        attempts INTEGER NOT NULL,             -- attempts so far, all runs
+        last_error VARCHAR NOT NULL)""",
+]
+
+
+def ensure_budget_alert_tables(con: duckdb.DuckDBPyConnection) -> None:
+    _execute(con, OPS_SCHEMA, *BUDGET_ALERT_DDL)

@@ -255,3 +255,95 @@ def dagster_dev_cli() -> bool:
 def subprocess_environment(**overrides: str) -> dict[str, str]:
     """The environment for a child process (dbt in a scratch copy ...): this one's, with `overrides`."""
     return {**os.environ, **overrides}
+
+
+# Budget alert webhooks (budgets/webhooks.py): where alerts are sent, the signing secret and the retries of a run.
+WEBHOOK_URL = "METERING_WEBHOOK_URL"
+WEBHOOK_SECRET = "METERING_WEBHOOK_SECRET"
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """`url` unset: alerts are recorded, not sent. The secret never shows in a repr."""
+
+    url: str | None
+    secret: str | None = field(default=None, repr=False)
+    attempts: int = 4
+    backoff_seconds: float = 1.0
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why `url` cannot receive webhooks (only http and https with a host), None when it can."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        return "not a URL"
+    if parts.scheme not in ("http", "https"):
+        return "not an http(s) URL"
+    if not parts.hostname:
+        return "a URL without a host"
+    if any(c.isspace() for c in url):
+        return "a URL with spaces"
+    return None
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: base64 after an optional `whsec_` prefix. The error never
+    quotes the secret."""
+    import base64
+    import binascii
+
+    text = secret.strip().removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise SettingsError([f"{WEBHOOK_SECRET} must be base64 (optionally after {WEBHOOK_SECRET_PREFIX})"])
+    return key
+
+
+def webhook_receiver_problems(url: str, secret: str | None) -> list[str]:
+    """What stops alerts being sent to `url` signed with `secret`: a URL that is not http(s), no secret, a secret
+    that is not base64. Neither value is quoted (the URL may carry a token of the receiver)."""
+    problems = []
+    problem = webhook_url_problem(url)
+    if problem:
+        problems.append(f"{WEBHOOK_URL} must be an http:// or https:// URL with a host, got {problem}")
+    if not secret:
+        problems.append(f"{WEBHOOK_SECRET} must be set when {WEBHOOK_URL} is (the key that signs each alert)")
+    else:
+        try:
+            webhook_secret_key(secret)
+        except SettingsError as error:
+            problems += error.problems
+    return problems
+
+
+def webhook_settings() -> WebhookSettings:
+    """METERING_WEBHOOK_URL (http or https), METERING_WEBHOOK_SECRET (required with a URL),
+    METERING_WEBHOOK_ATTEMPTS (attempts of an alert per run, default 4) and METERING_WEBHOOK_BACKOFF_SECONDS (the
+    first retry's delay, doubled each retry, default 1)."""
+    problems = []
+    attempts, backoff = 4, 1.0
+    try:
+        attempts = int(_number("METERING_WEBHOOK_ATTEMPTS", 4, whole=True, minimum=1, maximum=20))
+    except SettingsError as error:
+        problems += error.problems
+    try:
+        backoff = _number("METERING_WEBHOOK_BACKOFF_SECONDS", 1, whole=False, minimum=0, maximum=3600)
+    except SettingsError as error:
+        problems += error.problems
+    url, secret = _value(WEBHOOK_URL), _value(WEBHOOK_SECRET)
+    if url is not None:
+        problems += webhook_receiver_problems(url, secret)
+    if problems:
+        raise SettingsError(problems)
+    return WebhookSettings(url=url, secret=secret, attempts=attempts, backoff_seconds=backoff)
+
+
+TUNING += (webhook_settings,)

@@ -23,7 +23,7 @@ from pathlib import Path
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("settings", "vocabulary", "schema", "display", "progress", "warehouse", "locks")),
     ("contract", ("contract",)),
-    ("landing, billing, transform", ("landing", "billing", "transform")),
+    ("landing, billing, transform, budgets", ("landing", "billing", "transform", "budgets")),
     ("periods", ("periods",)),
     ("quality", ("quality",)),
     ("serving", ("serving",)),
