@@ -46,7 +46,7 @@ class Alert:
     period_end: datetime
     threshold_percent: int
     sequence: int
-    used: Decimal
+    used: Decimal | None  # None: a line of the period too large to price
     limit_value: Decimal
     unit: str
     access: str
@@ -57,9 +57,10 @@ class Alert:
     def line(self) -> str:
         """One line for a person: `budget.threshold_reached api_call_cap cus_globex 2026-11-01: 100 % (25 of 20
         call), access block`."""
+        used = "too large to price" if self.used is None else quantity(self.used)
         return (
             f"{self.alert_type} {self.budget_key} {self.customer_id} {iso_utc(self.period_start)[:10]}: "
-            f"{self.threshold_percent} % ({quantity(self.used)} of {quantity(self.limit_value)} {self.unit}), "
+            f"{self.threshold_percent} % ({used} of {quantity(self.limit_value)} {self.unit}), "
             f"access {self.access}"
         )
 
@@ -69,9 +70,10 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def decimal_text(value: Decimal) -> str:
-    """An exact decimal string without trailing zeros (`25.000000000000` -> `25`), never a float."""
-    return quantity(value, grouped=False)
+def decimal_text(value: Decimal | None) -> str | None:
+    """An exact decimal string without trailing zeros (`25.000000000000` -> `25`), never a float; None stays None
+    (the mart's spend of a period with a line too large to price)."""
+    return None if value is None else quantity(value, grouped=False)
 
 
 def alert_id(budget_key: str, customer_id: str, period_start: datetime, threshold_percent: int, sequence: int) -> str:

@@ -45,7 +45,7 @@ class Status:
 
     customer_id: str
     budget_key: str
-    used: str
+    used: str | None  # None: a line of the period too large to price (past every threshold)
     limit: str
     period_start: datetime = OCT
     period_end: datetime = NOV
@@ -58,8 +58,9 @@ class Status:
     as_of: datetime = AS_OF
 
     def row(self) -> list:
-        used, limit = Decimal(self.used), Decimal(self.limit)
-        reached = [t for t in self.thresholds if used >= limit * t / 100]
+        used = None if self.used is None else Decimal(self.used)
+        limit = Decimal(self.limit)
+        reached = [t for t in self.thresholds if used is None or used >= limit * t / 100]
         return [
             self.customer_id,
             self.budget_key,
@@ -70,11 +71,11 @@ class Status:
             self.period_end,
             used,
             limit,
-            (used * 100 / limit).quantize(Decimal("0.01")) if limit else None,
+            (used * 100 / limit).quantize(Decimal("0.01")) if limit and used is not None else None,
             reached,
             max(reached, default=None),
             self.on_exceed,
-            "block" if self.on_exceed == "block" and used >= limit else "allow",
+            "block" if self.on_exceed == "block" and (used is None or used >= limit) else "allow",
             self.is_current,
             self.as_of,
             self.as_of,

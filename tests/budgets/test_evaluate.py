@@ -122,6 +122,15 @@ def test_fractional_usage_is_an_exact_decimal_string(warehouse):
     assert json.loads(alert.payload)["used"] == "16.500000000001"
 
 
+def test_spend_too_large_to_price_reaches_every_threshold_with_used_null(warehouse):
+    set_status(warehouse, Status("cus_acme", "monthly_spend", None, "5000", on_exceed="block"))
+    created = evaluate(warehouse)
+    assert [(a.threshold_percent, a.access) for a in created] == [(80, "block"), (100, "block")]
+    assert json.loads(created[1].payload)["used"] is None
+    assert "(too large to price of 5,000 cents)" in created[1].line()
+    assert warehouse.execute("SELECT count(*) FROM ops.budget_alerts WHERE used IS NULL").fetchone()[0] == 2
+
+
 def test_a_block_budget_is_cleared_by_a_correction_and_reached_again(warehouse):
     def block(used: str) -> Status:
         return Status("cus_globex", "api_call_cap", used, "20", on_exceed="block", kind="quantity", unit="call")
