@@ -510,7 +510,7 @@ BUDGET_ALERT_DDL = [
         period_end TIMESTAMPTZ NOT NULL,
         threshold_percent INTEGER NOT NULL,
         sequence INTEGER NOT NULL,             -- 1 first reached, 2 its clear, 3 reached again ...
-        used DECIMAL(38, 12) NOT NULL,
+        used DECIMAL(38, 12),                  -- NULL: a line too large to price (past any spend budget)
         limit_value DECIMAL(38, 12) NOT NULL,
         unit VARCHAR NOT NULL,
         access VARCHAR NOT NULL,               -- allow | block
