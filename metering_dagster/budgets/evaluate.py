@@ -12,7 +12,8 @@ one transaction:
 
 Each alert's identifier (the webhook-id) is a hash of its budget, customer, period, threshold and sequence (1 for
 the first reach, 2 for its clear, 3 for the next reach ...), so an alert always has the same id and a re-run cannot
-create it twice. Its JSON body is written once, here, and every delivery attempt sends those bytes.
+create it twice. Its JSON body is written once, here, and every delivery attempt sends those bytes. An alert is
+`pending` (to send) when METERING_WEBHOOK_URL is set, else `recorded`: kept and printed, never sent later.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ SIGNATURE_VERSION = "v1"
 # stop sending when this many alerts in a row failed every attempt: the receiver is down, not one alert refused
 EXHAUSTED_IN_A_ROW_STOP = 2
 RESPONSE_TEXT_KEPT = 200  # characters of a refusal's body kept in last_error
+RESPONSE_BYTES_READ = 65536  # of an accepted answer: its body means nothing, a huge one is not waited for
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def check_receiver(url: str, secret: str | None) -> None:
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """A redirect is a failed attempt (Standard Webhooks): the URL should be updated, not followed."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 
@@ -118,7 +119,7 @@ def _post(url: str, body: bytes, request_headers: dict[str, str], timeout: float
     opener = urllib.request.build_opener(_NoRedirects)
     try:
         with opener.open(request, timeout=timeout) as response:
-            response.read()
+            response.read(RESPONSE_BYTES_READ)
             status = response.status
     except urllib.error.HTTPError as error:
         with error:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from metering_dagster.budgets.evaluate import evaluate_alerts
+from metering_dagster.budgets.evaluate import CLEARED, REACHED, evaluate_alerts
 from metering_dagster.budgets.webhooks import DeliveryPolicy, deliver_pending
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.progress import report
@@ -39,8 +39,8 @@ def budget_alerts(context: dg.AssetExecutionContext, metering: MeteringResource)
         )
     metadata: dict[str, object] = {
         "new_alerts": len(created),
-        "reached": sum(a.alert_type.endswith("reached") for a in created),
-        "cleared": sum(a.alert_type.endswith("cleared") for a in created),
+        "reached": sum(a.alert_type == REACHED for a in created),
+        "cleared": sum(a.alert_type == CLEARED for a in created),
         "webhook": "not set: alerts recorded, not sent" if delivery is None else delivery.receiver,
     }
     if delivery is not None:
