@@ -182,7 +182,7 @@ def start_receiver(receiver: Receiver) -> ThreadingHTTPServer:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/budgets"
     return server
 
