@@ -129,6 +129,7 @@ class Receiver:
     fail_next: int = 0  # answer the next n requests with `fail_status`
     fail_status: int = 500
     refuse_ids: set[str] = field(default_factory=set)  # always answer 500 for these ids
+    delay_seconds: float = 0  # answer this late (past the sender's timeout: no answer)
     received: list[Received] = field(default_factory=list)
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -168,6 +169,7 @@ def start_receiver(receiver: Receiver) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            time.sleep(receiver.delay_seconds)
             status = receiver.answer(
                 self.headers.get("webhook-id", ""),
                 self.headers.get("webhook-timestamp", "0"),

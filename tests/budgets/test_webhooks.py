@@ -100,6 +100,15 @@ def test_a_dead_receiver_loses_nothing_and_the_next_run_delivers(warehouse, rece
     assert evaluate_alert_delivery(warehouse).passed
 
 
+def test_a_receiver_that_does_not_answer_in_time_stops_the_run(warehouse, receiver):
+    ids = two_alerts(warehouse)
+    receiver.delay_seconds = 0.5
+    policy = DeliveryPolicy(attempts=2, backoff_seconds=0, timeout_seconds=0.1)
+    result = deliver_pending(warehouse, receiver.url, SECRET, policy=policy)
+    assert result.failed == [(ids[0], "no answer within 0.1 s")] and result.not_tried == ids[1:]
+    assert table(warehouse, "status, attempts") == [("pending", 2), ("pending", 0)]
+
+
 def test_one_refused_alert_does_not_stop_the_others(warehouse, receiver):
     ids = three_customers_at_80(warehouse)
     receiver.refuse_ids = {ids[0]}
