@@ -13,11 +13,12 @@ import sys
 
 import uvicorn
 
-from metering_dagster.commands.common import EXIT_FAILED, EXIT_OK, EXIT_WITHHELD
+from metering_dagster.commands.common import EXIT_FAILED, EXIT_OK
 from metering_dagster.serving.api import create_app
 from metering_dagster.settings import API_TOKEN, Settings, SettingsError, api_token
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8787
+EXIT_NO_TOKEN = 2  # refused to start: no usable METERING_API_TOKEN
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -54,13 +55,13 @@ def serve(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
         token = api_token()
     except SettingsError as error:
         print(f"metering serve: {error}", file=sys.stderr)
-        return EXIT_WITHHELD
+        return EXIT_NO_TOKEN
     if token is None:
         print(
             f"metering serve: {API_TOKEN} is not set: the API answers only callers that send it as a bearer token",
             file=sys.stderr,
         )
-        return EXIT_WITHHELD
+        return EXIT_NO_TOKEN
     try:
         sock = _listen(host, port)
     except OSError as error:
