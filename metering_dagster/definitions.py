@@ -6,6 +6,7 @@ import dagster as dg
 
 from metering_dagster.defs.billing.assets import defs as stripe_defs
 from metering_dagster.defs.billing.checks import defs as reconciliation_defs
+from metering_dagster.defs.budgets.definitions import defs as budget_defs
 from metering_dagster.defs.contract.assets import defs as contract_defs
 from metering_dagster.defs.delivery.definitions import defs as delivery_defs
 from metering_dagster.defs.landing.assets import defs as landing_defs
@@ -30,6 +31,7 @@ defs = dg.Definitions.merge(
     landing_defs,
     transform_defs,
     quality_defs,
+    budget_defs,
     stripe_defs,
     reconciliation_defs,
     serving_defs,

@@ -402,6 +402,8 @@ def ensure_source_tables(con: duckdb.DuckDBPyConnection) -> None:
     for statement in SOURCE_MIGRATIONS:
         con.execute(statement)
     ensure_period_tables(con)
+    ensure_stripe_alert_tables(con)
+    ensure_budget_alert_tables(con)
 
 
 def _execute(con: duckdb.DuckDBPyConnection, *statements: str) -> None:

@@ -4,6 +4,7 @@ import dagster as dg
 
 from datetime import UTC, datetime
 
+from metering_dagster.billing.alerts import read_triggered_alerts, sync_billing_alerts
 from metering_dagster.billing.clock import record_clock_reading
 from metering_dagster.billing.objects import sync_stripe_objects
 from metering_dagster.billing.snapshot import snapshot_stripe_view
@@ -30,6 +31,27 @@ def stripe_billing_objects(metering: MeteringResource, stripe: StripeResource) -
     contract = metering.contract()
     with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
         result = sync_stripe_objects(conn.client, contract, con)
+    return dg.MaterializeResult(metadata=result.metadata())
+
+
+@dg.asset(
+    group_name="stripe",
+    kinds={"stripe"},
+    deps=[stripe_billing_objects],
+    description=(
+        "One Stripe billing alert (usage_threshold, gte = the limit) per quantity budget of each customer, so that"
+        " Stripe's dashboard and events agree with our budgets; made before usage is sent (Stripe counts only usage"
+        " reported after an alert exists)."
+    ),
+)
+def stripe_billing_alerts(
+    context: dg.AssetExecutionContext, metering: MeteringResource, stripe: StripeResource
+) -> dg.MaterializeResult:
+    contract = metering.contract()
+    with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
+        result = sync_billing_alerts(conn.client, contract, con)
+    for line in result.problems:
+        context.log.warning(line)
     return dg.MaterializeResult(metadata=result.metadata())
 
 
@@ -62,7 +84,12 @@ def stripe_clock(context: dg.AssetExecutionContext, metering: MeteringResource, 
     group_name="stripe",
     kinds={"stripe"},
     pool=UPLOAD_POOL,  # one upload at a time across runs (see metering_dagster/locks.py)
-    deps=[stripe_billing_objects, model_key("fct_usage_by_period"), model_key("fct_invoice_lines_expected")],
+    deps=[
+        stripe_billing_objects,
+        stripe_billing_alerts,
+        model_key("fct_usage_by_period"),
+        model_key("fct_invoice_lines_expected"),
+    ],
     description=(
         "Per customer, meter and period: what Stripe should hold minus what the ledger says was sent,"
         " written to the outbox first, then sent on the v2 meter event stream."
@@ -85,7 +112,8 @@ def stripe_usage_report(
     deps=[stripe_usage_report],
     description=(
         "Stripe's invoices, invoice previews and meter event summaries, copied into stripe_view.* for the customers"
-        " whose Stripe view may have changed (tag a run metering/full_snapshot=true to read everyone)."
+        " whose Stripe view may have changed (tag a run metering/full_snapshot=true to read everyone), and the"
+        " billing alerts Stripe triggered since the last run."
     ),
 )
 def stripe_snapshot(
@@ -95,11 +123,12 @@ def stripe_snapshot(
     full = context.run.tags.get(FULL_SNAPSHOT_TAG) == "true"
     with stripe.connect(metering.settings(), contract) as conn, metering.warehouse() as con:
         result = snapshot_stripe_view(conn.client, con, contract, full=full)
+        alerts_triggered = read_triggered_alerts(conn.client, con, contract)
     context.log.info(result.summary())
-    return dg.MaterializeResult(metadata=result.metadata())
+    return dg.MaterializeResult(metadata={**result.metadata(), "billing_alerts_triggered": alerts_triggered})
 
 
 defs = dg.Definitions(
-    assets=[stripe_billing_objects, stripe_clock, stripe_usage_report, stripe_snapshot],
+    assets=[stripe_billing_objects, stripe_billing_alerts, stripe_clock, stripe_usage_report, stripe_snapshot],
     resources={"stripe": stripe_resource()},
 )

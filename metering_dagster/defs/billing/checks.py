@@ -96,4 +96,34 @@ def stripe_periods_match_contract(metering: MeteringResource) -> dg.AssetCheckRe
     )
 
 
-defs = dg.Definitions(asset_checks=[stripe_matches_shadow_invoice, stripe_periods_match_contract])
+@dg.asset_check(
+    asset=model_key("rpt_stripe_budget_alerts"),
+    name="stripe_budget_alerts_agree",
+    description=(
+        "Stripe's billing alert fired in every period where a quantity budget reached 100% by our count, and only"
+        " there (Stripe's one_time alerts fire once per customer: later periods are not differences)."
+    ),
+)
+def stripe_budget_alerts_agree(metering: MeteringResource) -> dg.AssetCheckResult:
+    with metering.warehouse() as con:
+        rows = con.execute(
+            """select customer_id, budget_key, period_start::varchar, status, local_used::varchar,
+                      stripe_value::varchar
+               from marts.rpt_stripe_budget_alerts
+               where status not in ('match', 'stripe_alert_spent')
+               order by customer_id, budget_key, period_start"""
+        ).fetchall()
+        compared = con.execute("select count(*) from marts.rpt_stripe_budget_alerts").fetchone()[0]
+    return rows_result(
+        rows,
+        ("customer_id", "budget_key", "period_start", "status", "local_used", "stripe_value"),
+        severity=dg.AssetCheckSeverity.WARN,
+        ok=f"{compared} budget periods at 100%: Stripe's billing alerts agree",
+        failed="{n} budget periods where Stripe's billing alert and ours disagree (customers: {customers})",
+        extra={"compared": compared},
+    )
+
+
+defs = dg.Definitions(
+    asset_checks=[stripe_matches_shadow_invoice, stripe_periods_match_contract, stripe_budget_alerts_agree]
+)

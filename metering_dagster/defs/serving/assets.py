@@ -20,7 +20,7 @@ from metering_dagster.transform.rebuild import built_generation
 @dg.asset(
     group_name="serving",
     kinds={"duckdb"},
-    deps=[model_key("rpt_reconciliation")],
+    deps=[model_key("rpt_reconciliation"), model_key("rpt_budget_alerts"), model_key("rpt_stripe_budget_alerts")],
     description="marts.* copied to $METERING_STATE_DIR/analytics.duckdb for read-only queries during runs.",
 )
 def analyst_marts(metering: MeteringResource) -> dg.MaterializeResult:
