@@ -81,7 +81,16 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
         return None
     _unknown_keys(
         doc,
-        {"environment", "currency", "grace_period", "test_clock_start", "meters", "customers", "budgets", "entitlements"},
+        {
+            "environment",
+            "currency",
+            "grace_period",
+            "test_clock_start",
+            "meters",
+            "customers",
+            "budgets",
+            "entitlements",
+        },
         "",
         e,
     )
@@ -210,8 +219,10 @@ def _budget(raw: Any, at: str, meters: dict, customer_ids: set[str], e: _Errors)
     on_exceed = raw.get("on_exceed", "notify")
     if on_exceed not in ON_EXCEED:
         e.add(f"{at}.on_exceed", f"must be one of {', '.join(ON_EXCEED)}, got {shown(on_exceed)}")
-    if on_exceed == "block" and isinstance(thresholds, list) and not any(
-        isinstance(t, int) and not isinstance(t, bool) and t >= 100 for t in thresholds
+    if (
+        on_exceed == "block"
+        and isinstance(thresholds, list)
+        and not any(isinstance(t, int) and not isinstance(t, bool) and t >= 100 for t in thresholds)
     ):
         e.add(f"{at}.thresholds", "a block budget needs a threshold of 100 or more (access is refused at 100%)")
     if len(e.items) > before:

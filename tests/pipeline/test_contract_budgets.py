@@ -84,7 +84,7 @@ entitlements: {fail_mode: maybe, max_staleness: soon, extra: 1}
     errors = "\n".join(raised.value.errors)
     for expected in (
         "budgets[0].key: must match",
-        'budgets[0].customer: must be a customer id of this contract or "*", got \'cus_zz\'',
+        "budgets[0].customer: must be a customer id of this contract or \"*\", got 'cus_zz'",
         "budgets[1]: has spend and meter/quantity",
         "budgets[2]: needs spend",
         "budgets[3].meter: must be a meter key of this contract, got 'nope'",

@@ -1,8 +1,8 @@
 """Report usage to Stripe Billing Meters and read back Stripe's view of it."""
 
-import dagster as dg
-
 from datetime import UTC, datetime
+
+import dagster as dg
 
 from metering_dagster.billing.alerts import read_triggered_alerts, sync_billing_alerts
 from metering_dagster.billing.clock import record_clock_reading
