@@ -72,6 +72,9 @@ STEP_WORDS = {
     "landed_usage_lines": "landing new usage files",
     "metering_dbt_models": "dbt: validating, deduplicating, aggregating and pricing",
     "stripe_billing_objects": "Stripe: finding or creating meters, prices, customers and subscriptions",
+    "stripe_billing_alerts": "Stripe: billing alerts of the quantity budgets",
+    "stripe_clock": "Stripe: reading its time (which billing period is current)",
+    "budget_alerts": "budgets: alerts at their thresholds",
     "stripe_usage_report": "Stripe: sending meter events",
     "stripe_snapshot": "Stripe: reading back invoices and meter event summaries",
     "period_close": "closing billing periods",
@@ -90,6 +93,8 @@ def _step_result(step: str, metadata: dict[str, Any]) -> str | None:
         )
     if step == "stripe_usage_report":
         return f"{count(int(metadata.get('events_sent', 0)), 'meter event')} sent"
+    if step == "budget_alerts":
+        return f"{count(int(metadata.get('new_alerts', 0)), 'new alert')}"
     if step == "stripe_snapshot":
         return f"{count(int(metadata.get('customers_read', 0)), 'customer')} read back"
     return None
