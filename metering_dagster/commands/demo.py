@@ -6,9 +6,12 @@
 3. `metering run`: land October's logs, validate, dedupe, aggregate, gate, report to Stripe.
 4. Move the clock to 02:00: the grace period is over, Stripe finalizes the invoice.
 5. `metering run` again: nothing new is sent; Stripe's final invoice is reconciled against ours.
+6. Early November usage arrives (`data/demo/later/`): `metering run` finds one customer past 80% of its spend
+   budget and another past its API call cap (a `block` budget); the demo prints the alerts and what the
+   entitlements API (`metering serve`) answers for that customer.
 
-The demo cannot hurt a real setup. It always uses the shipped contract and usage logs (`data/demo/`) and
-the bundled Stripe emulator, and refuses, deleting nothing, when `STRIPE_API_KEY` or `STRIPE_API_BASE`
+The demo cannot hurt a real setup. It always uses the shipped contract and usage logs (`data/demo/`, the logs copied into
+the state folder's `raw/` as the story makes them arrive) and the bundled Stripe emulator, and refuses, deleting nothing, when `STRIPE_API_KEY` or `STRIPE_API_BASE`
 is set. It writes a marker file into the state folder before anything else and resets only a folder
 that carries it (or an empty one); even then it refuses when the warehouse names a Stripe object the
 bundled emulator in that folder never created: that warehouse has talked to another Stripe, and its
@@ -19,6 +22,7 @@ the shipped logs (the folder was used for other data).
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 from collections.abc import Mapping
@@ -33,6 +37,8 @@ from metering_dagster.commands.run import run_once
 from metering_dagster.contract import load_contract
 from metering_dagster.display import money, quantity
 from metering_dagster.locks import LOCK_FILE, run_lock
+from metering_dagster.serving.api.entitlement_routes import entitlement_json
+from metering_dagster.serving.entitlements import PublishedMarts, read_entitlements
 from metering_dagster.settings import (
     DEMO_DIR,
     REPO_ROOT,
@@ -47,6 +53,9 @@ AFTER_GRACE = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 
 DEMO_CONTRACT = DEMO_DIR / "metering.yml"
 DEMO_RAW_DIR = DEMO_DIR / "raw"
+# Usage that arrives after October is closed: the start of November, which crosses the demo's budgets.
+DEMO_LATER_DIR = DEMO_DIR / "later"
+BLOCKED_CUSTOMER = "cus_globex"
 MARKER = ".metering-demo"
 MARKER_TEXT = (
     "This folder is the state of `metering demo`: a next `metering demo` deletes the files below it that\n"
@@ -75,6 +84,7 @@ DEMO_FILES = (
     "target",
     "explain",
     "adjustments",
+    "raw",
 )
 _SHOWN = 8  # names listed in a refusal before "and N more"
 
@@ -140,7 +150,12 @@ def _foreign_contents(state_dir: Path) -> tuple[list[str], list[str]]:
             landed = con.execute("select source_file, content_sha256 from raw.landed_files order by 1").fetchall()
     finally:
         con.close()
-    shipped = {hashlib.sha256(p.read_bytes()).hexdigest() for p in DEMO_RAW_DIR.rglob("*") if p.is_file()}
+    shipped = {
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in (DEMO_RAW_DIR, DEMO_LATER_DIR)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
     other_usage = [name for name, sha in landed if sha not in shipped]
     if not recorded:
         return [], other_usage
@@ -291,19 +306,67 @@ def print_invoices(settings: Settings) -> None:
         print(text)
 
 
+def _budget_value(value, unit: str, currency: str) -> str:
+    """Spend budgets count cents: shown as money; quantity budgets in the meter's unit."""
+    if value is None:
+        return "too large to price"
+    return money(int(value), currency) if unit == "cents" else f"{quantity(value)} {unit}"
+
+
+def print_budgets(settings: Settings) -> None:
+    """The alerts of the run (as sent to METERING_WEBHOOK_URL, or recorded) and the entitlements API's answer for
+    the customer past its block budget, as `metering serve` gives it, from the analysts' copy it reads."""
+    con = duckdb.connect(str(settings.analytics_path), read_only=True)
+    try:
+        alerts = con.execute(
+            f"""select customer_id, budget_key, threshold_percent, alert_type, used, limit_value, unit, access,
+                       delivery_state, {utc_date("period_start")}
+                from marts.rpt_budget_alerts order by customer_id, budget_key, threshold_percent"""
+        ).fetchall()
+    finally:
+        con.close()
+    currency = load_contract(settings.contract_path).currency
+    rows = []
+    for customer, budget, threshold, kind, used, limit, unit, access, state, period in alerts:
+        rows.append(
+            [
+                customer,
+                budget,
+                str(period),
+                f"{threshold}%",
+                kind.removeprefix("budget."),
+                _budget_value(used, unit, currency),
+                _budget_value(limit, unit, currency),
+                access,
+                state,
+            ]
+        )
+    header = ["customer", "budget", "period", "threshold", "alert", "used", "limit", "access", "webhook"]
+    for text in _table(header, rows, right={3, 5, 6}):
+        print(text)
+    entitlements, _ = read_entitlements(
+        PublishedMarts(settings.analytics_path).cursor(), datetime.now(UTC), BLOCKED_CUSTOMER
+    )
+    print(f"\nGET /v1/entitlements/{BLOCKED_CUSTOMER} (metering serve) ->")
+    print(json.dumps(entitlement_json(entitlements[0]), indent=2))
+
+
 def run_demo(settings: Settings) -> int:
     """The demo story, through the commands' own functions (`metering clock advance`, `metering run`);
     `DemoRefused` (nothing deleted) when the environment or the state folder is not the demo's."""
     refuse_stripe_variables()
     print(
         f"metering demo: the shipped contract {DEMO_CONTRACT.relative_to(REPO_ROOT)} and usage logs "
-        f"{DEMO_RAW_DIR.relative_to(REPO_ROOT)}/ (METERING_CONTRACT and METERING_RAW_DIR are not used), "
-        f"the bundled Stripe emulator, state in {settings.state_dir}",
+        f"{DEMO_RAW_DIR.relative_to(REPO_ROOT)}/ and {DEMO_LATER_DIR.relative_to(REPO_ROOT)}/ (METERING_CONTRACT and "
+        f"METERING_RAW_DIR are not used), the bundled Stripe emulator, state in {settings.state_dir}",
         flush=True,
     )
     # The demo's state must only ever be the demo's: every step (and the Dagster run it starts) reads these.
-    settings = export_environment(replace(settings, contract_path=DEMO_CONTRACT, raw_dir=DEMO_RAW_DIR))
+    settings = export_environment(
+        replace(settings, contract_path=DEMO_CONTRACT, raw_dir=settings.state_dir.resolve() / "raw")
+    )
     deleted = prepare_state(settings)
+    shutil.copytree(DEMO_RAW_DIR, settings.raw_dir)  # October's logs arrive
     _step(
         f"Demo state in {settings.state_dir}: "
         + (f"the previous demo's {', '.join(deleted)} deleted" if deleted else "new")
@@ -327,6 +390,15 @@ def run_demo(settings: Settings) -> int:
         return code
     _step("Reconciliation, per customer, meter and period, and Stripe's invoices")
     print_invoices(settings)
+    _step(
+        f"Early November usage arrives ({DEMO_LATER_DIR.relative_to(REPO_ROOT)}/): metering run, then the budget "
+        "alerts and what the entitlements API answers"
+    )
+    shutil.copytree(DEMO_LATER_DIR, settings.raw_dir, dirs_exist_ok=True)
+    code = run_once(settings)
+    if code:
+        return code
+    print_budgets(settings)
     print(
         "\nOpen the Dagster UI with `make dev`; query the marts with "
         '`.venv/bin/metering query "select * from marts.rpt_reconciliation"`.'
