@@ -434,6 +434,8 @@ def _customer(raw: Any, at: str, e: _Errors) -> Customer | None:
     cid = raw.get("id")
     if not isinstance(cid, str) or not 1 <= len(cid) <= 100:
         e.add(f"{at}.id", f"must be a string of 1-100 chars, got {shown(cid)}")
+    elif cid == ANY_CUSTOMER:
+        e.add(f"{at}.id", 'must not be "*": in budgets, "*" means every customer without a budget of its own')
     elif not CUSTOMER_ID_RE.match(cid):
         e.add(
             f"{at}.id",

@@ -140,3 +140,13 @@ def test_metering_run_exits_3_listing_budget_errors(tmp_path, metering_env):
     )
     assert result.returncode == 3, result.stderr[-2000:]
     assert "budgets[0].quantity: is required" in result.stdout + result.stderr
+
+
+def test_a_customer_cannot_be_named_star(tmp_path):
+    path = tmp_path / "metering.yml"
+    path.write_text(HEAD.replace("id: cus_c", 'id: "*"'))
+    with pytest.raises(ContractError) as raised:
+        load_contract(path)
+    assert raised.value.errors == [
+        'metering.yml: customers[2].id: must not be "*": in budgets, "*" means every customer without a budget of its own'
+    ]
