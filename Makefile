@@ -25,13 +25,25 @@ demo: venv
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/metering demo
 
-test: venv
+test: venv chromium
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium for the browser tests (tests/browser/): Debian's `chromium` from the PATH, or installed from
+# Debian's repository (with sudo when not root). A failed install stops here: the browser tests never skip.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null && exit 0; \
+	echo "installing Debian's chromium for the browser tests (apt-get)"; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null \
+	  || { $$sudo apt-get update >/dev/null && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; } \
+	  || { echo "could not install chromium (apt-get install -y --no-install-recommends chromium); the browser tests need it"; exit 1; }; \
+	command -v chromium >/dev/null || { echo "chromium installed but not on the PATH"; exit 1; }
 
 # The edit-test loop: the unit and component tests, under 3 minutes. Leaves out the tests marked `slow` (full
 # `metering run` or demo subprocesses, the fault soak, the benchmark), which `make test` and CI run.
 .PHONY: test-fast
-test-fast: venv
+test-fast: venv chromium
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # No import cycle among the package's modules and no import from a layer above (docs/ARCHITECTURE.md, "Layers").
