@@ -142,7 +142,13 @@ def _contract(doc: Any, path: Path, e: _Errors) -> Contract | None:
         if customer is not None:
             customers.append(customer)
 
-    budgets = _budgets(doc.get("budgets"), {m.key: m for m in meters}, {c.id for c in customers}, e)
+    # ids and keys of the wrong type are reported above; only strings can be named by a budget (fuzz test)
+    budgets = _budgets(
+        doc.get("budgets"),
+        {m.key: m for m in meters if isinstance(m.key, str)},
+        {c.id for c in customers if isinstance(c.id, str)},
+        e,
+    )
     entitlements = _entitlements(doc.get("entitlements"), e)
 
     if e.items:
