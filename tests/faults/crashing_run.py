@@ -9,7 +9,8 @@ product code carries no test hooks:
 - `landing:before_commit`: every raw line is inserted, the landing transaction is not committed yet;
 - `dbt:running`: a timer armed when landing commits, firing N tenths of a second later, while dbt builds;
 - `upload:after_ledger_write`: the ledger has its new pending rows, nothing is sent yet;
-- `upload:after_send`: Stripe took a batch, the ledger does not know yet.
+- `upload:after_send`: Stripe took a batch, the ledger does not know yet;
+- `alerts:after_send`: the webhook receiver answered a budget alert, the outbox does not know yet.
 
 Run from the repository root with the run's environment (METERING_STATE_DIR, STRIPE_API_KEY, ...), in a process
 group of its own (`start_new_session=True`): the kill takes the whole group.
@@ -26,7 +27,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-POINTS = ("landing:before_commit", "dbt:running", "upload:after_ledger_write", "upload:after_send")
+POINTS = ("landing:before_commit", "dbt:running", "upload:after_ledger_write", "upload:after_send", "alerts:after_send")
 
 
 def parse_point(text: str) -> tuple[str, int]:
@@ -78,6 +79,7 @@ def arm(point: str, n: int) -> None:
     from stripe.v2.billing._meter_event_stream_service import MeterEventStreamService
 
     from metering_dagster.billing import ledger
+    from metering_dagster.budgets import webhooks
     from metering_dagster.landing import land
 
     if point == "landing:before_commit":
@@ -94,6 +96,8 @@ def arm(point: str, n: int) -> None:
         patch(ledger, "write_pending", after=die_on_hit(n))
     elif point == "upload:after_send":  # the meter event stream's create returned: Stripe has the batch
         patch(MeterEventStreamService, "create", after=die_on_hit(n))
+    elif point == "alerts:after_send":  # one POST of an alert answered, whatever the answer
+        patch(webhooks, "_post", after=die_on_hit(n))
 
 
 def main(argv: list[str]) -> int:
