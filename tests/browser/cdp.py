@@ -204,30 +204,38 @@ class Page:
         answer = self.send("Page.navigate", {"url": url})
         if answer.get("errorText"):
             raise BrowserError(f"{url}: {answer['errorText']}")
-        return self._wait_document(answer.get("loaderId"), url)
+        return self._wait_document(answer.get("loaderId"))
 
-    def _wait_document(self, loader: str | None, what: str) -> int:
+    def _wait_document(self, loader: str | None, timeout: float | None = None) -> int:
         response = self._event(
             "Network.responseReceived",
             lambda p: p.get("type") == "Document" and (loader is None or p.get("loaderId") == loader),
+            timeout,
         )
-        self._event("Page.loadEventFired")
+        self._event("Page.loadEventFired", timeout=timeout)
         return response["response"]["status"]
+
+    def next_document(self, action: Callable[[], Any], timeout: float | None = None) -> int:
+        """Do `action` (a click, a form sent, a file published that makes the page reload itself) and wait for the
+        document it loads; its HTTP status (after any redirect)."""
+        self.browser._events.clear()
+        action()
+        return self._wait_document(None, timeout)
 
     def submit(self, form_selector: str, values: dict[str, str]) -> int:
         """Fill a form's named fields as a person would type them, submit it and wait for the next page;
         its HTTP status (after any redirect)."""
-        self.browser._events.clear()
-        self.evaluate(
-            """([selector, values]) => {
-                const form = document.querySelector(selector);
-                if (!form) throw new Error('no form ' + selector);
-                for (const [name, value] of Object.entries(values)) form.elements[name].value = value;
-                form.requestSubmit();
-            }""",
-            [form_selector, values],
+        return self.next_document(
+            lambda: self.evaluate(
+                """([selector, values]) => {
+                    const form = document.querySelector(selector);
+                    if (!form) throw new Error('no form ' + selector);
+                    for (const [name, value] of Object.entries(values)) form.elements[name].value = value;
+                    form.requestSubmit();
+                }""",
+                [form_selector, values],
+            )
         )
-        return self._wait_document(None, form_selector)
 
     def evaluate(self, function: str, argument: Any = None) -> Any:
         """Call a JavaScript function (source text) with one JSON argument in the page; its JSON result.
