@@ -1,6 +1,7 @@
 """`metering`: run the pipeline once, play the demo, move the test clock.
 
     metering run                      the metering job once, recorded in $DAGSTER_HOME
+    metering run --budgets            the budget job once: budgets and the entitlements API only, no upload
     metering demo                     reset the demo state and tell the whole story
     metering clock advance --to TIME  move the shared Stripe test clock (test mode only)
     metering corrections preview      the money each customer would gain or lose from what has arrived
@@ -50,11 +51,21 @@ def main(argv: list[str] | None = None) -> int:
         prog="metering", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the metering job once for what has arrived")
+    run_p = sub.add_parser("run", help="run the metering job once for what has arrived")
+    # `metering run --budgets`: the light budget job (commands/run.py)
+    run_p.add_argument(
+        "--budgets",
+        action="store_true",
+        help="only budgets: land, build the budget marts, alert, publish for `metering serve`; send nothing to Stripe",
+    )
     sub.add_parser("demo", help="reset the demo state and run the demo story on the shipped data")
     bench = sub.add_parser("bench", help="generated usage at volume through the pipeline, against the DuckDB floor")
     bench.add_argument("--events", type=int, default=1_000_000)
     bench.add_argument("--keep", action="store_true", help="keep the generated logs")
+    # the hard-stop latency: a file past a block budget -> `metering serve` answers block (commands/bench/latency.py)
+    bench.add_argument("--latency-only", action="store_true", help="build the warehouse, then measure only the latency")
+    bench.add_argument("--crossings", type=int, default=10, help="customers taken past the block budget (0: none)")
+    bench.add_argument("--poll-interval", type=float, default=10.0, help="seconds between looks at the raw folder")
     clock = sub.add_parser("clock", help="the shared Stripe test clock (test mode)")
     clock_sub = clock.add_subparsers(dest="clock_command", required=True)
     advance = clock_sub.add_parser("advance", help="advance the test clock")
@@ -102,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
-        return run_once(settings)
+        return run_once(settings, budgets_only=args.budgets)
     if args.command == "clock":
         return advance_clock(settings, args.to)
     if args.command == "corrections":
@@ -116,7 +127,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, setting
 
         return serve(settings, args.host, args.port)
     if args.command == "bench":
-        print(json.dumps(run_bench(args.events, keep=args.keep), indent=2))
+        report = run_bench(
+            args.events,
+            keep=args.keep,
+            latency_only=args.latency_only,
+            crossings=args.crossings,
+            poll_interval=args.poll_interval,
+        )
+        print(json.dumps(report, indent=2))
         return EXIT_OK
     if args.command == "demo":
         try:

@@ -16,15 +16,19 @@ from metering_dagster.commands.summary import print_run_summary
 from metering_dagster.settings import Settings
 
 
-def run_once(settings: Settings, quiet: bool = False) -> int:
-    """Run the metering job once through a Dagster instance, print its summary, return the exit code."""
+def run_once(settings: Settings, quiet: bool = False, budgets_only: bool = False) -> int:
+    """Run the metering job once through a Dagster instance, print its summary, return the exit code.
+
+    `budgets_only` (`metering run --budgets`) runs the budget job instead: land, read Stripe's clock, build the
+    budget marts, send the budget alerts, publish for the entitlements API; nothing is sent to Stripe.
+    """
     prepare_environment(settings)
     bad = check_contract(settings)
     if bad is not None:
         return bad
-    outcome = execute_metering_job()
+    outcome = execute_metering_job(job_name="budget_job" if budgets_only else "metering_job")
     if not quiet:
-        print_run_summary(outcome, settings)
+        print_run_summary(outcome, settings, budget_run=budgets_only)
         print_period_close(outcome)
     return exit_code(outcome)
 

@@ -31,13 +31,28 @@ def metering_job():
     return defs.resolve_job_def(METERING_JOB_NAME)
 
 
+def budget_job():
+    """Module-level, like metering_job: the light job behind `metering run --budgets` (no upload)."""
+    from metering_dagster.definitions import defs
+    from metering_dagster.defs.orchestration.jobs import BUDGET_JOB_NAME
+
+    return defs.resolve_job_def(BUDGET_JOB_NAME)
+
+
+# `metering run` runs the metering job; `metering run --budgets` the budget job.
+JOBS = {"metering_job": metering_job, "budget_job": budget_job}
+
+
 def say(message: str) -> None:
     """A line for the person at the terminal (stderr), e.g. why a command waits or stopped."""
     print(f"metering: {message}", file=sys.stderr, flush=True)
 
 
-def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | None = None) -> RunOutcome:
-    """Run the job; dbt's progress lines go to `log_path` (the terminal gets the summary).
+def execute_metering_job(
+    tags: dict[str, str] | None = None, log_path: Path | None = None, job_name: str = "metering_job"
+) -> RunOutcome:
+    """Run the job (`job_name`: the metering job, or the budget job); dbt's progress lines go to `log_path` (the
+    terminal gets the summary).
 
     The run holds the state folder's run lock throughout (`locks.run_lock`); a second run says
     who holds it, waits `METERING_LOCK_WAIT_SECONDS` and otherwise raises `RunLockBusy` without running.
@@ -52,12 +67,12 @@ def execute_metering_job(tags: dict[str, str] | None = None, log_path: Path | No
     with run_lock(settings.state_dir, say=say):
         started_at = datetime.now(UTC)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        display = ProgressDisplay("metering run")
+        display = ProgressDisplay("metering run" if job_name == "metering_job" else "metering run --budgets")
         try:
             with open(log_path, "w") as log, contextlib.redirect_stdout(log), display.listen():
                 display.update("preparing the dbt project (its first run in a checkout parses it: ~20 s)", start=True)
                 prepare_manifest()
-                outcome = _execute(dg, tags, RunProgress(display, started_at))
+                outcome = _execute(dg, tags, RunProgress(display, started_at, job_name), job_name)
             display.update(f"finished in {time.monotonic() - display.started:.0f} s", done=True)
         finally:
             display.close()
@@ -107,8 +122,9 @@ class RunProgress:
 
     POLL_SECONDS = 0.5
 
-    def __init__(self, display, started_at: datetime):
+    def __init__(self, display, started_at: datetime, job_name: str = "metering_job"):
         self.display = display
+        self.job_name = job_name
         self.started_at = started_at
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="run-progress", daemon=True)
@@ -133,7 +149,7 @@ class RunProgress:
 
         try:
             with dg.DagsterInstance.get() as instance:
-                self._models = _models_per_dbt_step()
+                self._models = _models_per_dbt_step(self.job_name)
                 run_id, cursor = None, None
                 while not self._stop.wait(self.POLL_SECONDS):
                     if run_id is None:
@@ -192,13 +208,14 @@ class RunProgress:
             self.display.update(self._step_text)  # on a terminal the seconds go on counting
 
 
-def _models_per_dbt_step() -> dict[str, int]:
-    """How many dbt models each dbt step builds (the assets of its op), for "n of N"."""
-    job = metering_job()
+def _models_per_dbt_step(job_name: str = "metering_job") -> dict[str, int]:
+    """How many dbt models each dbt step builds (the assets of its op that the job selects), for "n of N"."""
+    job = JOBS[job_name]()
+    selected = job.asset_layer.selected_asset_keys
     return {
-        assets.node_def.name: len(assets.keys)
+        assets.node_def.name: len(assets.keys & selected)
         for assets in job.asset_layer.asset_graph.assets_defs
-        if assets.is_executable and "dbt" in assets.node_def.name
+        if assets.is_executable and "dbt" in assets.node_def.name and assets.keys & selected
     }
 
 
@@ -285,7 +302,9 @@ def _ensure_upload_pool(instance) -> None:
         storage.set_concurrency_slots(UPLOAD_POOL, 1)
 
 
-def _execute(dg, tags: dict[str, str] | None, progress: RunProgress | None = None) -> RunOutcome:
+def _execute(
+    dg, tags: dict[str, str] | None, progress: RunProgress | None = None, job_name: str = "metering_job"
+) -> RunOutcome:
     for pid in end_orphaned_dbt(load_settings().state_dir):
         say(f"ended dbt process {pid}, left running by a killed run (it held the warehouse)")
     with dg.DagsterInstance.get() as instance:
@@ -295,7 +314,7 @@ def _execute(dg, tags: dict[str, str] | None, progress: RunProgress | None = Non
         # followed from here on: the instance's storage exists (two first openings at once both create it)
         with progress or contextlib.nullcontext():
             result = dg.execute_job(
-                dg.reconstructable(metering_job),
+                dg.reconstructable(JOBS[job_name]),
                 instance=instance,
                 tags={"metering/trigger": "cli", "metering/pid": str(os.getpid()), **(tags or {})},
                 # The terminal gets the summary, a failed step in one line; the full event log, tracebacks

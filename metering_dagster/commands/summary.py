@@ -66,6 +66,11 @@ def warehouse_figures(settings: Settings, run_started_at: datetime | None = None
             "invoice_cents": _scalar(con, "select sum(amount_cents) from marts.fct_invoice_lines_expected"),
             "customers_sent": customers_sent,
             "reconciliation": statuses,
+            "blocked": _scalar(
+                con,
+                "select list(customer_id order by customer_id) from marts.fct_entitlements where access = 'block'",
+                default=[],
+            ),
         }
     finally:
         con.close()
@@ -152,14 +157,22 @@ def _row(label: str, value: str) -> None:
     print(f"  {label:<16}{value}")
 
 
-def print_run_summary(outcome: RunOutcome, settings: Settings) -> None:
+def print_run_summary(outcome: RunOutcome, settings: Settings, budget_run: bool = False) -> None:
     """A short table: what landed, what went to Stripe, the shadow invoice, the reconciliation, the checks."""
     state = _state(outcome)
-    print(f"metering run {outcome.run_id[:8]} {state}")
+    print(f"metering run{' --budgets' if budget_run else ''} {outcome.run_id[:8]} {state}")
     figures = outcome.figures
     landing = outcome.materialized.get("landed_usage_lines")
     if landing:
         _row("landed", _landed_row(landing))
+    if budget_run:  # the budget job: budgets and the entitlements API only
+        _row("uploaded", "nothing: a budget run sends nothing to Stripe (`metering run` uploads)")
+        if state != "failed":
+            blocked = list(figures.get("blocked") or [])
+            _row(
+                "entitlements",
+                f"{count(len(blocked), 'customer')} blocked" + (f": {', '.join(blocked)}" if blocked else ""),
+            )
     upload = outcome.materialized.get("stripe_usage_report")
     if upload:
         _row("uploaded", _uploaded_row(upload, figures.get("customers_sent")))

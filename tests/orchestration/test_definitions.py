@@ -156,7 +156,8 @@ def test_sensor_requests_a_run_for_new_files_only(metering_env):
     from metering_dagster.defs.orchestration.sensors import new_usage_logs_sensor
 
     raw = metering_env["raw"]
-    context = build_sensor_context()
+    instance = dg.DagsterInstance.ephemeral()  # the sensor asks it whether a run is under way
+    context = build_sensor_context(instance=instance)
     assert isinstance(new_usage_logs_sensor(context), dg.SkipReason)
 
     (raw / "a.jsonl").write_text('{"event_id": "e1"}\n')
@@ -167,11 +168,11 @@ def test_sensor_requests_a_run_for_new_files_only(metering_env):
     assert isinstance(first, dg.RunRequest)
     assert set(list_log_files(raw)) == {"a.jsonl", "nested/b.jsonl.gz"}
 
-    context = build_sensor_context(cursor=context.cursor)
+    context = build_sensor_context(cursor=context.cursor, instance=instance)
     assert isinstance(new_usage_logs_sensor(context), dg.SkipReason)
 
     (raw / "c.jsonl").write_text('{"event_id": "e2"}\n')
-    second = new_usage_logs_sensor(build_sensor_context(cursor=context.cursor))
+    second = new_usage_logs_sensor(build_sensor_context(cursor=context.cursor, instance=instance))
     assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
 
 

@@ -33,8 +33,21 @@ def customers_for(n_events: int) -> list[str]:
     return [f"cus_bench_{i:05d}" for i in range(max(20, min(5000, n_events // 1000)))]
 
 
-def bench_contract_yaml(demo_contract: Path, customers: list[str]) -> str:
-    """The demo contract's meters and prices with the bench customers."""
+# The bench's budget: a cap on API calls for every customer, which blocks at 100% (what the latency stage crosses).
+BLOCK_BUDGET_KEY = "api_call_cap"
+BLOCK_BUDGET_METER = "api_calls"
+BLOCK_BUDGET_ACTION = "api_request"
+
+
+def block_budget_limit(n_events: int, customers: list[str]) -> int:
+    """Every customer's events of the whole month (all meters), as the cap on its API calls alone: a customer gets
+    about one event in six on that meter, so no generated month comes near it, and the bench's own stages (a month,
+    one more day) block nobody."""
+    return max(100, n_events // len(customers))
+
+
+def bench_contract_yaml(demo_contract: Path, customers: list[str], n_events: int = 0) -> str:
+    """The demo contract's meters and prices with the bench customers and one `block` budget on API calls."""
     import yaml
 
     doc = yaml.safe_load(demo_contract.read_text())
@@ -42,7 +55,38 @@ def bench_contract_yaml(demo_contract: Path, customers: list[str]) -> str:
         {"id": c, "billing_anchor": MONTH_START.strftime("%Y-%m-%dT%H:%M:%SZ"), "interval": "month"} for c in customers
     ]
     doc.pop("test_clock_start", None)
+    limit = block_budget_limit(n_events, customers)
+    doc["budgets"] = [
+        {
+            "key": BLOCK_BUDGET_KEY,
+            "customer": "*",
+            "meter": BLOCK_BUDGET_METER,
+            "quantity": str(limit),
+            "on_exceed": "block",
+        }
+    ]
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+def write_api_calls(path: Path, customer: str, calls: int, first_id: str, at: datetime) -> None:
+    """A complete log file of `calls` API calls of one customer at `at` (one a millisecond), written under a
+    temporary name and renamed into place, as the README asks of every producer."""
+    start = int(at.timestamp())
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"{first_id}_{i:07d}",
+                "timestamp": start + i // 1000,
+                "customer_id": customer,
+                "action": BLOCK_BUDGET_ACTION,
+                "metadata": {},
+            }
+        )
+        for i in range(calls)
+    ]
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("\n".join(lines) + "\n")
+    partial.rename(path)
 
 
 def _nested(path: str, value_expr: pl.Expr) -> tuple[str, pl.Expr]:

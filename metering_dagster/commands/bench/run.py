@@ -7,14 +7,16 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from metering_dagster.billing.retry import STATS
 from metering_dagster.commands.bench.floor import duckdb_floor_seconds
 from metering_dagster.commands.bench.generate import (
     bench_contract_yaml,
+    block_budget_limit,
     customers_for,
     generate_month,
 )
@@ -121,14 +123,49 @@ def _peak_by_step(peak: PeakMemory, run_id: str) -> dict[str, dict]:
     }
 
 
-def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, results: Path = RESULTS) -> dict:
+def _latency(n_events: int, customers: list[str], raw: Path, crossings: int, poll_interval: float) -> dict:
+    """The hard-stop latency on the warehouse as the earlier stages left it (see commands/bench/latency.py)."""
+    from metering_dagster.commands.bench.latency import measure_latency  # loads Dagster: only when measured
+
+    report = measure_latency(
+        raw,
+        customers,
+        block_budget_limit(n_events, customers) + 1,
+        # In the current period (Stripe's clock is at CLOCK_AT), where nobody has usage yet: one file blocks.
+        CLOCK_AT - timedelta(minutes=30),
+        crossings=crossings,
+        interval=poll_interval,
+    )
+    seconds, parts = report["seconds"], report["breakdown_seconds"]
+    print(
+        f"metering bench: {report['crossings']} crossings of a block budget at {n_events:,} events: file complete ->"
+        f" API answers block in p50 {seconds['p50']} s, p95 {seconds['p95']} s, max {seconds['max']} s (waiting for"
+        f" a poll every {poll_interval:g} s: p50 {parts['waiting_for_the_poll']['p50']} s; `metering run --budgets`:"
+        f" p50 {parts['run_process']['p50']} s)",
+        file=sys.stderr,
+    )
+    return report
+
+
+def run_bench(
+    n_events: int,
+    workdir: Path | None = None,
+    keep: bool = False,
+    results: Path = RESULTS,
+    *,
+    latency_only: bool = False,
+    crossings: int = 10,
+    poll_interval: float = 10.0,
+) -> dict:
+    """The benchmark's stages, then the hard-stop latency (`crossings` customers blocked; 0: not measured).
+    `latency_only`: the month and its run build the warehouse, then only the latency is measured."""
     workdir = (workdir or REPO_ROOT / "state" / "bench").resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     raw = workdir / "raw"
     customers = customers_for(n_events)
     contract_path = workdir / "metering.yml"
     workdir.mkdir(parents=True)
-    contract_path.write_text(bench_contract_yaml(DEMO_DIR / "metering.yml", customers))
+    contract_path.write_text(bench_contract_yaml(DEMO_DIR / "metering.yml", customers, n_events))
     export_environment(
         Settings(state_dir=workdir / "state", raw_dir=raw, contract_path=contract_path),
         dagster_home=workdir / "state" / "dagster_home",
@@ -147,6 +184,16 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, re
     with PeakMemory() as peak_full:
         _, full = _timed_run()
     full["peak_memory_by_step"] = _peak_by_step(peak_full, full["run_id"])
+    if latency_only:
+        report = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "events": n_events,
+            "customers": len(customers),
+            "full_run_wall_seconds": full["wall_seconds"],
+            "latency": _latency(n_events, customers, raw, crossings, poll_interval),
+        }
+        return _write(report, results / f"bench-latency-{n_events}.json", raw, keep)
 
     extra = max(1, n_events * 3 // 100)
     in_fresh_process(generate_month, contract, customers, raw / "day", extra * 9 // 10, 11, n_events, 30, 1)
@@ -188,8 +235,14 @@ def run_bench(n_events: int, workdir: Path | None = None, keep: bool = False, re
         "peak_memory_mb": max(run["peak_memory_mb"] for run in peaks.values()),
         "peak_memory": peaks,
     }
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"bench-{n_events}.json").write_text(json.dumps(report, indent=2) + "\n")
+    if crossings:
+        report["latency"] = _latency(n_events, customers, raw, crossings, poll_interval)
+    return _write(report, results / f"bench-{n_events}.json", raw, keep)
+
+
+def _write(report: dict, path: Path, raw: Path, keep: bool) -> dict:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
     if not keep:
         shutil.rmtree(raw, ignore_errors=True)
     return report

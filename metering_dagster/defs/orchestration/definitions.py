@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from metering_dagster.defs.orchestration.jobs import metering_job
+from metering_dagster.defs.orchestration.jobs import budget_job, metering_job
 from metering_dagster.defs.orchestration.schedules import hourly_metering_schedule
-from metering_dagster.defs.orchestration.sensors import new_usage_logs_sensor
+from metering_dagster.defs.orchestration.sensors import budget_usage_sensor, new_usage_logs_sensor
 
-defs = dg.Definitions(jobs=[metering_job], schedules=[hourly_metering_schedule], sensors=[new_usage_logs_sensor])
+defs = dg.Definitions(
+    jobs=[metering_job, budget_job],
+    schedules=[hourly_metering_schedule],
+    sensors=[new_usage_logs_sensor, budget_usage_sensor],
+)

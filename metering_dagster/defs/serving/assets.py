@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from metering_dagster.defs.budgets.assets import budget_alerts
 from metering_dagster.defs.resources import MeteringResource
 from metering_dagster.defs.transform.keys import model_key
 from metering_dagster.serving.publish import publish_marts
@@ -20,7 +21,14 @@ from metering_dagster.transform.rebuild import built_generation
 @dg.asset(
     group_name="serving",
     kinds={"duckdb"},
-    deps=[model_key("rpt_reconciliation"), model_key("rpt_budget_alerts"), model_key("rpt_stripe_budget_alerts")],
+    deps=[
+        model_key("rpt_reconciliation"),
+        model_key("rpt_budget_alerts"),
+        model_key("rpt_stripe_budget_alerts"),
+        # what the entitlements API reads: named, so that the budget job (which builds no rpt_*) publishes after them
+        model_key("fct_entitlements"),
+        budget_alerts,
+    ],
     description="marts.* copied to $METERING_STATE_DIR/analytics.duckdb for read-only queries during runs.",
 )
 def analyst_marts(metering: MeteringResource) -> dg.MaterializeResult:
