@@ -76,10 +76,22 @@ def duration_text(seconds: int) -> str:
 
 
 class PublishedMarts:
-    """The analysts' copy at `path`, reopened when a publication replaces the file (module doc)."""
+    """The analysts' copy at `path`, reopened when a publication replaces the file (module doc).
 
-    def __init__(self, path: Path):
+    Another published file (the reader copy, for the console) is read the same way under its own `catalog`, with
+    the `required` (schema, table) pairs it cannot answer without. Each cursor reads `catalog` by default, so
+    `marts.x` names the published table.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        catalog: str = _CATALOG,
+        required: tuple[tuple[str, str], ...] = tuple(("marts", name) for name in _REQUIRED_TABLES),
+    ):
         self.path = path
+        self.catalog = catalog
+        self.required = required
         self._lock = threading.Lock()
         self._identity: tuple[int, ...] | None = None
         self._connection: duckdb.DuckDBPyConnection | None = None
@@ -99,24 +111,29 @@ class PublishedMarts:
                 # finish on the old file, which DuckDB releases with the last of them.
                 self._connection = self._open()
                 self._identity = identity
-            return self._connection.cursor()
+            cursor = self._connection.cursor()
+        cursor.execute(f"use {self.catalog}")
+        return cursor
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(":memory:", config=duckdb_config())
         try:
             con.execute("set TimeZone = 'UTC'")
-            con.execute(f"attach ? as {_CATALOG} (read_only)", [str(self.path)])
-            found = {
-                row[0]
-                for row in con.execute(
-                    "select table_name from information_schema.tables where table_catalog = ? and table_schema = 'marts'",
-                    [_CATALOG],
+            con.execute(f"attach ? as {self.catalog} (read_only)", [str(self.path)])
+            found = set(
+                con.execute(
+                    "select table_schema, table_name from information_schema.tables where table_catalog = ?",
+                    [self.catalog],
                 ).fetchall()
-            }
+            )
         except duckdb.Error as error:
             con.close()
             raise NotPublished(f"the published data cannot be read ({type(error).__name__})") from error
-        missing = [name for name in _REQUIRED_TABLES if name not in found]
+        missing = [
+            f"{schema}.{name}" if schema != "marts" else name
+            for schema, name in self.required
+            if (schema, name) not in found
+        ]
         if missing:
             con.close()
             raise NotPublished(

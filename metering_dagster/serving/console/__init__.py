@@ -1,0 +1,1 @@
+"""The usage console served by `metering serve`: pages, charts, statements and exports over the published data."""
