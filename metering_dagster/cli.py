@@ -8,7 +8,8 @@
     metering explain --customer ID --period START [--as-of TIME]   explain one invoice
     metering query SQL [--format table|csv|json]   SQL on the analysts' read-only copy of the marts
     metering bench --events N         the benchmark (see docs/BENCHMARK.md)
-    metering serve [--host H] [--port P]   the entitlements API (needs METERING_API_TOKEN)
+    metering serve [--host H] [--port P]   the entitlements API and the usage console (needs METERING_API_TOKEN)
+    metering tokens create --customer ID | list | revoke ID   console tokens that see one customer only
 
 Argument parsing and dispatch only: each command is a plain function in `commands/`.
 """
@@ -89,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     serve_p = sub.add_parser("serve", help="the entitlements API over HTTP (needs METERING_API_TOKEN)")
     serve_p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     serve_p.add_argument("--port", type=int, default=8787, choices=range(65536), metavar="PORT", help="default 8787")
+    # `metering tokens`: per-customer console tokens, stored hashed in the state folder (commands/tokens.py)
+    tokens_p = sub.add_parser("tokens", help="console tokens that see one customer only").add_subparsers(
+        dest="tokens_command", required=True
+    )
+    tokens_p.add_parser("create", help="make a token for one customer; printed once").add_argument(
+        "--customer", required=True, help="the contract's customer id"
+    )
+    tokens_p.add_parser("list", help="the tokens' ids and customers (never a token)")
+    tokens_p.add_parser("revoke", help="remove a token (its id) or every token of a customer").add_argument("id")
     args = parser.parse_args(argv)
 
     try:
@@ -126,6 +136,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, setting
         from metering_dagster.commands.serve import serve  # uvicorn and Starlette load only for this command
 
         return serve(settings, args.host, args.port)
+    if args.command == "tokens":  # per-customer console tokens (commands/tokens.py)
+        from metering_dagster.commands import tokens
+
+        if args.tokens_command == "create":
+            return tokens.tokens_create(settings, args.customer)
+        if args.tokens_command == "list":
+            return tokens.tokens_list(settings)
+        return tokens.tokens_revoke(settings, args.id)
     if args.command == "bench":
         report = run_bench(
             args.events,

@@ -50,7 +50,7 @@ def _html_error(status: int, detail: str, headers=None) -> HTMLResponse:
 
 
 def _answer(request: Request, status: int, code: str, detail: str, headers=None) -> Response:
-    if wants_html(request.url.path):
+    if wants_html(request.url.path, request.headers.get("accept")):
         return _html_error(status, detail[:1].upper() + detail[1:], headers)
     return error_response(status, code, detail, headers)
 

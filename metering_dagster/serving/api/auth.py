@@ -81,8 +81,13 @@ def customer_may_reach(segments: list[str], customer_id: str) -> bool:
     return segments[:2] == ["v1", "entitlements"] and len(segments) == 3 and segments[2] == customer_id
 
 
-def wants_html(path: str) -> bool:
-    return not path.startswith("/v1/") and not path.endswith((".csv", ".parquet", ".pdf"))
+def wants_html(path: str, accept: str | None) -> bool:
+    """A browser asking for a page (it sends `Accept: text/html`) gets HTML; the API, downloads and scripts JSON."""
+    return (
+        "text/html" in (accept or "")
+        and not path.startswith("/v1/")
+        and not path.endswith((".csv", ".parquet", ".pdf"))
+    )
 
 
 _SIGN_IN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in</title>
@@ -92,7 +97,7 @@ _SIGN_IN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><t
 
 def _refusal(scope: Scope, status: int, code: str, detail: str, challenge: str | None) -> Response:
     headers = {"WWW-Authenticate": challenge} if challenge else None
-    if wants_html(scope["path"]):
+    if wants_html(scope["path"], Headers(scope=scope).get("accept")):
         if status == 401:
             return HTMLResponse(_SIGN_IN_PAGE.format(message=detail), status_code=status, headers=headers)
         return HTMLResponse(
@@ -140,7 +145,11 @@ class BearerTokenMiddleware:
             response = _refusal(scope, 401, "unauthorized", "send Authorization: Bearer <token>", _CHALLENGE)
         elif principal is None:
             response = _refusal(
-                scope, 401, "unauthorized", "the token is not one of this server's", f'{_CHALLENGE}, error="invalid_token"'
+                scope,
+                401,
+                "unauthorized",
+                "the token is not one of this server's",
+                f'{_CHALLENGE}, error="invalid_token"',
             )
         elif principal.customer_id is not None and not customer_may_reach(
             path_segments(scope.get("raw_path") or path.encode()), principal.customer_id
