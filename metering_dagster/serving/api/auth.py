@@ -77,6 +77,10 @@ def customer_may_reach(segments: list[str], customer_id: str) -> bool:
     if any(part in ("", ".", "..") for part in segments):
         return False
     if segments[0] == "customers":
+        # past the id, a segment is a fixed word, a period start or a meter key: one that decodes to a path is a trick
+        rest = segments[2:]
+        if any(char in part for part in rest for char in ("/", "\\", "\x00")):
+            return False
         return len(segments) >= 2 and segments[1] == customer_id
     return segments[:2] == ["v1", "entitlements"] and len(segments) == 3 and segments[2] == customer_id
 
