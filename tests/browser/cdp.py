@@ -282,15 +282,20 @@ class Page:
             "([s, n]) => [...document.querySelectorAll(s)].map((e) => e.getAttribute(n))", [selector, name]
         )
 
-    def screenshot(self, path: Path, *, full_page: bool = True) -> bytes:
-        """A PNG of the page at the fixed window width (the whole page's height when `full_page`)."""
-        params: dict[str, Any] = {"format": "png"}
-        if full_page:
-            height = self.evaluate("() => Math.ceil(document.documentElement.scrollHeight)")
-            params |= {
-                "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": WINDOW[0], "height": height, "scale": 1},
-            }
+    def screenshot(self, path: Path, selector: str | None = None) -> bytes:
+        """A PNG of the whole page at the fixed window width, or of the one element matching `selector`."""
+        box = self.evaluate(
+            """(selector) => {
+                if (!selector) return {x: 0, y: 0, width: innerWidth,
+                                       height: Math.ceil(document.documentElement.scrollHeight)};
+                const element = document.querySelector(selector);
+                if (!element) throw new Error('nothing matches ' + selector);
+                const r = element.getBoundingClientRect();
+                return {x: r.left + scrollX, y: r.top + scrollY, width: Math.ceil(r.width), height: Math.ceil(r.height)};
+            }""",
+            selector,
+        )
+        params = {"format": "png", "captureBeyondViewport": True, "clip": box | {"scale": 1}}
         data = base64.b64decode(self.send("Page.captureScreenshot", params)["data"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -310,14 +315,16 @@ class Page:
             selector,
         )
         begun = self._event("Browser.downloadWillBegin", timeout=timeout)
-        self._event(
+        done = self._event(
             "Browser.downloadProgress",
             lambda p: p.get("guid") == begun["guid"] and p.get("state") in ("completed", "canceled"),
             timeout=timeout,
         )
         path = self.browser.downloads / begun["guid"]  # saved under its guid: two downloads never collide
-        if not path.exists():
-            raise BrowserError(f"the download of {begun['url']} did not complete")
+        if done["state"] != "completed" or not path.exists():
+            # Chromium cancels a download answered with an HTTP error (a 401: the headers set by set_headers are
+            # not sent with downloads, the cookie is)
+            raise BrowserError(f"the download of {begun['url']} was {done['state']}")
         return path
 
     def close(self) -> None:

@@ -3,12 +3,21 @@ first). Without it these tests fail, saying how to get it: they never skip."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import duckdb
 import pytest
 
+from metering_dagster.serving.api import create_app
+from metering_dagster.settings import Settings
 from tests.browser.cdp import Browser, Page
+from tests.conftest import DEMO_DIR
+from tests.periods.test_period_close import metering
+from tests.serving.conftest import run_server
 
 INSTALL = "make chromium (apt-get install -y --no-install-recommends chromium)"
 
@@ -34,3 +43,50 @@ def page(browser) -> Iterator[Page]:
     tab.clear_cookies()
     yield tab
     tab.close()
+
+
+# The console on the demo's data: one `metering demo` for the whole folder (October invoiced and final at Stripe,
+# early November usage past two budgets), then `metering serve`'s app on a free port.
+ADMIN_TOKEN = "tok-" + "browser-admin-token-0123456789"
+
+
+@dataclass
+class Console:
+    base: str
+    settings: Settings
+    marts: Path  # a copy of the published analysts' copy, for the tests' own queries
+
+    def query(self, sql: str, params=()) -> list[tuple]:
+        con = duckdb.connect(str(self.marts), read_only=True)
+        try:
+            return con.execute(sql, list(params)).fetchall()
+        finally:
+            con.close()
+
+
+@pytest.fixture(scope="session")
+def demo_state(tmp_path_factory, dbt_manifest) -> Path:
+    state = tmp_path_factory.mktemp("browser") / "state"
+    (state / "dagster_home").mkdir(parents=True)
+    metering("demo", env=os.environ | {"METERING_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")})
+    return state
+
+
+@pytest.fixture(scope="session")
+def console(demo_state, tmp_path_factory) -> Iterator[Console]:
+    settings = Settings(state_dir=demo_state, raw_dir=demo_state / "raw", contract_path=DEMO_DIR / "metering.yml")
+    marts = tmp_path_factory.mktemp("marts") / "analytics.duckdb"
+    shutil.copy(settings.analytics_path, marts)
+    server, thread, base = run_server(create_app(settings, ADMIN_TOKEN))
+    yield Console(base, settings, marts)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def admin(page, console) -> Page:
+    """A tab signed in with the admin token, as a person signs in (a cookie: a download sends it, where Chromium
+    sends no extra header)."""
+    assert page.goto(console.base + "/login") == 200
+    assert page.submit('form[data-testid="login-form"]', {"token": ADMIN_TOKEN}) == 200
+    return page

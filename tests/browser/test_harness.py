@@ -98,11 +98,13 @@ def test_a_download_gives_the_served_file(page, site):
     assert page.download("[data-testid=download]").read_text() == CSV
 
 
-def test_a_screenshot_is_a_png_of_the_fixed_width(page, site, tmp_path):
+def test_a_screenshot_is_a_png_of_the_fixed_width_or_of_one_element(page, site, tmp_path):
     page.goto(site + "/")
     page.wait_for("#chart svg")
     png = page.screenshot(tmp_path / "page.png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == WINDOW  # the page is shorter than the window: the window's height
+    chart = page.screenshot(tmp_path / "chart.png", "#chart svg")
+    assert struct.unpack(">II", chart[16:24]) == (80, 50)  # the element alone
     assert page.pdf()[:5] == b"%PDF-"
