@@ -76,7 +76,9 @@ def statement_url(customer_id: str, start: datetime) -> str:
     return customer_url(customer_id, "periods", period_text(start), "statement")
 
 
-_env = Environment(loader=PackageLoader("metering_dagster.serving.console", "templates"), autoescape=select_autoescape())
+_env = Environment(
+    loader=PackageLoader("metering_dagster.serving.console", "templates"), autoescape=select_autoescape()
+)
 _env.filters.update(
     money=lambda cents, currency="usd": money(cents, currency),
     qty=quantity,

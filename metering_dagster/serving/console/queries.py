@@ -61,9 +61,10 @@ def data_as_of(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, datetim
 
 
 def customer_exists(con: duckdb.DuckDBPyConnection, customer_id: str) -> bool:
-    return con.execute("select count(*) from marts.fct_entitlements where customer_id = ?", [customer_id]).fetchone()[
-        0
-    ] > 0
+    return (
+        con.execute("select count(*) from marts.fct_entitlements where customer_id = ?", [customer_id]).fetchone()[0]
+        > 0
+    )
 
 
 # The current period of each listed customer: the latest period with lines that starts by Stripe's now.

@@ -26,7 +26,12 @@ def statement_pdf(
     pdf.text(_LEFT, 100, f"Period {period.start:%Y-%m-%d} to {period.end:%Y-%m-%d} (UTC)")
     pdf.text(_LEFT, 115, f"Data as of {utc_text(as_of) or '-'}", 8)
     y = 145
-    for x, title, right in ((_LEFT, "Meter", False), (330, "Quantity", True), (440, "Price", False), (_RIGHT, "Amount", True)):
+    for x, title, right in (
+        (_LEFT, "Meter", False),
+        (330, "Quantity", True),
+        (440, "Price", False),
+        (_RIGHT, "Amount", True),
+    ):
         pdf.text(x, y, title, 10, bold=True, right=right)
     pdf.line(_LEFT, y + 5, _RIGHT, y + 5)
     for line in sorted(period.lines, key=lambda line: line.meter):
