@@ -85,9 +85,24 @@ class Browser:
         self.ws: ClientConnection = self._connection.enter_context(connect(url[0], max_size=None, open_timeout=timeout))
         self._ids = itertools.count(1)
         self._events: list[dict] = []
+        self._answers: dict[int, dict] = {}
 
     def _tail(self) -> str:
         return "\n".join(self.stderr[-20:])
+
+    def _read(self, deadline: float, what: str) -> None:
+        """One message from Chromium, kept: an event for `wait_event`, an answer for `send`."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BrowserError(what)
+        try:
+            message = json.loads(self.ws.recv(timeout=remaining))
+        except TimeoutError:
+            return
+        if "id" in message:
+            self._answers[message["id"]] = message
+        elif "method" in message:
+            self._events.append(message)
 
     def send(self, method: str, params: dict | None = None, *, session: str | None = None) -> dict:
         """One DevTools command; its result, or `BrowserError` with Chromium's error message."""
@@ -97,20 +112,12 @@ class Browser:
             message["sessionId"] = session
         self.ws.send(json.dumps(message))
         deadline = time.monotonic() + self.timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrowserError(f"{method}: no answer within {self.timeout:.0f} s")
-            try:
-                answer = json.loads(self.ws.recv(timeout=remaining))
-            except TimeoutError:
-                continue
-            if answer.get("id") == message_id:
-                if "error" in answer:
-                    raise BrowserError(f"{method}: {answer['error'].get('message')} {answer['error'].get('data', '')}")
-                return answer.get("result", {})
-            if "method" in answer:
-                self._events.append(answer)
+        while message_id not in self._answers:
+            self._read(deadline, f"{method}: no answer within {self.timeout:.0f} s")
+        answer = self._answers.pop(message_id)
+        if "error" in answer:
+            raise BrowserError(f"{method}: {answer['error'].get('message')} {answer['error'].get('data', '')}")
+        return answer.get("result", {})
 
     def wait_event(self, predicate: Callable[[dict], bool], what: str, timeout: float | None = None) -> dict:
         """The first event (seen already or to come) that `predicate` accepts, which is then consumed."""
@@ -120,15 +127,7 @@ class Browser:
                 if predicate(event):
                     self._events.remove(event)
                     return event
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrowserError(f"waited {timeout or self.timeout:.0f} s for {what}")
-            try:
-                message = json.loads(self.ws.recv(timeout=remaining))
-            except TimeoutError:
-                continue
-            if "method" in message:
-                self._events.append(message)
+            self._read(deadline, f"waited {timeout or self.timeout:.0f} s for {what}")
 
     def new_page(self) -> Page:
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
