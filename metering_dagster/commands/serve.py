@@ -1,4 +1,5 @@
-"""`metering serve`: the entitlements API over HTTP (serving/api/), until interrupted.
+"""`metering serve`: the entitlements API and the usage console over HTTP (serving/api/, serving/console/), until
+interrupted.
 
 It refuses to start without METERING_API_TOKEN: an API that answers anyone would show every customer's budgets.
 It prints one line with the address it listens on (never the token) and logs, on stderr, every answer given from
@@ -70,7 +71,10 @@ def serve(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     _log_to_stderr()
     app = create_app(settings, token)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    print(f"metering serve: entitlements API on {_address(sock)} (reads {settings.analytics_path})", flush=True)
+    print(
+        f"metering serve: entitlements API and usage console on {_address(sock)} (reads {settings.analytics_path})",
+        flush=True,
+    )
     with sock:
         try:
             server.run(sockets=[sock])
