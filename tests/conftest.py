@@ -38,3 +38,8 @@ def metering_env(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
     (state / "dagster_home").mkdir(parents=True)
     return {"state": state, "raw": raw, "contract": contract}
+
+
+# The usage console on one `metering demo`, shared by every folder that tests it (tests/serving, tests/browser):
+# registered here once, so that the demo runs once per session (imported last: it reads DEMO_DIR above).
+from tests.serving.console_demo import console_demo  # noqa: E402, F401

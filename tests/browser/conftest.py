@@ -3,7 +3,6 @@ first). Without it these tests fail, saying how to get it: they never skip."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,12 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from metering_dagster.serving.api import create_app
 from metering_dagster.settings import Settings
 from tests.browser.cdp import Browser, Page
-from tests.conftest import DEMO_DIR
-from tests.periods.test_period_close import metering
-from tests.serving.conftest import run_server
+from tests.serving.console_demo import ADMIN_TOKEN
 
 INSTALL = "make chromium (apt-get install -y --no-install-recommends chromium)"
 
@@ -45,9 +41,7 @@ def page(browser) -> Iterator[Page]:
     tab.close()
 
 
-# The console on the demo's data: one `metering demo` for the whole folder (October invoiced and final at Stripe,
-# early November usage past two budgets), then `metering serve`'s app on a free port.
-ADMIN_TOKEN = "tok-" + "browser-admin-token-0123456789"
+# The console on the demo's data (`console_demo`, one `metering demo` for the session: tests/serving/console_demo.py).
 
 
 @dataclass
@@ -65,22 +59,10 @@ class Console:
 
 
 @pytest.fixture(scope="session")
-def demo_state(tmp_path_factory, dbt_manifest) -> Path:
-    state = tmp_path_factory.mktemp("browser") / "state"
-    (state / "dagster_home").mkdir(parents=True)
-    metering("demo", env=os.environ | {"METERING_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")})
-    return state
-
-
-@pytest.fixture(scope="session")
-def console(demo_state, tmp_path_factory) -> Iterator[Console]:
-    settings = Settings(state_dir=demo_state, raw_dir=demo_state / "raw", contract_path=DEMO_DIR / "metering.yml")
+def console(console_demo, tmp_path_factory) -> Console:
     marts = tmp_path_factory.mktemp("marts") / "analytics.duckdb"
-    shutil.copy(settings.analytics_path, marts)
-    server, thread, base = run_server(create_app(settings, ADMIN_TOKEN))
-    yield Console(base, settings, marts)
-    server.should_exit = True
-    thread.join(timeout=10)
+    shutil.copy(console_demo.settings.analytics_path, marts)
+    return Console(console_demo.base, console_demo.settings, marts)
 
 
 @pytest.fixture

@@ -22,15 +22,15 @@ from metering_dagster.serving.api import create_app
 from metering_dagster.serving.console.tokens import create_token
 from metering_dagster.settings import Settings
 from tests.browser.cdp import Page
-from tests.browser.conftest import ADMIN_TOKEN, Console
+from tests.browser.conftest import Console
 from tests.conftest import REPO_ROOT
 from tests.periods.test_period_close import metering, stripe_invoices
 from tests.serving.conftest import run_server
+from tests.serving.console_demo import ADMIN_TOKEN, OCTOBER
 
 pytestmark = pytest.mark.slow  # one `metering demo` for the folder
 
 CURRENCY = "usd"
-OCTOBER = "2026-10-01T00:00:00Z"
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 
 

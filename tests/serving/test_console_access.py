@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from metering_dagster.serving.console.tokens import create_token, revoke_token, tokens_path
-from tests.serving.console_demo import ADMIN_TOKEN, OCTOBER, console_demo, no_redirect, shown  # noqa: F401
+from tests.serving.console_demo import ADMIN_TOKEN, OCTOBER, no_redirect, shown
 
 pytestmark = pytest.mark.slow  # one `metering demo` for the module's tests
 

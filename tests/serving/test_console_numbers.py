@@ -19,7 +19,7 @@ import pytest
 from metering_dagster.display import money, quantity
 from tests.conftest import DEMO_DIR
 from tests.periods.test_period_close import stripe_invoices
-from tests.serving.console_demo import NOVEMBER, OCTOBER, console_demo, shown  # noqa: F401
+from tests.serving.console_demo import NOVEMBER, OCTOBER, shown
 
 pytestmark = pytest.mark.slow  # one `metering demo` for the module's tests
 
