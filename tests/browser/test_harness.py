@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from tests.browser.cdp import WINDOW, BrowserError
+from tests.browser.conftest import find_chromium
 from tests.serving.conftest import run_server
 
 CSV = "event_id\nevt_1\nevt_2\n"
@@ -108,3 +109,9 @@ def test_a_screenshot_is_a_png_of_the_fixed_width_or_of_one_element(page, site, 
     chart = page.screenshot(tmp_path / "chart.png", "#chart svg")
     assert struct.unpack(">II", chart[16:24]) == (80, 50)  # the element alone
     assert page.pdf()[:5] == b"%PDF-"
+
+
+def test_without_chromium_the_browser_tests_fail_and_say_how_to_install_it(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(pytest.fail.Exception, match=r"make chromium"):
+        find_chromium()
