@@ -156,7 +156,7 @@ def test_a_budget_run_blocks_the_customer_past_its_cap_and_sends_nothing_to_stri
     assert "entitlements    1 customer blocked: cus_globex" in budget_run.stdout
     assert _sent(env) == before  # no new ledger row, nothing sent, no meter event in Stripe
     globex = _answers(env, "/v1/entitlements/cus_globex")[0]
-    assert (globex["access"], globex["reasons"]) == ("block", ["api_call_cap: 160 of 150 call (107%)"])
+    assert (globex["access"], globex["reasons"]) == ("block", ["api_call_cap: 160 of 150 call (106.67%)"])
 
 
 def _run_of(job_name: str, status: dg.DagsterRunStatus) -> dg.DagsterRun:

@@ -123,14 +123,19 @@ def _peak_by_step(peak: PeakMemory, run_id: str) -> dict[str, dict]:
     }
 
 
-def _latency(n_events: int, customers: list[str], raw: Path, crossings: int, poll_interval: float) -> dict:
-    """The hard-stop latency on the warehouse as the earlier stages left it (see commands/bench/latency.py)."""
+def _latency(
+    n_events: int, customers: list[str], raw: Path, contract_path: Path, crossings: int, poll_interval: float
+) -> dict:
+    """The hard-stop latency on the warehouse as the earlier stages left it (see commands/bench/latency.py), with
+    a block budget added to the contract: no customer is past it."""
     from metering_dagster.commands.bench.latency import measure_latency  # loads Dagster: only when measured
 
+    limit = block_budget_limit(n_events, customers)
+    contract_path.write_text(bench_contract_yaml(DEMO_DIR / "metering.yml", customers, block_limit=limit))
     report = measure_latency(
         raw,
         customers,
-        block_budget_limit(n_events, customers) + 1,
+        limit + 1,
         # In the current period (Stripe's clock is at CLOCK_AT), where nobody has usage yet: one file blocks.
         CLOCK_AT - timedelta(minutes=30),
         crossings=crossings,
@@ -165,7 +170,7 @@ def run_bench(
     customers = customers_for(n_events)
     contract_path = workdir / "metering.yml"
     workdir.mkdir(parents=True)
-    contract_path.write_text(bench_contract_yaml(DEMO_DIR / "metering.yml", customers, n_events))
+    contract_path.write_text(bench_contract_yaml(DEMO_DIR / "metering.yml", customers))
     export_environment(
         Settings(state_dir=workdir / "state", raw_dir=raw, contract_path=contract_path),
         dagster_home=workdir / "state" / "dagster_home",
@@ -191,7 +196,7 @@ def run_bench(
             "events": n_events,
             "customers": len(customers),
             "full_run_wall_seconds": full["wall_seconds"],
-            "latency": _latency(n_events, customers, raw, crossings, poll_interval),
+            "latency": _latency(n_events, customers, raw, contract_path, crossings, poll_interval),
         }
         return _write(report, results / f"bench-latency-{n_events}.json", raw, keep)
 
@@ -236,7 +241,7 @@ def run_bench(
         "peak_memory": peaks,
     }
     if crossings:
-        report["latency"] = _latency(n_events, customers, raw, crossings, poll_interval)
+        report["latency"] = _latency(n_events, customers, raw, contract_path, crossings, poll_interval)
     return _write(report, results / f"bench-{n_events}.json", raw, keep)
 
 
