@@ -7,6 +7,7 @@ import dagster as dg
 
 from metering_dagster.defs.billing.assets import stripe_billing_objects
 from metering_dagster.defs.budgets.assets import budget_alerts
+from metering_dagster.defs.quality.checks import shadow_invoice_suite, usage_upload_suite
 from metering_dagster.defs.serving.assets import analyst_marts
 from metering_dagster.defs.transform.assets import metering_dbt_models
 
@@ -26,14 +27,16 @@ metering_job = dg.define_asset_job(
 # The budget marts are built by the metering job's first dbt step, whole: the same dbt command, so the same marts and
 # the same dbt tests (some of them, on the budget marts' inputs, read the other marts of that step), at little more
 # cost (the models are incremental). With what that step reads, minus the Stripe object sync (reading Stripe's clock
-# finds the test clock the warehouse recorded), the alerts, and the analysts' copy that `metering serve` reads.
-
+# finds the test clock the warehouse recorded), the alerts, and the analysts' copy that `metering serve` reads. Not
+# the Great Expectations suites: they gate the upload, which this job does not make (the metering job runs them
+# before every upload), and they would stand between the marts and their publication.
 budget_job = dg.define_asset_job(
     name=BUDGET_JOB_NAME,
     selection=(
         dg.AssetSelection.assets(metering_dbt_models).upstream() - dg.AssetSelection.assets(stripe_billing_objects)
+        | dg.AssetSelection.assets(budget_alerts, analyst_marts)
     )
-    | dg.AssetSelection.assets(budget_alerts, analyst_marts),
+    - dg.AssetSelection.checks(usage_upload_suite, shadow_invoice_suite),
     executor_def=dg.in_process_executor,
     description=(
         "Budgets only, within seconds of a usage file: land it, read Stripe's clock, build the budget marts (dbt),"
