@@ -236,6 +236,13 @@ class Page:
             )
         )
 
+    def click(self, selector: str) -> None:
+        """Click the one element matching `selector` (to follow a link: `next_document(lambda: page.click(...))`)."""
+        self.evaluate(
+            "(s) => { const e = document.querySelector(s); if (!e) throw new Error('nothing matches ' + s); e.click(); }",
+            selector,
+        )
+
     def evaluate(self, function: str, argument: Any = None) -> Any:
         """Call a JavaScript function (source text) with one JSON argument in the page; its JSON result.
         Promises are awaited; an exception in the page is a `BrowserError` with its message."""
@@ -309,10 +316,7 @@ class Page:
     def download(self, selector: str, timeout: float | None = None) -> Path:
         """Click the link `selector` and wait for the file it downloads; its path."""
         self.browser._events.clear()
-        self.evaluate(
-            "(s) => { const a = document.querySelector(s); if (!a) throw new Error('no link ' + s); a.click(); }",
-            selector,
-        )
+        self.click(selector)
         begun = self._event("Browser.downloadWillBegin", timeout=timeout)
         done = self._event(
             "Browser.downloadProgress",

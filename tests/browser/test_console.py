@@ -17,7 +17,7 @@ from urllib.parse import quote
 import duckdb
 import pytest
 
-from metering_dagster.display import money, quantity
+from metering_dagster.display import count, money, quantity
 from metering_dagster.serving.api import create_app
 from metering_dagster.serving.console.tokens import create_token
 from metering_dagster.settings import Settings
@@ -233,6 +233,23 @@ def test_a_customer_page_has_one_bar_per_day_with_usage_and_the_marts_invoices(
         assert admin.text(f'{row} [data-testid="status"]') == status
     assert shown_money(admin, upcoming, "upcoming-total") == cents([(line[2],) for line in lines])
 
+    budgets = console.query(
+        "select budget_key, budget_kind, used, limit_value, percent from marts.fct_budget_status"
+        " where customer_id = ? and is_current order by 1",
+        [customer],
+    )
+    assert sorted(admin.attributes('[data-testid="budget"]', "data-budget")) == [b[0] for b in budgets]
+    for key, kind, used, limit, percent in budgets:
+        budget = f'[data-testid="budget"][data-budget="{key}"]'
+        if kind == "spend":  # in cents
+            assert (shown_money(admin, budget, "used"), shown_money(admin, budget, "limit")) == (used, limit)
+        else:
+            assert (shown_quantity(admin, budget, "used"), shown_quantity(admin, budget, "limit")) == (
+                plain(used),
+                plain(limit),
+            )
+        assert shown_quantity(admin, budget, "percent") == plain(percent)
+
     history = 'table[data-testid="invoice-history"]'
     october = f'{history} tr[data-period-start="{OCTOBER}"]'
     [(our_total, invoice_id, invoiced, adjusted)] = console.query(
@@ -251,19 +268,20 @@ def test_a_customer_page_has_one_bar_per_day_with_usage_and_the_marts_invoices(
         shot(admin, "customer", tmp_path, 'section[data-testid="meter"][data-meter="api_calls"]')
 
 
-def explain_csv(settings: Settings, customer: str, period: str) -> list[dict[str, str]]:
-    """The rows of the CSV `metering explain` writes for an invoice (the real command, on the same state)."""
+def explain(settings: Settings, customer: str, period: str) -> tuple[list[str], list[dict[str, str]]]:
+    """What `metering explain` prints for an invoice (its lines, stripped) and the rows of the CSV of event ids it
+    writes: the real command, on the same state folder."""
     env = os.environ | {"METERING_STATE_DIR": str(settings.state_dir), "DAGSTER_HOME": str(settings.dagster_home)}
-    explained = metering("explain", "--customer", customer, "--period", period, env=env)
-    path = explained.stdout.strip().splitlines()[-1].removeprefix("event ids: ")
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    printed = metering("explain", "--customer", customer, "--period", period, env=env).stdout.strip().splitlines()
+    with open(printed[-1].removeprefix("event ids: "), newline="") as f:
+        return [line.strip() for line in printed], list(csv.DictReader(f))
 
 
-def test_a_lines_downloads_list_the_events_metering_explain_lists(console: Console, admin: Page):
+def test_a_line_page_says_what_metering_explain_says_and_downloads_its_events(console: Console, admin: Page):
     customer, meter = "cus_globex", "api_calls"
-    explained = [row for row in explain_csv(console.settings, customer, "2026-10-01") if row["meter"] == meter]
-    assert explained, "explain lists no event for the line"
+    printed, events = explain(console.settings, customer, "2026-10-01")
+    explained = [row for row in events if row["meter"] == meter]
+    assert len(explained) > 100, "the line's events fill more than one page"
     line = f"{console.base}/customers/{customer}/periods/{OCTOBER}/meters/{meter}"
     assert admin.goto(line) == 200
     [(quantity_, amount)] = console.query(
@@ -273,8 +291,39 @@ def test_a_lines_downloads_list_the_events_metering_explain_lists(console: Conso
     )
     assert shown_quantity(admin, "body", "line-quantity") == plain(quantity_)
     assert shown_money(admin, "body", "line-amount") == amount
-    assert shown_quantity(admin, "body", "event-count") == str(len(explained))
-    assert admin.count('table[data-testid="events"] tr[data-event-id]') == min(len(explained), 100)
+    # the explanation, as the command prints it
+    assert admin.text('[data-testid="aggregation"]') in printed
+    steps = admin.texts('ol[data-testid="pricing"] > li')
+    assert steps and all(step in printed for step in steps), steps
+    counts = [
+        shown_quantity(admin, "body", testid) for testid in ("event-count", "duplicate-count", "quarantined-count")
+    ]
+    assert counts[0] == str(len(explained))
+    events_, duplicates, quarantined = (int(n) for n in counts)
+    assert (
+        f"{count(events_, 'event')}, {count(duplicates, 'duplicate')}, {count(quarantined, 'quarantined line')}"
+        in printed
+    )
+    daily = console.query(
+        "select strftime(usage_date, '%Y-%m-%d'), quantity, event_count from marts.fct_usage_daily"
+        " where customer_id = ? and meter = ? and usage_date >= date '2026-10-01' and usage_date < date '2026-11-01'"
+        " order by 1",
+        [customer, meter],
+    )
+    days = admin.attributes('table[data-testid="daily-usage"] tr[data-date]', "data-date")
+    assert days == [day for day, _, _ in daily]
+    for day, used, events_that_day in daily:
+        row = f'table[data-testid="daily-usage"] tr[data-date="{day}"]'
+        assert (shown_quantity(admin, row, "quantity"), shown_quantity(admin, row, "events")) == (
+            plain(used),
+            str(events_that_day),
+        )
+
+    # the events, 100 a page, are the events explain lists
+    listed = admin.attributes('table[data-testid="events"] tr[data-event-id]', "data-event-id")
+    assert admin.next_document(lambda: admin.click('a[data-testid="next-page"]')) == 200
+    listed += admin.attributes('table[data-testid="events"] tr[data-event-id]', "data-event-id")
+    assert listed == [row["event_id"] for row in explained]
 
     downloaded = admin.download('a[data-testid="download-csv"]')
     with open(downloaded, newline="") as f:
