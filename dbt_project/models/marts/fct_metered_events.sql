@@ -12,5 +12,6 @@ select
     source_file,
     line_number,
     event_ts,
+    value_key,
     landing_run_id
 from {{ ref('int_usage_events_metered') }}

@@ -58,7 +58,7 @@ def bars(rows: list[tuple[date | datetime, Decimal]], unit: str, *, hourly: bool
 def _cumulative_template(unit: str, with_limit: bool) -> dict:
     line = (
         alt.Chart(alt.Data(values=[]), width=_WIDTH, height=_HEIGHT, title="Period to date")
-        .mark_line(point=False)
+        .mark_line(point=True)  # a period's first day is one point: a line alone would draw nothing
         .encode(
             x=alt.X("t:T", timeUnit=alt.TimeUnitParams(unit="yearmonthdate", utc=True), title=None),
             y=alt.Y("q:Q", title=unit or "quantity"),

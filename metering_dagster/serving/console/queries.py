@@ -255,16 +255,27 @@ def daily_usage(
 def hourly_usage(
     con: duckdb.DuckDBPyConnection, customer_id: str, period_start: datetime, meters: dict[str, Meter]
 ) -> list[tuple[str, datetime, Decimal, int]]:
-    """(meter, hour, usage, events) of each hour with events in the period: the sum of the values for a sum or count
-    meter, the highest value for the others (what the hour reported)."""
-    additive = [key for key, meter in meters.items() if meter.additive]
+    """(meter, hour, usage, events) of each hour with events in the period, by the meter's aggregation over the
+    hour's events: the sum (sum), the number of events (count), the highest value (max), the distinct values
+    (unique_count), the last value reported (last_during_period, last_ever)."""
+    by_aggregation = {
+        aggregation: [key for key, meter in meters.items() if meter.aggregation == aggregation]
+        for aggregation in ("sum", "count", "max", "unique_count")
+    }
     return con.execute(
         """select meter, date_trunc('hour', event_ts) as hour,
-                  case when list_contains(?::varchar[], meter) then sum(value) else max(value) end, count(*)
+                  case
+                      when list_contains(?::varchar[], meter) then sum(value)
+                      when list_contains(?::varchar[], meter) then count(*)
+                      when list_contains(?::varchar[], meter) then max(value)
+                      when list_contains(?::varchar[], meter) then count(distinct value_key)
+                      else arg_max(value, event_ts)
+                  end::decimal(38, 12),
+                  count(*)
            from marts.fct_metered_events
            where customer_id = ? and period_start = ?
            group by meter, hour order by meter, hour""",
-        [additive, customer_id, period_start],
+        [*by_aggregation.values(), customer_id, period_start],
     ).fetchall()
 
 
