@@ -40,6 +40,16 @@
 
 {#- on-run-start: what every model built in this run holds at least (landing waits for the run lock). -#}
 {% macro start_tested_through() -%}
+    {{ return(adapter.dispatch('start_tested_through', 'metering')()) }}
+{%- endmacro %}
+
+{#- Spark's Parquet tables take no delete: no mark is kept, so every test there reads all history. -#}
+{% macro spark__start_tested_through() -%}
+    {%- do run_query('create schema if not exists intermediate') -%}
+    create table if not exists {{ tests_passed_table() }} (test_id string, landing_run_id bigint) using parquet
+{%- endmacro %}
+
+{% macro default__start_tested_through() -%}
     create schema if not exists intermediate;
     create table if not exists {{ tests_passed_table() }} (test_id varchar, landing_run_id bigint);
     {% if flags.FULL_REFRESH %}delete from {{ tests_passed_table() }};{% endif %}
@@ -50,6 +60,14 @@
 
 {#- on-run-end: advance the mark of every opted-in test that passed on freshly built models or sources. -#}
 {% macro record_tests_passed(results) -%}
+    {{ return(adapter.dispatch('record_tests_passed', 'metering')(results)) }}
+{%- endmacro %}
+
+{% macro spark__record_tests_passed(results) -%}
+    select 1
+{%- endmacro %}
+
+{% macro default__record_tests_passed(results) -%}
     {%- set built = [] -%}
     {%- for res in results if res.node.resource_type == 'model' and res.status == 'success' -%}
         {%- do built.append(res.node.unique_id) -%}

@@ -1,0 +1,26 @@
+{#-
+  on-run-start: the sources as the engine reads them. DuckDB holds them in the warehouse file, written by the
+  pipeline's Python steps. On Spark each source table is a folder of Parquet files under METERING_SPARK_SOURCES
+  (<folder>/<schema>/<table>/, a local folder or an object-store URL), registered as an external table and
+  refreshed, so that files written since the last run are read.
+-#}
+{% macro register_engine_sources() -%}
+    {{ return(adapter.dispatch('register_engine_sources', 'metering')()) }}
+{%- endmacro %}
+
+{% macro default__register_engine_sources() -%}
+    select 1
+{%- endmacro %}
+
+{% macro spark__register_engine_sources() -%}
+    {%- if execute -%}
+        {%- set root = env_var('METERING_SPARK_SOURCES', env_var('METERING_STATE_DIR', '../state') ~ '/spark/sources') -%}
+        {%- for source in graph.sources.values() | sort(attribute='unique_id') -%}
+            {%- do run_query('create schema if not exists ' ~ source.schema) -%}
+            {%- do run_query('create table if not exists ' ~ source.schema ~ '.' ~ source.identifier
+                             ~ " using parquet location '" ~ root ~ '/' ~ source.schema ~ '/' ~ source.identifier ~ "'") -%}
+            {%- do run_query('refresh table ' ~ source.schema ~ '.' ~ source.identifier) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
+{%- endmacro %}
