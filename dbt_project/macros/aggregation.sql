@@ -12,7 +12,7 @@
         when 'count' then count(*)
         when 'max' then max(value) filter (where {{ aggregation }} = 'max')
         when 'unique_count' then null
-        else arg_max(value, {{ receipt_key() }}) filter (where {{ aggregation }} like 'last%')
+        else max_by(value, {{ receipt_key() }}) filter (where {{ aggregation }} like 'last%')
     end::decimal(38, 12)
 {%- endmacro %}
 
@@ -31,7 +31,7 @@
 
 {#- The order in which `last_*` picks its event: timestamp, then receipt (landing run, file, line). -#}
 {% macro receipt_key() -%}
-    struct_pack(event_ts, landing_run_id, source_file, line_number)
+    {{ ordered_struct(['event_ts', 'landing_run_id', 'source_file', 'line_number']) }}
 {%- endmacro %}
 
 {#-
@@ -64,14 +64,14 @@ new_groups as (
 ),
 {% if merging %}
 previous as (
-    select * from {{ this }} semi join new_groups using ({{ keys }})
+    select * from {{ this }} {{ semi_join() }} new_groups using ({{ keys }})
 ),
 {% endif %}
 unique_counts as (
     select {{ keys }}, count(distinct value_key)::decimal(38, 12) as quantity
     from events
     {% if merging %}
-    semi join (select {{ keys }} from new_groups where aggregation = 'unique_count') as affected using ({{ keys }})
+    {{ semi_join() }} (select {{ keys }} from new_groups where aggregation = 'unique_count') as affected using ({{ keys }})
     {% endif %}
     where aggregation = 'unique_count'
     group by {{ keys }}

@@ -15,8 +15,11 @@
 {% macro spark__register_engine_sources() -%}
     {%- if execute -%}
         {%- set root = env_var('METERING_SPARK_SOURCES', env_var('METERING_STATE_DIR', '../state') ~ '/spark/sources') -%}
-        {%- for source in graph.sources.values() | sort(attribute='unique_id') -%}
-            {%- do run_query('create schema if not exists ' ~ source.schema) -%}
+        {%- set sources = graph.sources.values() | sort(attribute='unique_id') -%}
+        {%- for schema in sources | map(attribute='schema') | unique -%}
+            {%- do run_query('create schema if not exists ' ~ schema) -%}
+        {%- endfor -%}
+        {%- for source in sources -%}
             {%- do run_query('create table if not exists ' ~ source.schema ~ '.' ~ source.identifier
                              ~ " using parquet location '" ~ root ~ '/' ~ source.schema ~ '/' ~ source.identifier ~ "'") -%}
             {%- do run_query('refresh table ' ~ source.schema ~ '.' ~ source.identifier) -%}

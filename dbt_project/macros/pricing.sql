@@ -4,8 +4,10 @@
     integer size, ceil(q / size) = ceil(ceil(q) / size), so integer division stays exact. -#}
 {% macro package_count(quantity, size, rounding) -%}
     case
-        when {{ rounding }} = 'down' then floor({{ quantity }})::hugeint // ({{ size }})::hugeint
-        else (ceil({{ quantity }})::hugeint + ({{ size }})::hugeint - 1) // ({{ size }})::hugeint
+        when {{ rounding }} = 'down'
+            then {{ integer_divide('floor(' ~ quantity ~ ')::' ~ wide_integer_type(), '(' ~ size ~ ')::' ~ wide_integer_type()) }}
+        else {{ integer_divide('ceil(' ~ quantity ~ ')::' ~ wide_integer_type() ~ ' + (' ~ size ~ ')::' ~ wide_integer_type() ~ ' - 1',
+                               '(' ~ size ~ ')::' ~ wide_integer_type()) }}
     end
 {%- endmacro %}
 
@@ -14,7 +16,7 @@
     greatest(least({{ quantity }}, coalesce({{ up_to }}, {{ quantity }})) - {{ lower_bound }}, 0)
 {%- endmacro %}
 
-{#- Half-up to whole cents (amounts are never negative, so DuckDB's half-away-from-zero is half-up). -#}
+{#- Half-up to whole cents (amounts are never negative, so DuckDB's and Spark's half-away-from-zero is half-up). -#}
 {% macro round_half_up_cents(amount) -%}
     round({{ amount }}, 0)::bigint
 {%- endmacro %}

@@ -12,7 +12,7 @@ thresholds as (
     select
         budget_key,
         customer_id,
-        list(threshold_percent order by threshold_percent) as thresholds
+        {{ sorted_list_of('threshold_percent') }} as thresholds
     from {{ ref('stg_contract__budget_thresholds') }}
     group by budget_key, customer_id
 ),

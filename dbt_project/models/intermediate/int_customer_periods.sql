@@ -22,11 +22,10 @@ spans as (
 
 periods as (
     select
-        spans.customer_id,
-        spans.billing_anchor,
-        k.period_index
+        customer_id,
+        billing_anchor,
+        {{ each_integer_through('last_period_index') }} as period_index
     from spans
-    cross join lateral (select unnest(range(0, spans.last_period_index + 1)) as period_index) as k
 )
 
 select

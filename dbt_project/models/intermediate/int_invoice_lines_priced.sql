@@ -44,11 +44,11 @@ quantities as (
                 or price_bounds.flat_amounts > {{ var('max_line_amount_cents') }} then false
             when price_bounds.largest_unit_amount = 0 then true
             -- ceil(q) <= limit / unit, in integers scaled by 10^12 (unit amounts have at most 12 decimals)
-            else ceil(greatest(coalesce(usage.quantity, 0), 0))::hugeint
-                <= {{ var('max_line_amount_cents') }}::hugeint * 1000000000000
-                // ceil(
-                    least(price_bounds.largest_unit_amount, {{ var('max_line_amount_cents') }}) * 1000000000000
-                )::hugeint
+            else ceil(greatest(coalesce(usage.quantity, 0), 0))::{{ wide_integer_type() }}
+                <= {{ integer_divide(
+                    var('max_line_amount_cents') ~ '::' ~ wide_integer_type() ~ ' * 1000000000000',
+                    'ceil(least(price_bounds.largest_unit_amount, ' ~ var('max_line_amount_cents') ~ ') * 1000000000000)::'
+                        ~ wide_integer_type()) }}
         end as is_priceable
     from listed
     cross join meters
@@ -112,8 +112,7 @@ tiered as (
 )
 
 select
-    -- sqlfluff reads the excluded columns as references to qualify; they are names and cannot be
-    lines.* exclude (billable_quantity, is_priceable, unit_amount_decimal, package_size, package_round),  -- noqa: RF02
+    {{ star_except(['billable_quantity', 'is_priceable', 'unit_amount_decimal', 'package_size', 'package_round'], 'lines') }},
     case
         when not lines.is_priceable then null
         when lines.price_model = 'per_unit' then lines.billable_quantity * lines.unit_amount_decimal

@@ -1,4 +1,4 @@
-{{ config(materialized='incremental') }}
+{{ config(materialized='incremental', incremental_strategy=append_strategy()) }}
 
 -- The valid events, one per event_id: the first in receipt order wins (earlier landing run,
 -- then file path, then line). Quarantined copies never compete, so a valid later copy of a
@@ -18,7 +18,7 @@ valid as (
     {% if is_incremental() %}
     -- an event kept by an earlier run stays kept, however late its copy arrives; the lookup is
     -- limited to the new batch's ids so it does not hash every kept id
-    anti join (
+    {{ anti_join() }} (
         select event_id from {{ this }} where event_id in (select event_id from new_valid)
     ) as kept using (event_id)
     {% endif %}

@@ -1,4 +1,4 @@
-{{ config(materialized='incremental') }}
+{{ config(materialized='incremental', incremental_strategy=append_strategy()) }}
 
 -- Each kept event x meter it feeds, with its value and the billing period that contains it:
 -- [anchor + k months, anchor + k+1 months), an event exactly at a start belongs to that period.
@@ -44,7 +44,7 @@ joined as (
 )
 
 select
-    * exclude (billing_anchor),
+    {{ star_except(['billing_anchor']) }},
     {{ period_start('billing_anchor', 'period_index') }} as period_start,
     {{ period_start('billing_anchor', 'period_index + 1') }} as period_end
 from joined

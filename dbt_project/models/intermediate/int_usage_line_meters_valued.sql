@@ -1,4 +1,4 @@
-{{ config(materialized='incremental') }}
+{{ config(materialized='incremental', incremental_strategy=append_strategy()) }}
 
 -- One row per landed line x meter it feeds (action matches and every filter passes), with the
 -- value read as an exact decimal and what is wrong with it, if anything (-> invalid_value, or
@@ -24,9 +24,11 @@ filters as (
 
 meter_filters as (
     -- per meter, each listed field with its allowed values
-    select meter, list({ 'json_path': field_json_path, 'allowed': allowed_values }) as fields
+    select
+        meter,
+        {{ list_of(named_struct_of([['json_path', 'field_json_path'], ['allowed', 'allowed_values']])) }} as fields
     from (
-        select meter, field_json_path, list(allowed_value) as allowed_values
+        select meter, field_json_path, {{ list_of('allowed_value') }} as allowed_values
         from filters
         group by all
     )
@@ -42,15 +44,13 @@ fed as (
         lines.line_number,
         meters.meter,
         meters.aggregation,
-        json_extract(lines.payload, meters.value_json_path) as value_json
+        {{ json_at('lines.payload', 'meters.value_json_path') }} as value_json
     from lines
     inner join meters on lines.action = meters.action
     left join meter_filters on meters.meter = meter_filters.meter
-    -- sqlfluff reads `field`, the parameter of a DuckDB lambda, as a table (noqa)
     where meter_filters.fields is null
-        or list_bool_and(list_transform(meter_filters.fields, lambda field: coalesce(list_contains(  -- noqa: RF02
-            field.allowed, {{ json_scalar_text('json_extract(lines.payload, field.json_path)') }}  -- noqa: RF01
-        ), false)))
+        or {{ list_all('meter_filters.fields', 'field', 'coalesce(' ~ list_contains_value(
+            'field.allowed', json_scalar_text(json_at('lines.payload', 'field.json_path'))) ~ ', false)') }}
 ),
 
 typed as (
@@ -71,7 +71,7 @@ number_parts as (
         *,
         (
             value_type = 'number'
-            or (value_type = 'string' and regexp_full_match(value_text, '-?\d+(\.\d+)?([eE][+-]?\d+)?'))
+            or (value_type = 'string' and {{ matches_fully('value_text', '-?\d+(\.\d+)?([eE][+-]?\d+)?') }})
         ) as is_decimal,
         regexp_extract(value_text, '^-?(\d+)', 1) as int_digits,
         regexp_extract(value_text, '^-?\d+\.(\d+)', 1) as frac_digits,
@@ -84,11 +84,11 @@ checked as (
     -- ('0.0001e18' has 15 integer places, '100e-2' none after the point)
     select
         *,
-        length(rtrim(ltrim(int_digits || frac_digits, '0'), '0')) as significant_digits,
-        length(rtrim(int_digits || frac_digits, '0')) - length(int_digits) - exponent as decimal_places,
+        length({{ trim_trailing(trim_leading('int_digits || frac_digits', "'0'"), "'0'") }}) as significant_digits,
+        length({{ trim_trailing('int_digits || frac_digits', "'0'") }}) - length(int_digits) - exponent as decimal_places,
         (
             length(int_digits) + exponent
-            - (length(int_digits || frac_digits) - length(ltrim(int_digits || frac_digits, '0')))
+            - (length(int_digits || frac_digits) - length({{ trim_leading('int_digits || frac_digits', "'0'") }}))
         ) as integer_places
     from number_parts
 ),

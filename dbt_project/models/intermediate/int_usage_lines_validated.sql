@@ -1,4 +1,4 @@
-{{ config(materialized='incremental') }}
+{{ config(materialized='incremental', incremental_strategy=append_strategy()) }}
 
 -- Every landed line with its event timestamp in UTC and, if it fails a check, the first
 -- quarantine reason in a fixed order (NULL = valid).
@@ -32,7 +32,7 @@ value_problems as (
     select
         source_file,
         line_number,
-        string_agg('meter ' || meter || ': ' || value_problem, '; ' order by meter) as value_problem,
+        {{ text_agg_ordered_by("'meter ' || meter || ': ' || value_problem", "'; '", 'meter') }} as value_problem,
         min(value_reason) as value_reason  -- invalid_value before value_out_of_range
     from {{ ref('int_usage_line_meters_valued') }}
     where value_problem is not null
@@ -46,16 +46,18 @@ timed as (
     select
         *,
         case
-            when timestamp_type = 'number' and regexp_full_match(timestamp_text, '-?\d{1,11}')
-                then to_timestamp(timestamp_text::bigint)
+            when timestamp_type = 'number' and {{ matches_fully('timestamp_text', '-?\d{1,11}') }}
+                then {{ instant_from_unix_seconds('timestamp_text::bigint') }}
             -- RFC 3339: hours 00-23 and minutes 00-59, in the time and in the offset (DuckDB reads
             -- +99:99 as an offset of four days, and 24:00 as the next day)
             when timestamp_type = 'string'
-                and regexp_full_match(
-                    timestamp_text,
+                and {{ matches_fully(
+                    'timestamp_text',
                     '\d{4}-\d{2}-\d{2}[Tt ]([01]\d|2[0-3]):[0-5]\d:\d{2}(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)'
+                ) }}
+                then try_cast(
+                    regexp_replace(upper(timestamp_text), '(\.\d{6})\d+', {{ regex_group_1() }}) as {{ instant_type() }}
                 )
-                then try_cast(regexp_replace(upper(timestamp_text), '(\.\d{6})\d+', '\1') as timestamptz)
         end as event_ts
     from lines
 ),
@@ -70,7 +72,7 @@ checked as (
         timed.customer_id,
         timed.action,
         timed.event_ts,
-        md5(timed.payload::varchar) as payload_hash,
+        md5(timed.payload::{{ text_type() }}) as payload_hash,
         case
             when timed.landing_problem is not null then timed.landing_problem
             when not timed.is_json_object then 'invalid_json'
@@ -84,7 +86,7 @@ checked as (
                 or timed.action_type <> 'string' or length(timed.action) not between 1 and 100
                 then 'invalid_field'
             when timed.event_ts is null then 'invalid_timestamp'
-            when timed.event_ts > timed.landed_at + to_seconds({{ var('future_tolerance_seconds') }})
+            when timed.event_ts > timed.landed_at + {{ seconds_interval(var('future_tolerance_seconds')) }}
                 then 'timestamp_in_future'
             when coalesce(timed.environment_type, 'null') <> 'null'
                 and (timed.environment_type <> 'string' or timed.environment <> settings.environment)
@@ -131,26 +133,26 @@ checked as (
 )
 
 select
-    * exclude (
-        value_problem, billing_anchor, missing_fields, field_problems, timestamp_text, environment,
-        contract_environment
-    ),
+    {{ star_except([
+        'value_problem', 'billing_anchor', 'missing_fields', 'field_problems', 'timestamp_text', 'environment',
+        'contract_environment',
+    ]) }},
     case quarantine_reason
         when 'missing_field' then 'missing or null: ' || missing_fields
         when 'invalid_field' then field_problems
         when 'invalid_timestamp'
-            then 'timestamp ' || coalesce(to_json(timestamp_text)::varchar, 'null')
+            then 'timestamp ' || coalesce({{ json_quoted('timestamp_text') }}, 'null')
                 || ' is not an RFC 3339 time with an offset (2026-10-05T10:00:00Z) nor Unix seconds'
         when 'wrong_environment'
-            then 'environment ' || coalesce(to_json(environment)::varchar, 'null')
+            then 'environment ' || coalesce({{ json_quoted('environment') }}, 'null')
                 || ', the contract says ' || contract_environment
-        when 'unknown_customer' then 'customer_id ' || to_json(customer_id)::varchar || ' is not in the contract'
-        when 'unmetered_action' then 'no meter of the contract counts the action ' || to_json(action)::varchar
+        when 'unknown_customer' then 'customer_id ' || {{ json_quoted('customer_id') }} || ' is not in the contract'
+        when 'unmetered_action' then 'no meter of the contract counts the action ' || {{ json_quoted('action') }}
         when 'invalid_value' then value_problem
         when 'value_out_of_range' then value_problem
         when 'before_first_period'
             then 'before the first billing period, which starts at the anchor '
-                || strftime({{ utc_naive('billing_anchor') }}, '%Y-%m-%dT%H:%M:%SZ')
+                || {{ utc_text('billing_anchor') }}
         when 'customer_not_in_contract'
             then 'the customer was in the contract and is no longer: its usage is not billed (put it back to bill it)'
         when 'timestamp_in_future' then 'more than {{ var("future_tolerance_seconds") }} s after landing'

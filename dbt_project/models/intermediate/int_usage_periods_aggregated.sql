@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=merged_aggregate_materialization(),
         incremental_strategy='delete+insert',
         unique_key=['customer_id', 'meter', 'period_start'],
         on_schema_change='append_new_columns',
@@ -10,7 +10,7 @@
 -- Quantity per customer, meter and period that has events. Incremental runs merge only the new
 -- events into the customer-meter-periods they touch (cost follows new data, not history).
 
-with events as not materialized (
+with events as {{ not_materialized() }} (
     select * from {{ ref('int_usage_events_metered') }}
 ),
 

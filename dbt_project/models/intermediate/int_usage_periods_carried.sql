@@ -33,7 +33,7 @@ carried as (
         last_ever_grid.period_start,
         last_ever_grid.period_end,
         aggregated.event_count,
-        last_value(aggregated.quantity ignore nulls) over (
+        {{ last_value_ignoring_nulls('aggregated.quantity') }} over (
             partition by last_ever_grid.customer_id, last_ever_grid.meter
             order by last_ever_grid.period_start
             rows between unbounded preceding and current row

@@ -85,12 +85,9 @@ measured as (
 decided as (
     select
         measured.*,
-        -- sqlfluff reads `t`, the parameter of a DuckDB lambda, as a table (noqa)
         case
             when measured.used is null then measured.thresholds
-            else list_filter(
-                measured.thresholds, lambda t: measured.used * 100 >= measured.limit_value * t  -- noqa: RF03
-            )
+            else {{ list_where('measured.thresholds', 't', 'measured.used * 100 >= measured.limit_value * t') }}
         end as thresholds_reached,
         measured.used is null or measured.used >= measured.limit_value as is_at_limit
     from measured
@@ -109,7 +106,7 @@ select
     round(decided.used * 100 / decided.limit_value, 2)::decimal(38, 2) as percent,  -- noqa: RF04
     decided.thresholds,
     decided.thresholds_reached,
-    list_max(decided.thresholds_reached) as highest_threshold_reached,
+    {{ list_largest('decided.thresholds_reached') }} as highest_threshold_reached,
     decided.on_exceed,
     case when decided.on_exceed = 'block' and decided.is_at_limit then 'block' else 'allow' end as access,  -- noqa: RF04
     coalesce(

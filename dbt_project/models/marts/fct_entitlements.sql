@@ -16,12 +16,12 @@ clock as (
 blocking as (
     select
         customer_id,
-        list(
-            budget_key || ': ' || coalesce({{ decimal_text('used') }}, 'too large to price')
-            || ' of ' || {{ decimal_text('limit_value') }} || ' ' || unit
-            || coalesce(' (' || {{ decimal_text('percent') }} || '%)', '')  -- noqa: RF04
-            order by budget_key
-        ) as reasons
+        {{ list_ordered_by(
+            "budget_key || ': ' || coalesce(" ~ decimal_text('used') ~ ", 'too large to price')
+            || ' of ' || " ~ decimal_text('limit_value') ~ " || ' ' || unit
+            || coalesce(' (' || " ~ decimal_text('percent') ~ " || '%)', '')",
+            'budget_key'
+        ) }} as reasons
     from {{ ref('fct_budget_status') }}
     where is_current and access = 'block'
     group by customer_id
@@ -30,7 +30,7 @@ blocking as (
 select
     customers.customer_id,
     case when blocking.customer_id is null then 'allow' else 'block' end as access,  -- noqa: RF04
-    coalesce(blocking.reasons, cast([] as varchar [])) as reasons,
+    coalesce(blocking.reasons, {{ empty_text_list() }}) as reasons,
     clock.as_of,
     clock.stripe_now,
     settings.entitlement_fail_mode as fail_mode,

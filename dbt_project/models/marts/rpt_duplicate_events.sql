@@ -1,4 +1,4 @@
-{{ config(materialized='incremental') }}
+{{ config(materialized='incremental', incremental_strategy=append_strategy()) }}
 
 -- Valid later copies of a kept event (same event_id). A copy is a conflict when anything in
 -- its content differs from the kept one (compared on the parsed JSON, numbers as written).

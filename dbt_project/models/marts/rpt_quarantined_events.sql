@@ -1,4 +1,4 @@
-{{ config(materialized='incremental') }}
+{{ config(materialized='incremental', incremental_strategy=append_strategy()) }}
 
 -- Every line that failed a check, with its file, line, raw text and the first reason.
 

@@ -40,7 +40,7 @@ adjustments as (
         meter,
         period_start,
         sum(amount_cents) as amount_cents,
-        arg_max(quantity_after, seq) as quantity_after,
+        max_by(quantity_after, seq) as quantity_after,
         count(*) as adjustment_count
     from {{ ref('stg_stripe__invoice_adjustments') }}
     group by all
@@ -48,7 +48,7 @@ adjustments as (
 
 finalized_lines as (
     select
-        invoice_lines.* exclude (quantity, amount_cents),
+        {{ star_except(['quantity', 'amount_cents'], 'invoice_lines') }},
         invoice_lines.invoice_status in {{ sql_list('billed_invoice_statuses') }} as is_final,
         invoice_lines.amount_cents as invoiced_amount_cents,
         case
