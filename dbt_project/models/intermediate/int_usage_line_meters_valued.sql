@@ -71,7 +71,7 @@ number_parts as (
         *,
         (
             value_type = 'number'
-            or (value_type = 'string' and {{ matches_fully('value_text', '-?\d+(\.\d+)?([eE][+-]?\d+)?') }})
+            or (value_type = 'string' and {{ matches_fully('value_text', '-?\\d+(\\.\\d+)?([eE][+-]?\\d+)?') }})
         ) as is_decimal,
         regexp_extract(value_text, '^-?(\d+)', 1) as int_digits,
         regexp_extract(value_text, '^-?\d+\.(\d+)', 1) as frac_digits,

@@ -46,14 +46,14 @@ timed as (
     select
         *,
         case
-            when timestamp_type = 'number' and {{ matches_fully('timestamp_text', '-?\d{1,11}') }}
+            when timestamp_type = 'number' and {{ matches_fully('timestamp_text', '-?\\d{1,11}') }}
                 then {{ instant_from_unix_seconds('timestamp_text::bigint') }}
             -- RFC 3339: hours 00-23 and minutes 00-59, in the time and in the offset (DuckDB reads
             -- +99:99 as an offset of four days, and 24:00 as the next day)
             when timestamp_type = 'string'
                 and {{ matches_fully(
                     'timestamp_text',
-                    '\d{4}-\d{2}-\d{2}[Tt ]([01]\d|2[0-3]):[0-5]\d:\d{2}(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)'
+                    '\\d{4}-\\d{2}-\\d{2}[Tt ]([01]\\d|2[0-3]):[0-5]\\d:\\d{2}(\\.\\d+)?([Zz]|[+-]([01]\\d|2[0-3]):[0-5]\\d)'
                 ) }}
                 then try_cast(
                     regexp_replace(upper(timestamp_text), '(\.\d{6})\d+', {{ regex_group_1() }}) as {{ instant_type() }}
