@@ -112,7 +112,9 @@ tiered as (
 )
 
 select
-    {{ star_except(['billable_quantity', 'is_priceable', 'unit_amount_decimal', 'package_size', 'package_round'], 'lines') }},
+    {{ star_except(
+        ['billable_quantity', 'is_priceable', 'unit_amount_decimal', 'package_size', 'package_round'], 'lines'
+    ) }},
     case
         when not lines.is_priceable then null
         when lines.price_model = 'per_unit' then lines.billable_quantity * lines.unit_amount_decimal

@@ -85,7 +85,8 @@ checked as (
     select
         *,
         length({{ trim_trailing(trim_leading('int_digits || frac_digits', "'0'"), "'0'") }}) as significant_digits,
-        length({{ trim_trailing('int_digits || frac_digits', "'0'") }}) - length(int_digits) - exponent as decimal_places,
+        length({{ trim_trailing('int_digits || frac_digits', "'0'") }}) - length(int_digits) - exponent
+            as decimal_places,
         (
             length(int_digits) + exponent
             - (length(int_digits || frac_digits) - length({{ trim_leading('int_digits || frac_digits', "'0'") }}))

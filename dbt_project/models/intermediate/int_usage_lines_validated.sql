@@ -56,8 +56,9 @@ timed as (
                     '\\d{4}-\\d{2}-\\d{2}[Tt ]([01]\\d|2[0-3]):[0-5]\\d:\\d{2}(\\.\\d+)?([Zz]|[+-]([01]\\d|2[0-3]):[0-5]\\d)'
                 ) }}
                 then try_cast(
-                    regexp_replace(upper(timestamp_text), '(\.\d{6})\d+', {{ regex_group_1() }}) as {{ instant_type() }}
-                )
+                        regexp_replace(upper(timestamp_text), '(\.\d{6})\d+', {{ regex_group_1() }})
+                        as {{ instant_type() }}
+                    )
         end as event_ts
     from lines
 ),

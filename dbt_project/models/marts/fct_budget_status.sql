@@ -108,7 +108,7 @@ select
     decided.thresholds_reached,
     {{ list_largest('decided.thresholds_reached') }} as highest_threshold_reached,
     decided.on_exceed,
-    case when decided.on_exceed = 'block' and decided.is_at_limit then 'block' else 'allow' end as access,  -- noqa: RF04
+    case when decided.on_exceed = 'block' and decided.is_at_limit then 'block' else 'allow' end as access,  -- noqa: RF04, LT05
     coalesce(
         clock.stripe_now >= decided.period_start and clock.stripe_now < decided.period_end, false
     ) as is_current,
