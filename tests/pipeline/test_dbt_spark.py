@@ -137,21 +137,23 @@ def _write_second_run_files(raw: Path, first_run_file: Path, first_run_changed: 
 class SparkBuild:
     """dbt on the `spark` target in this process (session mode), reading the sources exported as Parquet."""
 
-    def __init__(self, state: Path):
+    def __init__(self, state: Path, monkeypatch):
         self.state = state
         self.sources = state / "sources"
+        self.monkeypatch = monkeypatch
 
     def run(self, warehouse_path: Path) -> None:
         from dbt.cli.main import dbtRunner
 
         with connect(warehouse_path, read_only=True) as con:
             export_sources_to_parquet(con, self.sources)
-        os.environ.update(
-            METERING_STATE_DIR=str(self.state),
-            METERING_SPARK_SOURCES=str(self.sources),
-            METERING_SPARK_MASTER="local[2]",
-            METERING_SPARK_SHUFFLE_PARTITIONS="4",
-        )
+        for name, value in {
+            "METERING_STATE_DIR": str(self.state),
+            "METERING_SPARK_SOURCES": str(self.sources),
+            "METERING_SPARK_MASTER": "local[2]",
+            "METERING_SPARK_SHUFFLE_PARTITIONS": "4",
+        }.items():
+            self.monkeypatch.setenv(name, value)
         result = dbtRunner().invoke(
             [
                 "run", "--target", "spark", "--quiet",
@@ -175,6 +177,15 @@ class SparkBuild:
         ]
         return Counter(_normalized(tuple(row)) for row in frame.selectExpr(*selected).collect())
 
+    @staticmethod
+    def stop() -> None:
+        """Stop the session dbt-spark started (its JVM would hold a driver's memory for the rest of the tests)."""
+        from pyspark import SparkContext
+
+        context = SparkContext._active_spark_context  # the running one, if dbt got as far as starting it
+        if context is not None:
+            context.stop()
+
 
 def _normalized(value):
     """A value compared across engines: decimals by value (1.50 = 1.5), instants in naive UTC, lists as tuples."""
@@ -192,9 +203,15 @@ def _duckdb_rows(warehouse, relation: str, columns: list[str]) -> Counter:
     return Counter(_normalized(tuple(row)) for row in warehouse.query(f"select {', '.join(columns)} from {relation}"))
 
 
-def test_marts_on_spark_equal_marts_on_duckdb(warehouse, dbt, tmp_path):
+@pytest.fixture
+def spark(tmp_path, monkeypatch):
+    build = SparkBuild(tmp_path / "spark", monkeypatch)
+    yield build
+    build.stop()
+
+
+def test_marts_on_spark_equal_marts_on_duckdb(warehouse, dbt, spark):
     started = time.monotonic()
-    spark = SparkBuild(tmp_path / "spark")
     customers = customers_for(10_000)
     everyone = [*customers, ANCHOR_31, GONE]
 
