@@ -16,6 +16,7 @@ import importlib
 import logging
 import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
 
 import duckdb
@@ -34,6 +35,9 @@ from metering_dagster.quality.holds import (
 # GE prints progress bars and usage statistics by default; a pipeline log wants neither (both are turned off
 # on each suite's context).
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
+# Great Expectations imports pyspark when it is installed (for the dbt target `spark`); pyspark then warns that its
+# pandas API does not yet fully support pandas 3. The pipeline never uses that API: the warning is only noise in its log.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 
 def import_in_background() -> None:
