@@ -251,6 +251,14 @@ def measure_latency(
     return {
         "crossings": len(crossings_out),
         "poll_interval_seconds": interval,
+        "not_measured": [
+            f"a deployed budget_usage_sensor waits like this poll (0 to {interval:g} s when its interval is"
+            f" {interval:g} s), plus the Dagster daemon's tick and the run queue's launch; its run's process loads the"
+            " code location as `metering run --budgets` does (in before_the_run)",
+            "a file that lands during a metering job run waits for it: neither sensor starts a run while a run of"
+            " either job is queued or under way, and `metering run --budgets` waits for the run lock; the block is"
+            " answered when that run publishes (if its landing saw the file) or by the budget run after it",
+        ],
         "calls_to_block": calls_to_block,
         "seconds": _percentiles(total),
         "breakdown_seconds": {part: _percentiles([c[part] for c in crossings_out]) for part in parts},
