@@ -88,9 +88,7 @@ decided as (
         -- sqlfluff reads `t`, the parameter of a DuckDB lambda, as a table (noqa)
         case
             when measured.used is null then measured.thresholds
-            else list_filter(
-                measured.thresholds, lambda t: measured.used * 100 >= measured.limit_value * t  -- noqa: RF03
-            )
+            else list_filter(measured.thresholds, lambda t: measured.used * 100 >= measured.limit_value * t)  -- noqa
         end as thresholds_reached,
         measured.used is null or measured.used >= measured.limit_value as is_at_limit
     from measured
@@ -111,7 +109,9 @@ select
     decided.thresholds_reached,
     list_max(decided.thresholds_reached) as highest_threshold_reached,
     decided.on_exceed,
-    case when decided.on_exceed = 'block' and decided.is_at_limit then 'block' else 'allow' end as access,  -- noqa: RF04
+    -- noqa: disable=RF04
+    case when decided.on_exceed = 'block' and decided.is_at_limit then 'block' else 'allow' end as access,
+    -- noqa: enable=RF04
     coalesce(
         clock.stripe_now >= decided.period_start and clock.stripe_now < decided.period_end, false
     ) as is_current,
