@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from metering_dagster.commands.bench.generate import write_api_calls
-from metering_dagster.defs.orchestration.sensors import list_log_files, new_or_changed
+from metering_dagster.landing.land import list_log_files, new_or_changed
 
 METERING = [sys.executable, "-m", "metering_dagster.cli"]
 ASK_EVERY_SECONDS = 0.1
