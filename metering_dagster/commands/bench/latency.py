@@ -10,7 +10,6 @@ analysts' copy the run publishes; a client asks it every 0.1 s until it answers 
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import statistics
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from metering_dagster.commands.bench.generate import write_api_calls
 from metering_dagster.landing.land import list_log_files, new_or_changed
+from metering_dagster.settings import subprocess_environment
 
 METERING = [sys.executable, "-m", "metering_dagster.cli"]
 ASK_EVERY_SECONDS = 0.1
@@ -196,7 +196,7 @@ def measure_latency(
 
     rng = random.Random(seed)
     # Like the budget sensor, which waits for a run of either job to end: a budget run waits for the run lock.
-    env = {**os.environ, "METERING_LOCK_WAIT_SECONDS": str(CROSSING_TIMEOUT_SECONDS)}
+    env = subprocess_environment(METERING_LOCK_WAIT_SECONDS=str(CROSSING_TIMEOUT_SECONDS))
     out_dir = raw_dir / "crossings"
     out_dir.mkdir(parents=True, exist_ok=True)
     server = Server(env)
