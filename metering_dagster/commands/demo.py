@@ -323,6 +323,10 @@ def print_budgets(settings: Settings) -> None:
                        delivery_state, {utc_date("period_start")}
                 from marts.rpt_budget_alerts order by customer_id, budget_key, threshold_percent"""
         ).fetchall()
+        stripe_alerts = con.execute(
+            """select customer_id, budget_key, local_used, stripe_value, status
+               from marts.rpt_stripe_budget_alerts order by customer_id, budget_key, period_start"""
+        ).fetchall()
     finally:
         con.close()
     currency = load_contract(settings.contract_path).currency
@@ -344,6 +348,10 @@ def print_budgets(settings: Settings) -> None:
     header = ["customer", "budget", "period", "threshold", "alert", "used", "limit", "access", "webhook"]
     for text in _table(header, rows, right={3, 5, 6}):
         print(text)
+    agree = sum(status in ("match", "stripe_alert_spent") for *_, status in stripe_alerts)
+    print(f"\nStripe's billing alerts against our 100% alerts: {agree} of {len(stripe_alerts)} agree")
+    for customer, budget, ours, theirs, status in stripe_alerts:
+        print(f"  {customer} {budget}: ours at {quantity(ours)}, Stripe's fired at {quantity(theirs)}: {status}")
     entitlements, _ = read_entitlements(
         PublishedMarts(settings.analytics_path).cursor(), datetime.now(UTC), BLOCKED_CUSTOMER
     )

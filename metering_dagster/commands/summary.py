@@ -10,7 +10,7 @@ from metering_dagster.commands.outcome import RunOutcome, blocks
 from metering_dagster.contract import ContractError, load_contract
 from metering_dagster.display import count, money
 from metering_dagster.settings import Settings
-from metering_dagster.warehouse import connect
+from metering_dagster.warehouse import WarehouseHeld, connect
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, default=0, params: list | None = None):
@@ -39,7 +39,10 @@ def warehouse_figures(settings: Settings, run_started_at: datetime | None = None
     sent meter events for (ledger rows sent since `run_started_at`)."""
     if not settings.warehouse_path.exists():
         return {}
-    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        con = connect(settings.warehouse_path, read_only=True)
+    except WarehouseHeld as held:  # e.g. a step's dbt still exiting: the summary says so instead of a traceback
+        return {"_unreadable": str(held)}
     try:
         statuses = {}
         try:
@@ -153,6 +156,19 @@ def _reconciliation_row(statuses: dict[str, int]) -> str:
     return text + (f"; {', '.join(others)}" if others else "")
 
 
+def _budgets_row(alerts: dict[str, object], blocked: list[str]) -> str:
+    """This run's budget alerts and what happened to them, and who the entitlements API now refuses."""
+    new = int(alerts.get("new_alerts", 0))
+    text = count(new, "new alert")
+    if alerts.get("receiver") is None:
+        text += " (recorded: no METERING_WEBHOOK_URL)" if new else ""
+    else:
+        sent, failed = int(alerts.get("delivered", 0)), int(alerts.get("failed", 0))
+        waiting = failed + int(alerts.get("left_pending", 0))
+        text += f", {count(sent, 'alert')} delivered" + (f", {waiting} waiting for the receiver" if waiting else "")
+    return text + f"; {count(len(blocked), 'customer')} blocked" + (f": {', '.join(blocked)}" if blocked else "")
+
+
 def _row(label: str, value: str) -> None:
     print(f"  {label:<16}{value}")
 
@@ -167,18 +183,14 @@ def print_run_summary(outcome: RunOutcome, settings: Settings, budget_run: bool 
         _row("landed", _landed_row(landing))
     if budget_run:  # the budget job: budgets and the entitlements API only
         _row("uploaded", "nothing: a budget run sends nothing to Stripe (`metering run` uploads)")
-        if state != "failed":
-            blocked = list(figures.get("blocked") or [])
-            _row(
-                "entitlements",
-                f"{count(len(blocked), 'customer')} blocked" + (f": {', '.join(blocked)}" if blocked else ""),
-            )
     upload = outcome.materialized.get("stripe_usage_report")
     if upload:
         _row("uploaded", _uploaded_row(upload, figures.get("customers_sent")))
     if state == "failed":
         # The warehouse still holds the last completed run's results: they are not this run's.
         print("  no figures: this run did not complete (the marts hold the last completed run)")
+    elif "_unreadable" in figures:
+        print(f"  no figures: the warehouse could not be read after the run: {figures['_unreadable']}")
     elif figures:
         _row(
             "warehouse",
@@ -193,6 +205,9 @@ def print_run_summary(outcome: RunOutcome, settings: Settings, budget_run: bool 
         # the reconciliation shown is this run's, never an earlier one's
         if any(key.endswith("rpt_reconciliation") for key in outcome.materialized) and figures.get("reconciliation"):
             _row("reconciliation", _reconciliation_row(figures["reconciliation"]))
+        alerts = outcome.materialized.get("budget_alerts")
+        if alerts is not None:
+            _row("budgets", _budgets_row(alerts, list(figures.get("blocked") or [])))
     if outcome.failed_checks:
         _row("checks", f"{count(len(outcome.failed_checks), 'check')} failed")
     elif state != "failed":  # a run that stopped early did not run them all
@@ -205,9 +220,10 @@ def print_run_summary(outcome: RunOutcome, settings: Settings, budget_run: bool 
             or check["metadata"].get("customers")
             or "-"
         )
-        print(
-            f"    {kind} {check['check']} on {check['asset']} failed: {check['description']} (customers: {customers})"
-        )
+        # the customers once: a check whose description names them already gets no suffix
+        named = customers == "-" or customers in check["description"]
+        suffix = "" if named else f" (customers: {customers})"
+        print(f"    {kind} {check['check']} on {check['asset']} failed: {check['description']}{suffix}")
     hint = _clock_hint(outcome)
     if hint and any(c["check"] == "stripe_matches_shadow_invoice" for c in outcome.failed_checks):
         print(f"  {hint}")

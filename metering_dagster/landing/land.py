@@ -144,6 +144,27 @@ def find_raw_files(raw_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(raw_dir).as_posix())
 
 
+def list_log_files(raw_dir: Path) -> dict[str, list[int]]:
+    """Every log file under raw_dir (relative path -> [size, mtime_ns]), in path order; {} without the folder.
+
+    What a sensor looks at to decide a run is due: names, sizes and times only, never the warehouse (a run may
+    hold it). Landing itself decides, by content, what is new."""
+    try:
+        paths = find_raw_files(raw_dir)
+    except RawFolderMissing:
+        return {}
+    found = {}
+    for path in paths:
+        stat = path.stat()
+        found[path.relative_to(raw_dir).as_posix()] = [stat.st_size, stat.st_mtime_ns]
+    return found
+
+
+def new_or_changed(current: dict[str, list[int]], seen: dict[str, list[int]]) -> list[str]:
+    """The files of `current` whose size or time differs from `seen` (or that `seen` lacks)."""
+    return [name for name, sig in current.items() if seen.get(name) != sig]
+
+
 class Incomplete(Exception):
     pass
 

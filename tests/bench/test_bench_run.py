@@ -36,6 +36,8 @@ def test_the_bench_runs_and_reports_throughput_floor_ratio_requests_and_memory(t
     assert report["events"] == EVENTS and report["customers"] == 20
     assert report["duckdb_floor_seconds"] > 0 and report["ratio_to_floor"] > 1
     assert 0 < report["peak_memory_mb"] < 2048
+    pages = report["console_pages_seconds"]  # every console page answered, each timed
+    assert {"customers", "customer", "line", "statement"} <= set(pages) and all(v > 0 for v in pages.values())
     for run in (full, incremental, idle):
         assert run["wall_seconds"] >= sum(run["stages"].values()) > 0
     # every customer x meter of the month is reported, 100 meter events a stream request at most

@@ -120,6 +120,9 @@ def test_the_readme_commands_run_in_order_on_a_fresh_clone(tmp_path):
         )
         if block.startswith("make demo"):
             assert "USD" in result.stdout and "match" in result.stdout, result.stdout[-4000:]
+            # the demo's budgets: an 80% alert, a customer refused at 100%, Stripe's alert agreeing
+            assert "threshold_reached" in result.stdout and '"access": "block"' in result.stdout, result.stdout[-4000:]
+            assert "1 of 1 agree" in result.stdout, result.stdout[-4000:]
     print("\n".join(timings), file=sys.stderr)
 
     state = clone / "state"

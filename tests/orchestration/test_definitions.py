@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 from dagster import build_sensor_context
 
-from metering_dagster.defs.orchestration.sensors import list_log_files, new_or_changed
+from metering_dagster.landing.land import list_log_files, new_or_changed
 
 
 def test_definitions_load_and_every_job_resolves(dbt_manifest):

@@ -101,6 +101,49 @@ def test_the_summary_is_a_short_table_with_money_in_the_contract_currency(tmp_pa
     assert "cents" not in out and "=" not in out and "events_sent" not in out
 
 
+def test_the_summary_names_a_checks_customers_once_and_the_budgets(tmp_path, capsys):
+    held = {
+        "check": "no_invoice_held",
+        "asset": "period_close",
+        "blocking": False,
+        "severity": "WARN",
+        "description": "1 invoices held until their sources are complete: cus_b",
+        "metadata": {"customers": "cus_b"},
+    }
+    run = RunOutcome(
+        run_id="0123456789",
+        success=True,
+        failed_checks=[held],
+        figures={**FIGURES, "blocked": ["cus_globex"]},
+        materialized={
+            "marts/rpt_reconciliation": {},
+            "budget_alerts": {"new_alerts": 3, "receiver": "https://hooks.example", "delivered": 2, "failed": 1},
+        },
+    )
+    print_run_summary(run, settings(tmp_path))
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "    check no_invoice_held on period_close failed: 1 invoices held until their sources are complete: cus_b"
+        in (lines)
+    )
+    assert (
+        "  budgets         3 new alerts, 2 alerts delivered, 1 waiting for the receiver; 1 customer blocked: cus_globex"
+        in (lines)
+    )
+
+
+def test_the_summary_says_alerts_are_only_recorded_without_a_webhook(tmp_path, capsys):
+    run = RunOutcome(
+        run_id="0123456789",
+        success=True,
+        figures=dict(FIGURES),
+        materialized={"marts/rpt_reconciliation": {}, "budget_alerts": {"new_alerts": 1, "webhook": "not set"}},
+    )
+    print_run_summary(run, settings(tmp_path))
+    lines = capsys.readouterr().out.splitlines()
+    assert "  budgets         1 new alert (recorded: no METERING_WEBHOOK_URL); 0 customers blocked" in lines
+
+
 def test_the_summary_shows_a_zero_decimal_currency_in_whole_units(tmp_path, capsys):
     run = RunOutcome(
         run_id="0123456789",
@@ -228,3 +271,31 @@ def test_the_period_close_line_counts_agree_with_their_nouns():
 
     line = PeriodCloseResult(finalized=1, superseded=2).lines()[0]
     assert line.endswith(": 1 period invoice final, 2 meter events superseded by adjustments"), line
+
+
+def test_a_warehouse_held_after_the_run_gives_a_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from metering_dagster.commands.summary import warehouse_figures
+    from metering_dagster.warehouse import connect
+
+    monkeypatch.setenv("METERING_WAREHOUSE_WAIT_SECONDS", "0")
+    connect(tmp_path / "warehouse.duckdb").close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True); time.sleep(30)",
+            str(tmp_path / "warehouse.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        figures = warehouse_figures(settings(tmp_path))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"process {holder.pid}" in figures["_unreadable"]
+    print_run_summary(RunOutcome(run_id="0123456789", success=True, figures=figures), settings(tmp_path))
+    out = capsys.readouterr().out
+    assert "  no figures: the warehouse could not be read after the run: " in out and "Traceback" not in out

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import duckdb
 
-from metering_dagster.serving.console.queries import Meter, hourly_usage
+from metering_dagster.serving.console.queries import HOURLY_VALUE, Meter, hourly_usage
+from metering_dagster.vocabulary import aggregations
 
 PERIOD = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -45,3 +46,7 @@ def test_each_aggregation_over_the_hours_events():
         "unique_count": (Decimal(2), 3),
         "last_ever": (Decimal(4), 2),
     }
+
+
+def test_every_aggregation_has_an_hourly_value():
+    assert set(HOURLY_VALUE) == set(aggregations())

@@ -8,33 +8,13 @@ hash, what is really new.
 
 import hashlib
 import json
-from pathlib import Path
 
 import dagster as dg
 
 from metering_dagster.defs.orchestration.automation import default_sensor_status
 from metering_dagster.defs.orchestration.jobs import BUDGET_JOB_NAME, METERING_JOB_NAME, budget_job, metering_job
+from metering_dagster.landing.land import list_log_files, new_or_changed
 from metering_dagster.settings import load_settings
-
-LOG_PATTERNS = ("*.jsonl", "*.jsonl.gz")
-
-
-def list_log_files(raw_dir: Path) -> dict[str, list[int]]:
-    """Every log file under raw_dir (relative path -> [size, mtime_ns]), in path order."""
-    found: dict[str, list[int]] = {}
-    if not raw_dir.is_dir():
-        return found
-    for pattern in LOG_PATTERNS:
-        for path in raw_dir.rglob(pattern):
-            if path.is_file():
-                stat = path.stat()
-                found[path.relative_to(raw_dir).as_posix()] = [stat.st_size, stat.st_mtime_ns]
-    return dict(sorted(found.items()))
-
-
-def new_or_changed(current: dict[str, list[int]], seen: dict[str, list[int]]) -> list[str]:
-    return [name for name, sig in current.items() if seen.get(name) != sig]
-
 
 # Both jobs write the one warehouse: while a run of either is queued or under way a sensor starts nothing, and
 # keeps its cursor, so that the files it saw are seen again on its next tick.

@@ -252,30 +252,34 @@ def daily_usage(
     ).fetchall()
 
 
+# An hour's value from its events, by the meter's aggregation (what the period's quantity does, over one hour).
+HOURLY_VALUE = {
+    "sum": "sum(value)",
+    "count": "count(*)",
+    "max": "max(value)",
+    "last_during_period": "arg_max(value, event_ts)",
+    "last_ever": "arg_max(value, event_ts)",
+    "unique_count": "count(distinct value_key)",
+}
+
+
 def hourly_usage(
     con: duckdb.DuckDBPyConnection, customer_id: str, period_start: datetime, meters: dict[str, Meter]
 ) -> list[tuple[str, datetime, Decimal, int]]:
     """(meter, hour, usage, events) of each hour with events in the period, by the meter's aggregation over the
-    hour's events: the sum (sum), the number of events (count), the highest value (max), the distinct values
-    (unique_count), the last value reported (last_during_period, last_ever)."""
-    by_aggregation = {
-        aggregation: [key for key, meter in meters.items() if meter.aggregation == aggregation]
-        for aggregation in ("sum", "count", "max", "unique_count")
-    }
+    hour's events (HOURLY_VALUE): the sum, the number of events, the highest value, the distinct values, the last
+    value reported."""
+    cases, params = [], []
+    for key, meter in sorted(meters.items()):
+        cases.append(f"when meter = ? then {HOURLY_VALUE[meter.aggregation]}")
+        params.append(key)
+    value = f"case {' '.join(cases)} end" if cases else "null"
     return con.execute(
-        """select meter, date_trunc('hour', event_ts) as hour,
-                  case
-                      when list_contains(?::varchar[], meter) then sum(value)
-                      when list_contains(?::varchar[], meter) then count(*)
-                      when list_contains(?::varchar[], meter) then max(value)
-                      when list_contains(?::varchar[], meter) then count(distinct value_key)
-                      else arg_max(value, event_ts)
-                  end::decimal(38, 12),
-                  count(*)
-           from marts.fct_metered_events
-           where customer_id = ? and period_start = ?
-           group by meter, hour order by meter, hour""",
-        [*by_aggregation.values(), customer_id, period_start],
+        f"""select meter, date_trunc('hour', event_ts) as hour, ({value})::decimal(38, 12), count(*)
+            from marts.fct_metered_events
+            where customer_id = ? and period_start = ?
+            group by meter, hour order by meter, hour""",
+        [*params, customer_id, period_start],
     ).fetchall()
 
 
