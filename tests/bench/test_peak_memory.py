@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from metering_dagster.commands.bench.memory import PeakMemory, in_fresh_process
+from metering_dagster.commands.bench.memory import PeakMemory, _status_kib, in_fresh_process
 
 CHILD_MB = 300
 CHILD = f"x = bytearray({CHILD_MB} * 1024 * 1024); x[::4096] = b'1' * len(x[::4096]); import time; time.sleep(1)"
@@ -24,6 +24,8 @@ def test_a_child_is_measured_by_its_own_peak_not_its_parents():
 
 
 def test_work_in_a_fresh_process_is_not_this_processs_memory():
+    # what this process holds already (after earlier tests of the session, e.g. an in-process bench run)
+    before_mb = _status_kib("self", "VmRSS") / 1024
     with PeakMemory() as peak:
         in_fresh_process(exec, CHILD)
-    assert peak.report()["peak_pipeline_process_mb"] < CHILD_MB
+    assert peak.report()["peak_pipeline_process_mb"] < before_mb + CHILD_MB / 2

@@ -153,7 +153,7 @@ def test_a_budget_run_blocks_the_customer_past_its_cap_and_sends_nothing_to_stri
 
     assert budget_run.returncode == 0, budget_run.stdout + budget_run.stderr
     assert "nothing: a budget run sends nothing to Stripe" in budget_run.stdout
-    assert "entitlements    1 customer blocked: cus_globex" in budget_run.stdout
+    assert "; 1 customer blocked: cus_globex" in budget_run.stdout  # the budgets row
     assert _sent(env) == before  # no new ledger row, nothing sent, no meter event in Stripe
     globex = _answers(env, "/v1/entitlements/cus_globex")[0]
     assert (globex["access"], globex["reasons"]) == ("block", ["api_call_cap: 160 of 150 call (106.67%)"])
