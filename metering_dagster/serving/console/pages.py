@@ -159,16 +159,15 @@ def customer_page(request: Request, customer_id: str) -> Response:
         current = queries.current_period(periods, stripe_now)
         history = [p for p in periods if current is not None and p.start < current.start]
         budgets = queries.budgets(cursor, customer_id)
+        current_budgets = [b for b in budgets if current is not None and b.period_start == current.start]
         charts_of: dict[str, dict] = {}
         if current is not None:
             since = history[0].start if history else current.start
             daily = queries.daily_usage(cursor, customer_id, since, current.end)
             hourly = queries.hourly_usage(cursor, customer_id, current.start, meters)
-            current_budgets = [b for b in budgets if b.period_start == current.start]
             charts_of = _meter_charts(meters, current, daily, hourly, current_budgets)
     finally:
         cursor.close()
-    current_budgets = [b for b in budgets if current is not None and b.period_start == current.start]
     return render(
         request,
         "customer.html",
