@@ -347,3 +347,42 @@ def webhook_settings() -> WebhookSettings:
 
 
 TUNING += (webhook_settings,)
+
+
+# The engine of the dbt steps (README "When one machine is not enough"): DuckDB in the warehouse file, or Apache
+# Spark reading the landed lines as Parquet files under METERING_SPARK_SOURCES.
+ENGINES = ("duckdb", "spark")
+
+
+def metering_engine() -> str:
+    """METERING_ENGINE: `duckdb` (the default) or `spark` (dbt's `spark` target; the marts it builds are copied
+    into the warehouse file, where every later step reads them)."""
+    text = _value("METERING_ENGINE")
+    if text is None:
+        return "duckdb"
+    if text.lower() not in ENGINES:
+        raise _refuse("METERING_ENGINE", " or ".join(ENGINES))
+    return text.lower()
+
+
+def spark_master() -> str:
+    """METERING_SPARK_MASTER, Spark's master URL (the profile reads it): local[*] by default, spark://host:7077,
+    yarn, k8s://... on a cluster."""
+    text = _value("METERING_SPARK_MASTER")
+    if text is not None and not re.fullmatch(r"[a-z][a-z0-9+.-]*(\[[^\s]*\]|:[^\s]*)?", text):
+        raise _refuse("METERING_SPARK_MASTER", "a Spark master URL such as local[*], spark://host:7077 or yarn")
+    return text or "local[*]"
+
+
+def spark_sources_location(state_dir: Path) -> str:
+    """METERING_SPARK_SOURCES: where the dbt sources are written as Parquet for Spark (a folder, or an object-store
+    URL such as s3://bucket/metering that the writer and Spark can both reach); default <state folder>/spark/sources."""
+    text = _value("METERING_SPARK_SOURCES")
+    if text is None:
+        return str(state_dir / "spark" / "sources")
+    if "://" in text or text.startswith("/"):
+        return text.rstrip("/")
+    return str(Path(text).resolve())
+
+
+TUNING += (metering_engine, spark_master)

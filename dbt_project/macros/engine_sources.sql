@@ -27,3 +27,21 @@
     {%- endif -%}
     select 1
 {%- endmacro %}
+
+{#-
+  Spark's log_relation_metadata (macros/relation_metadata.sql): Spark has no information_schema; the columns as
+  dbt-spark describes them, and a table's row count.
+-#}
+{% macro spark__log_relation_metadata() %}
+    {%- if execute and env_var('DAGSTER_DBT_CLI', '') == 'true' -%}
+        {%- set columns = [] -%}
+        {%- for column in adapter.get_columns_in_relation(this) -%}
+            {%- do columns.append([column.name, column.dtype]) -%}
+        {%- endfor -%}
+        {%- set row_count = none -%}
+        {%- if model.config.materialized != 'view' -%}
+            {%- set row_count = run_query('select count(*) from ' ~ this).rows[0][0] | int -%}
+        {%- endif -%}
+        {{ log('dagster-table-metadata ' ~ tojson({'columns': columns, 'row_count': row_count}), info=True) }}
+    {%- endif -%}
+{% endmacro %}

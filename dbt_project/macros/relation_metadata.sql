@@ -5,7 +5,9 @@
   warehouse. A view gets no row count: counting it would run its query. dbt run by hand (or by the tests'
   dbtRunner) skips it: only dagster-dbt, which sets DAGSTER_DBT_CLI, reads the line.
 -#}
-{% macro log_relation_metadata() %}
+{% macro log_relation_metadata() %}{{ return(adapter.dispatch('log_relation_metadata', 'metering')()) }}{% endmacro %}
+
+{% macro default__log_relation_metadata() %}
     {%- if execute and env_var('DAGSTER_DBT_CLI', '') == 'true' -%}
         {%- set described -%}
             select column_name, data_type,
