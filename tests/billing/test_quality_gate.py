@@ -36,3 +36,19 @@ def test_the_gate_fails_on_a_row_to_send_and_skips_rows_already_sent(contract, c
     set_usage(con, [("cust_a", "input_tokens", *PERIOD, "1600.5", "2026-10-21T10:00:00Z")])  # cust_a changed
     third = validate_usage_upload(con, contract)
     assert third.success and third.rows == 1
+
+
+def test_the_suites_import_great_expectations_in_a_process_started_with_python_c(tmp_path):
+    """With pyspark installed (the Spark target), Great Expectations imports Spark Connect, whose import ends a
+    `python -c` process with exit status 0 and no word (it takes the process for pyspark's own doctests). The bench
+    measures runs in such processes: the suites must import GE without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from metering_dagster.quality.suites import great_expectations\n"
+        "print('suites can validate with Great Expectations', great_expectations().__version__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "suites can validate with Great Expectations" in done.stdout, done.stderr
