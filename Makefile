@@ -75,10 +75,10 @@ docs: venv
 	@echo "  cd dbt_project && ../$(BIN)/dbt docs serve --target-path $(DOCS)/target --port 8080 --no-browser"
 
 # The pipeline at volume (EVENTS, default 1,000,000) against the DuckDB floor, then the emulator's own
-# throughput. Results: bench/results/*.json; see docs/BENCHMARK.md.
+# throughput; SPARK=1 also times the dbt build on Spark. Results: bench/results/*.json; see docs/BENCHMARK.md.
 bench: venv
 	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/metering bench --events $${EVENTS:-1000000}
+	$(BIN)/metering bench --events $${EVENTS:-1000000} $${SPARK:+--spark}
 	$(BIN)/python bench/emulator_bench.py
 
 lock:

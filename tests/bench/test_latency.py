@@ -3,12 +3,11 @@ noticed by the poll, built by `metering run --budgets` in a process of its own a
 `metering serve`."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import duckdb
 import pytest
+
+from tests.bench.script import run_bench_script
 
 pytestmark = pytest.mark.slow  # a full run, then two budget runs and the API server
 
@@ -17,19 +16,14 @@ EVENTS = 20_000  # 20 customers, the bench's smallest
 
 def test_each_crossing_is_answered_block_and_timed_from_the_files_rename(tmp_path):
     results, work = tmp_path / "results", tmp_path / "work"
-    # A process of its own: the bench points the environment (state, Dagster home) at its work folder.
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-            from pathlib import Path
-            from metering_dagster.commands.bench.run import run_bench
-            run_bench({EVENTS}, workdir=Path({str(work)!r}), results=Path({str(results)!r}), keep=True,
-                      latency_only=True, crossings=2, poll_interval=0.5)
-        """),
-        ],
-        check=True,
+    run_bench_script(
+        tmp_path,
+        f"""
+        from pathlib import Path
+        from metering_dagster.commands.bench.run import run_bench
+        run_bench({EVENTS}, workdir=Path({str(work)!r}), results=Path({str(results)!r}), keep=True,
+                  latency_only=True, crossings=2, poll_interval=0.5)
+        """,
         timeout=900,
     )
     latency = json.loads((results / f"bench-latency-{EVENTS}.json").read_text())["latency"]

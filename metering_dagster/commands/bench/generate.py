@@ -205,3 +205,47 @@ def generate_month(
         path.write_text("\n".join(chunk["line"].to_list()) + "\n")
         files.append(path)
     return GeneratedDay(files=files, events=n_events, duplicates=dups.height, bad_lines=bad.height)
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file of new usage landed after the month: what a run with little new sees."""
+
+    path: Path
+    lines: int  # every line written, the bad ones included
+    events: int  # new events (their re-sent copies and the month's re-sent lines apart)
+    late: int  # of them, timestamped days before the file's own day
+    duplicates: int  # lines re-sending an event: within the file, and of the month already landed
+
+
+def write_new_file(
+    contract: Contract, customers: list[str], raw_dir: Path, n_events: int, first_id: int, month_file: Path
+) -> NewFile:
+    """One new file (written under a temporary name and renamed into place) with `n_events` events of the day after
+    the month's, a tenth of them late (timestamped up to 9 days earlier), a few re-sent within the file, a few
+    re-sending lines of `month_file` (landed before) and the generator's few bad lines."""
+    scratch = raw_dir.parent / f".{raw_dir.name}-parts"
+    late = max(1, n_events // 10)
+    parts = [
+        generate_month(contract, customers, scratch / "day", n_events - late, 11, first_id, DAYS, 1),
+        generate_month(contract, customers, scratch / "late", late, 13, first_id + n_events - late, DAYS - 9, 9),
+    ]
+    lines = [line for part in parts for path in part.files for line in path.read_text().splitlines()]
+    resent = month_file.read_text().splitlines()[: max(1, n_events // 500)]
+    path = raw_dir / f"usage-{(MONTH_START + timedelta(days=DAYS)).date()}-new.jsonl"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("\n".join(lines + resent) + "\n")
+    partial.rename(path)
+    for part in parts:
+        for written in part.files:
+            written.unlink()
+    for folder in (scratch / "day", scratch / "late", scratch):
+        folder.rmdir()
+    return NewFile(
+        path=path,
+        lines=len(lines) + len(resent),
+        events=n_events,
+        late=late,
+        duplicates=sum(part.duplicates for part in parts) + len(resent),
+    )

@@ -1,8 +1,10 @@
-"""Run the benchmark: a generated month through the real pipeline, then one more day incrementally, then a run
-with nothing new (what every run costs)."""
+"""Run the benchmark: a generated month through the real pipeline, then a run with 0.1% new events and a run with
+nothing new (each `metering run` in a fresh process), the DuckDB floor and landing alone on the month's files, the
+console's pages, the hard-stop latency, and with `spark` the dbt build on Spark; each figure against its target."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -14,13 +16,16 @@ from pathlib import Path
 
 from metering_dagster.billing.retry import STATS
 from metering_dagster.commands.bench.floor import duckdb_floor_seconds
+from metering_dagster.commands.bench.fresh import timed_metering_run
 from metering_dagster.commands.bench.generate import (
     bench_contract_yaml,
     block_budget_limit,
     customers_for,
     generate_month,
+    write_new_file,
 )
 from metering_dagster.commands.bench.memory import PeakMemory, in_fresh_process
+from metering_dagster.commands.bench.table import SMALL_RUN_SHARE, figures_of
 from metering_dagster.commands.clock import advance_clock
 from metering_dagster.commands.runner import execute_metering_job
 from metering_dagster.contract import load_contract
@@ -124,6 +129,24 @@ def _peak_by_step(peak: PeakMemory, run_id: str) -> dict[str, dict]:
     }
 
 
+def _landing(raw_dir: Path, scratch_dir: Path) -> dict:
+    """Landing alone on the month's files, in a process of its own (commands/bench/landing.py)."""
+    from metering_dagster.commands.bench.landing import time_landing
+
+    timing = in_fresh_process(time_landing, raw_dir, scratch_dir)
+    return timing if isinstance(timing, dict) else timing.as_dict()
+
+
+def _spark(state_dir: Path) -> dict:
+    """dbt's build on Spark beside DuckDB's, on the bench's warehouse (commands/bench/spark.py), in a process of its
+    own: its JVM and Spark session end with it."""
+    if importlib.util.find_spec("metering_dagster.commands.bench.spark") is None:
+        return {"not_measured": "commands/bench/spark.py is not there yet"}
+    from metering_dagster.commands.bench.spark import time_spark_build
+
+    return in_fresh_process(time_spark_build, state_dir)
+
+
 def _latency(
     n_events: int, customers: list[str], raw: Path, contract_path: Path, crossings: int, poll_interval: float
 ) -> dict:
@@ -162,9 +185,11 @@ def run_bench(
     latency_only: bool = False,
     crossings: int = 10,
     poll_interval: float = 10.0,
+    spark: bool = False,
 ) -> dict:
-    """The benchmark's stages, then the hard-stop latency (`crossings` customers blocked; 0: not measured).
-    `latency_only`: the month and its run build the warehouse, then only the latency is measured."""
+    """The benchmark's stages, then the hard-stop latency (`crossings` customers blocked; 0: not measured), then
+    with `spark` the dbt build on Spark beside DuckDB's. `latency_only`: the month and its run build the warehouse,
+    then only the latency is measured."""
     workdir = (workdir or REPO_ROOT / "state" / "bench").resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     raw = workdir / "raw"
@@ -201,22 +226,19 @@ def run_bench(
         }
         return _write(report, results / f"bench-latency-{n_events}.json", raw, keep)
 
-    extra = max(1, n_events * 3 // 100)
-    in_fresh_process(generate_month, contract, customers, raw / "day", extra * 9 // 10, 11, n_events, 30, 1)
-    in_fresh_process(
-        generate_month, contract, customers, raw / "late", extra - extra * 9 // 10, 13, n_events + extra, 21, 9
+    # A run with 0.1% new events: one new file, a few of its events late, a few re-sent. Then a run with nothing
+    # new. Both are `metering run` in a process of their own, as a scheduled run is: process start included.
+    new = write_new_file(
+        contract, customers, raw / "new", max(1, n_events // SMALL_RUN_SHARE), n_events, month.files[0]
     )
-    with PeakMemory() as peak_incremental:
-        _, incremental = _timed_run()
-    incremental["peak_memory_by_step"] = _peak_by_step(peak_incremental, incremental["run_id"])
-    # Nothing new landed: the fixed cost of a run (a scheduled run in a quiet hour), the least an incremental run
-    # can cost. In this warm process, like the incremental run; a fresh process adds Dagster's start.
-    _, idle = _timed_run()
+    small = timed_metering_run(settings.state_dir)
+    idle = timed_metering_run(settings.state_dir)
     floor_seconds, floor_rows = in_fresh_process(duckdb_floor_seconds, raw / "month", contract)
+    landing = _landing(raw / "month", workdir / "landing-scratch")
     # The usage console over what these runs published: each page's answer time (the first request apart).
     console_pages = time_pages(settings.state_dir)
 
-    peaks = {"full_run": peak_full.report(), "incremental_run": peak_incremental.report()}
+    peaks = {"full_run": peak_full.report()}
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -231,12 +253,16 @@ def run_bench(
         },
         "full_run": full,
         "events_per_second": round(n_events / full["wall_seconds"]),
-        "incremental_run": {
-            **incremental,
-            "new_events": extra,
-            "share_of_full": round(incremental["wall_seconds"] / full["wall_seconds"], 3),
+        "small_run": {
+            **small,
+            "stages": stage_seconds(small.get("steps", {})),
+            "new_events": new.events,
+            "new_lines": new.lines,
+            "new_late": new.late,
+            "new_duplicates": new.duplicates,
         },
-        "idle_run": {**idle, "share_of_full": round(idle["wall_seconds"] / full["wall_seconds"], 3)},
+        "idle_run": {**idle, "stages": stage_seconds(idle.get("steps", {}))},
+        "landing": landing,
         "duckdb_floor_seconds": round(floor_seconds, 2),
         "duckdb_floor_rows": floor_rows,
         "ratio_to_floor": round(full["wall_seconds"] / floor_seconds, 2),
@@ -246,12 +272,16 @@ def run_bench(
     }
     if crossings:
         report["latency"] = _latency(n_events, customers, raw, contract_path, crossings, poll_interval)
+    if spark:  # last: whatever the Spark build leaves in the state folder, no figure above sees it
+        report["spark"] = _spark(settings.state_dir)
+    report["figures"] = [figure.as_dict() for figure in figures_of(report)]
     return _write(report, results / f"bench-{n_events}.json", raw, keep)
 
 
 def _write(report: dict, path: Path, raw: Path, keep: bool) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"metering bench: every figure and step in {path}", file=sys.stderr)
     if not keep:
         shutil.rmtree(raw, ignore_errors=True)
     return report
