@@ -142,16 +142,20 @@ def may_be_lenient(lines: pl.Expr) -> pl.Expr:
 # Top-level fields parsed at landing into columns of raw.usage_lines.
 FIELDS = ("event_id", "timestamp", "customer_id", "action", "environment")
 
-# Per field i (of n): types[i] / texts[i] at "$.field", types[n + i] / texts[n + i] at "$.field.#num".
-# json_type / json_extract_string with a list of paths read each line once for all of them.
+# Per field i (of n): types[i] at "$.field", types[n + i] at "$.field.#num" (not NULL: the field is a number),
+# read by one json_type with a list of paths. The texts come from one json_transform to a struct of VARCHAR:
+# a string's value, `true`/`false`, or for a number its marker object `{"#num":"<text>"}` as written by json(),
+# whose text is cut out (it has no escapes: a number's text never needs any).
+_IS_NUMBER_SQL = "(types[{i}] = 'OBJECT' and types[{n} + {i}] is not null)"
 _TYPE_SQL = """case
-    when types[{i}] = 'OBJECT' and types[{n} + {i}] is not null then 'number'
+    when {is_number} then 'number'
     when types[{i}] = 'VARCHAR' then 'string'
     else lower(types[{i}])
 end"""
+_NUMBER_TEXT_START = len(json.dumps({NUMBER_KEY: ""}, separators=(",", ":"))) - 1  # 1-based: after `{"#num":"`
 _TEXT_SQL = """case
-    when types[{i}] = 'OBJECT' then texts[{n} + {i}]
-    when types[{i}] in ('VARCHAR', 'BOOLEAN') then texts[{i}]
+    when {is_number} then substr(texts."{field}", {start}, length(texts."{field}") - {start} - 1)
+    when types[{i}] in ('VARCHAR', 'BOOLEAN') then texts."{field}"
 end"""
 
 
@@ -159,13 +163,18 @@ def fields_select_sql(source: str) -> str:
     """SELECT that turns (source_file, line_number, raw_line, landing_problem, exact_json, strict_ok) into raw.usage_lines columns.
 
     Parameters: $landing_run_id, $landed_at. Rows keep the source's order (no sort: the source is in line order).
+    Each line is parsed three times (valid?, the payload, and from the payload types and texts at once).
     """
+    n = len(FIELDS)
     paths = [f"'$.\"{f}\"'" for f in FIELDS] + [f'\'$."{f}"."{NUMBER_KEY}"\'' for f in FIELDS]
+    texts_struct = json.dumps({f: "VARCHAR" for f in FIELDS})
     columns = []
     for i, field in enumerate(FIELDS, start=1):
-        columns.append(f"{_TYPE_SQL.format(i=i, n=len(FIELDS))} as {field}_type")
+        is_number = _IS_NUMBER_SQL.format(i=i, n=n)
+        columns.append(f"{_TYPE_SQL.format(i=i, is_number=is_number)} as {field}_type")
         text_name = "timestamp_text" if field == "timestamp" else field
-        columns.append(f"{_TEXT_SQL.format(i=i, n=len(FIELDS))} as {text_name}")
+        text = _TEXT_SQL.format(i=i, is_number=is_number, field=field, start=_NUMBER_TEXT_START)
+        columns.append(f"{text} as {text_name}")
     return f"""
 with lines as (
     select
@@ -173,22 +182,28 @@ with lines as (
         line_number,
         raw_line,
         landing_problem,
+        exact_json,
+        -- json() writes it minified: an object's text starts with `{{`
+        -- a number with a leading zero (01, -00.5) is not JSON
         case
-            -- a number with a leading zero (01, -00.5) is not JSON
             when strict_ok and json_valid(exact_json) and not regexp_matches(exact_json, '\\{{"#num":"-?0[0-9]')
-                then json_type(exact_json) = 'OBJECT'
-            else false
-        end as is_json_object,
-        exact_json
+                then json(exact_json)
+        end as valid_json
     from {source}
 ),
 parsed as (
     select
         *,
-        case when is_json_object then json(exact_json) end as payload,
-        case when is_json_object then json_type(exact_json, [{", ".join(paths)}]) end as types,
-        case when is_json_object then json_extract_string(exact_json, [{", ".join(paths)}]) end as texts
+        coalesce(starts_with(valid_json, '{{'), false) as is_json_object,
     from lines
+),
+typed as (
+    select
+        *,
+        case when is_json_object then valid_json end as payload,
+        case when is_json_object then json_type(valid_json, [{", ".join(paths)}]) end as types,
+        case when is_json_object then json_transform(valid_json, '{texts_struct}') end as texts
+    from parsed
 )
 select
     $landing_run_id as landing_run_id,
@@ -204,5 +219,5 @@ select
         case when starts_with(exact_json, '{DUPLICATE_KEY_MARK}') and not starts_with(raw_line, '{DUPLICATE_KEY_MARK}')
             then 'duplicate_key' end
     ) as landing_problem
-from parsed
+from typed
 """
