@@ -313,9 +313,12 @@ def send_pending(
         else:
             sendable.append(row)
     session = _Session(client, result)
+    # Every row's first try is recorded before the first request, in one write: per batch it was a second
+    # warehouse commit beside `mark_sent`'s. A row that a crash leaves unsent thus counts as tried from now,
+    # which only makes its identifier distrusted sooner (identifier_window.py), never trusted longer.
+    ledger.mark_tried(con, {r.identifier: now[r.stripe_test_clock_id] for r in sendable})
     batches = [sendable[i : i + MAX_EVENTS_PER_REQUEST] for i in range(0, len(sendable), MAX_EVENTS_PER_REQUEST)]
     for n, batch in enumerate(batches):
-        ledger.mark_tried(con, {r.identifier: now[r.stripe_test_clock_id] for r in batch})
         try:
             _send(client, con, session, batch, result, dead_letters)
         except _StopSending as stop:

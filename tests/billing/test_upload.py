@@ -173,3 +173,39 @@ def test_requests_carry_at_most_100_events(ready, contract, con, monkeypatch):
     )
     result = report_usage(ready.client, con, contract)
     assert (result.events_sent, result.requests) == (3, 2)
+
+
+def test_first_tries_are_recorded_in_one_write_before_the_first_request(ready, contract, con, monkeypatch):
+    """Each warehouse write commits (a disk flush): the first tries of all batches are one write, not one
+    per request, and every row counts as tried before anything is sent."""
+    monkeypatch.setattr(upload, "MAX_EVENTS_PER_REQUEST", 2)
+    set_usage(
+        con,
+        [
+            ("cust_a", "input_tokens", *OCT_A, "1", "2026-10-20T10:00:00Z"),
+            ("cust_a", "api_calls", *OCT_A, "2", "2026-10-20T10:00:00Z"),
+            ("cust_a", "storage_gb", *OCT_A, "3", "2026-10-20T10:00:00Z"),
+        ],
+    )
+    tried_writes = []
+    real_mark_tried = ledger.mark_tried
+
+    def counted(con, stripe_times):
+        tried_writes.append(len(stripe_times))
+        real_mark_tried(con, stripe_times)
+
+    monkeypatch.setattr(ledger, "mark_tried", counted)
+    real_send = upload._send
+    untried_at_first_send = []
+
+    def send(client, con, *args, **kwargs):
+        untried_at_first_send.append(
+            con.execute("SELECT count(*) FROM ops.stripe_ledger WHERE first_sent_at IS NULL").fetchone()[0]
+        )
+        return real_send(client, con, *args, **kwargs)
+
+    monkeypatch.setattr(upload, "_send", send)
+    result = report_usage(ready.client, con, contract)
+    assert (result.events_sent, result.requests) == (3, 2)
+    assert tried_writes == [3]
+    assert untried_at_first_send[0] == 0
