@@ -92,3 +92,32 @@ def test_two_processes_share_one_file(tmp_path):
     finally:
         for proc, _ in procs:
             stop(proc)
+
+
+def test_the_emulator_in_a_process_of_its_own(tmp_path):
+    """`EmulatorProcess` (what the bench can run the emulator in): served from its own process, its CPU time read
+    from the operating system, its state kept when it stops."""
+    from stripe_emulator.process import EmulatorProcess
+
+    state = tmp_path / "state.sqlite"
+    with EmulatorProcess(state, grace_period_seconds=60) as emulator:
+        environment = emulator.environment()
+        assert environment["STRIPE_API_BASE"] == emulator.url
+        c = make_client(emulator.url, environment["STRIPE_API_KEY"])
+        clock, cust, meter, price, sub = Builder(c).metered_subscription()
+        Builder(c).event(meter, cust, 7, T0 + 5)
+        assert emulator.cpu_seconds() > 0
+        pid = emulator.pid
+    assert emulator.url is None and not Path(f"/proc/{pid}").exists()
+    proc, url = spawn(state)
+    try:
+        summary = (
+            make_client(url)
+            .v1.billing.meters.event_summaries.list(
+                meter.id, {"customer": cust.id, "start_time": T0, "end_time": T0 + 3600}
+            )
+            .data[0]
+        )
+        assert summary.aggregated_value == 7
+    finally:
+        stop(proc)
