@@ -16,7 +16,7 @@ from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from packaging import version
 
 from metering_dagster.settings import load_settings, metering_engine, spark_sources_location
-from metering_dagster.transform.spark_marts import copy_spark_tables, models_built, spark_warehouse_dir
+from metering_dagster.transform.spark_marts import copy_spark_models, models_built, spark_warehouse_dir
 from metering_dagster.transform.spark_sources import export_sources_to_parquet
 from metering_dagster.warehouse import connect
 
@@ -70,7 +70,7 @@ class SparkDbtCliInvocation(DbtCliInvocation):
             return  # dbt stopped before building anything
         built = models_built(self.target_path)
         with connect(self.warehouse_path) as con:
-            copy_spark_tables(con, spark_warehouse_dir(self.state_dir), built)
+            copy_spark_models(con, spark_warehouse_dir(self.state_dir), built)
 
 
 def cli_on_engine(resource: DbtCliResource, args: Sequence[str], **kwargs) -> DbtCliInvocation:
