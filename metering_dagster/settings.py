@@ -385,4 +385,12 @@ def spark_sources_location(state_dir: Path) -> str:
     return str(Path(text).resolve())
 
 
+def export_spark_sources(state_dir: Path) -> str:
+    """Set METERING_SPARK_SOURCES to the resolved location for dbt (which runs in dbt_project/, where a relative
+    folder would name another one) and return it."""
+    location = spark_sources_location(state_dir)
+    os.environ["METERING_SPARK_SOURCES"] = location
+    return location
+
+
 TUNING += (metering_engine, spark_master)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
@@ -15,7 +14,7 @@ from dagster_dbt.core.dbt_cli_event import DbtCliEventMessage
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from packaging import version
 
-from metering_dagster.settings import load_settings, metering_engine, spark_sources_location
+from metering_dagster.settings import export_spark_sources, load_settings, metering_engine
 from metering_dagster.transform.spark_marts import copy_spark_models, models_built, spark_warehouse_dir
 from metering_dagster.transform.spark_sources import export_sources_to_parquet
 from metering_dagster.warehouse import connect
@@ -80,8 +79,7 @@ def cli_on_engine(resource: DbtCliResource, args: Sequence[str], **kwargs) -> Db
     if metering_engine() != "spark" or not set(args) & set(BUILDING_COMMANDS):
         return DbtCliResource.cli(resource, args, **kwargs)
     settings = load_settings()
-    location = spark_sources_location(settings.state_dir)
-    os.environ["METERING_SPARK_SOURCES"] = location  # dbt runs in dbt_project/: a resolved location
+    location = export_spark_sources(settings.state_dir)
     with connect(settings.warehouse_path) as con:
         export_sources_to_parquet(con, location)
     invocation = DbtCliResource.cli(resource, [*args, "--target", "spark"], **kwargs)
