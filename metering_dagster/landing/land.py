@@ -410,7 +410,9 @@ def _appended_part(content: bytes, landed: _Landed, gzipped: bool) -> bytes | No
     return content[size:] if text.endswith(b"\n") else None
 
 
-def _read_files(paths: list[Path], raw_dir: Path, manifest: dict[str, _Landed], settle: float):
+def _read_files(
+    paths: list[Path], raw_dir: Path, manifest: dict[str, _Landed], settle: float, rewriters: ThreadPoolExecutor
+):
     """_Rows of about CHUNK_ROWS lines (across small files, a big file in parts), each file's LandedFile
     with or after its last rows; or a file's other outcome."""
     parts, done, size = [], [], 0
@@ -426,12 +428,12 @@ def _read_files(paths: list[Path], raw_dir: Path, manifest: dict[str, _Landed], 
             parts.append(part.with_columns(pl.lit(landed.source_file).alias("source_file")))
             size += part.height
             if size >= CHUNK_ROWS:
-                yield _Rows(_landing_batch(pl.concat(parts)), tuple(done))
+                yield _Rows(_landing_batch(pl.concat(parts), rewriters), tuple(done))
                 parts, done, size = [], [], 0
         del lines
         done.append(landed)
     if parts or done:
-        yield _Rows(_landing_batch(pl.concat(parts)) if parts else None, tuple(done))
+        yield _Rows(_landing_batch(pl.concat(parts), rewriters) if parts else None, tuple(done))
 
 
 def _ahead(items, depth: int = 1):
@@ -497,7 +499,11 @@ def land_new_files(
     outcomes = {str: skipped, ChangedFile: changed, FailedFile: failed, IncompleteFile: incomplete}
     con.execute("begin transaction")
     try:
-        with closing(_ahead(_read_files(paths, raw_dir, manifest, settle_seconds()))) as reads:
+        # The polars rewrite is most of landing's CPU and releases the GIL: a chunk's BATCH_ROWS parts run side by side.
+        with (
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="landing-rewrite") as rewriters,
+            closing(_ahead(_read_files(paths, raw_dir, manifest, settle_seconds(), rewriters))) as reads,
+        ):
             for read in reads:
                 if isinstance(read, _Rows):
                     if read.batch is not None:
@@ -628,15 +634,11 @@ def _batch_part(lines: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-# The polars rewrite is most of landing's CPU; polars releases the GIL, so its BATCH_ROWS parts run side by side.
-_REWRITERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="landing-rewrite")
-
-
-def _landing_batch(lines: pl.DataFrame) -> pl.DataFrame:
+def _landing_batch(lines: pl.DataFrame, rewriters: ThreadPoolExecutor | None = None) -> pl.DataFrame:
     """The polars half of landing: (source_file, line_number, raw_line, landing_problem, exact_json, strict_ok),
-    in Arrow batches of BATCH_ROWS (each rewritten in a thread of its own)."""
+    in Arrow batches of BATCH_ROWS (rewritten side by side by `rewriters`, when given)."""
     parts = [lines.slice(i, BATCH_ROWS) for i in range(0, lines.height, BATCH_ROWS)] or [lines]
-    return pl.concat(list(_REWRITERS.map(_batch_part, parts)), rechunk=False)
+    return pl.concat(list((rewriters.map if rewriters else map)(_batch_part, parts)), rechunk=False)
 
 
 def _insert_batch(con, batch: pl.DataFrame, run_id: int, landed_at: datetime) -> None:
