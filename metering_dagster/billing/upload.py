@@ -221,8 +221,39 @@ def _park(con, ids: list[str], text: str, result: UploadResult, retrying: bool) 
     result.dead_lettered += 0 if retrying else len(ids)
 
 
+# Rows Stripe took are marked sent this many at a time (ten full requests): each warehouse write is a commit, a
+# disk flush, and one per request cost more than the request. Rows a crash leaves unmarked are sent again under
+# their identifiers, and Stripe reports them as duplicates (error_reports.py): delivered, counted once, as for a
+# crash right after any request.
+MARK_SENT_EVERY = 1000
+
+
+class _Accepted:
+    """Rows Stripe took whose `mark_sent` is still to be written."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+        self.identifiers: list[str] = []
+
+    def add(self, identifiers: list[str]) -> None:
+        self.identifiers += identifiers
+        if len(self.identifiers) >= MARK_SENT_EVERY:
+            self.write()
+
+    def write(self) -> None:
+        if self.identifiers:
+            ledger.mark_sent(self.con, self.identifiers)
+            self.identifiers = []
+
+
 def _send(
-    client, con, session: _Session, batch: list[ledger.PendingEvent], result: UploadResult, retrying: bool = False
+    client,
+    con,
+    session: _Session,
+    batch: list[ledger.PendingEvent],
+    result: UploadResult,
+    accepted: _Accepted,
+    retrying: bool = False,
 ) -> None:
     """Send one request; on a rejection of a batch, isolate the event(s) responsible."""
     ids = [r.identifier for r in batch]
@@ -238,7 +269,7 @@ def _send(
         except (stripe.InvalidRequestError, stripe.IdempotencyError) as err:
             if len(batch) > 1:
                 for row in batch:
-                    _send(client, con, session, [row], result, retrying)
+                    _send(client, con, session, [row], result, accepted, retrying)
                 return
             text = _error_text(err)
             if _is_duplicate(text):
@@ -259,7 +290,7 @@ def _send(
             if isinstance(err, _TRANSIENT):
                 raise _StopSending(text) from err
             return
-        ledger.mark_sent(con, ids)
+        accepted.add(ids)
         result.events_sent += len(batch)
         return
 
@@ -318,14 +349,18 @@ def send_pending(
     # which only makes its identifier distrusted sooner (identifier_window.py), never trusted longer.
     ledger.mark_tried(con, {r.identifier: now[r.stripe_test_clock_id] for r in sendable})
     batches = [sendable[i : i + MAX_EVENTS_PER_REQUEST] for i in range(0, len(sendable), MAX_EVENTS_PER_REQUEST)]
-    for n, batch in enumerate(batches):
-        try:
-            _send(client, con, session, batch, result, dead_letters)
-        except _StopSending as stop:
-            rest = [r.identifier for b in batches[n + 1 :] for r in b]
-            if rest:
-                _park(con, rest, f"not tried: Stripe unavailable ({stop})", result, dead_letters)
-            break
+    accepted = _Accepted(con)
+    try:
+        for n, batch in enumerate(batches):
+            try:
+                _send(client, con, session, batch, result, accepted, dead_letters)
+            except _StopSending as stop:
+                rest = [r.identifier for b in batches[n + 1 :] for r in b]
+                if rest:
+                    _park(con, rest, f"not tried: Stripe unavailable ({stop})", result, dead_letters)
+                break
+    finally:
+        accepted.write()
     _count_left(con, result, stats_before)
     return result
 

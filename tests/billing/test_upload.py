@@ -175,9 +175,9 @@ def test_requests_carry_at_most_100_events(ready, contract, con, monkeypatch):
     assert (result.events_sent, result.requests) == (3, 2)
 
 
-def test_first_tries_are_recorded_in_one_write_before_the_first_request(ready, contract, con, monkeypatch):
-    """Each warehouse write commits (a disk flush): the first tries of all batches are one write, not one
-    per request, and every row counts as tried before anything is sent."""
+def test_the_ledger_is_written_once_before_and_once_after_the_requests(ready, contract, con, monkeypatch):
+    """Each warehouse write commits (a disk flush): the first tries of all batches are one write before the first
+    request, the rows Stripe took one write per thousand, not two writes per request."""
     monkeypatch.setattr(upload, "MAX_EVENTS_PER_REQUEST", 2)
     set_usage(
         con,
@@ -195,6 +195,15 @@ def test_first_tries_are_recorded_in_one_write_before_the_first_request(ready, c
         real_mark_tried(con, stripe_times)
 
     monkeypatch.setattr(ledger, "mark_tried", counted)
+    sent_writes = []
+    real_mark_sent = ledger.mark_sent
+
+    def counted_sent(con, identifiers, note=None):
+        if identifiers:  # an empty list writes nothing
+            sent_writes.append(len(identifiers))
+        real_mark_sent(con, identifiers, note)
+
+    monkeypatch.setattr(ledger, "mark_sent", counted_sent)
     real_send = upload._send
     untried_at_first_send = []
 
@@ -207,5 +216,6 @@ def test_first_tries_are_recorded_in_one_write_before_the_first_request(ready, c
     monkeypatch.setattr(upload, "_send", send)
     result = report_usage(ready.client, con, contract)
     assert (result.events_sent, result.requests) == (3, 2)
-    assert tried_writes == [3]
+    assert tried_writes == [3] and sent_writes == [3]
     assert untried_at_first_send[0] == 0
+    assert con.execute("SELECT count(*) FROM ops.stripe_ledger WHERE status = 'sent'").fetchone()[0] == 3
