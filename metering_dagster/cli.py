@@ -2,6 +2,7 @@
 
     metering run                      the metering job once, recorded in $DAGSTER_HOME
     metering run --budgets            the budget job once: budgets and the entitlements API only, no upload
+    metering run --force              the metering job even when nothing is new since the last completed run
     metering demo                     reset the demo state and tell the whole story
     metering clock advance --to TIME  move the shared Stripe test clock (test mode only)
     metering corrections preview      the money each customer would gain or lose from what has arrived
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only budgets: land, build the budget marts, alert, publish for `metering serve`; send nothing to Stripe",
     )
+    # `metering run --force`: the work even when nothing is new since the last completed run (transform/freshness.py)
+    run_p.add_argument("--force", action="store_true", help="do the work even when nothing is new since the last run")
     sub.add_parser("demo", help="reset the demo state and run the demo story on the shipped data")
     bench = sub.add_parser("bench", help="generated usage at volume through the pipeline, against the DuckDB floor")
     bench.add_argument("--events", type=int, default=1_000_000)
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
-        return run_once(settings, budgets_only=args.budgets)
+        return run_once(settings, budgets_only=args.budgets, force=args.force)
     if args.command == "clock":
         return advance_clock(settings, args.to)
     if args.command == "corrections":

@@ -537,3 +537,21 @@ BUDGET_ALERT_DDL = [
 
 def ensure_budget_alert_tables(con: duckdb.DuckDBPyConnection) -> None:
     _execute(con, OPS_SCHEMA, *BUDGET_ALERT_DDL)
+
+
+# the metering job's runs and what each built from: a run with nothing new since one that completed skips its work
+# (transform/freshness.py)
+METERING_RUNS_DDL = """CREATE TABLE IF NOT EXISTS ops.metering_runs (
+    run_number BIGINT PRIMARY KEY,
+    dagster_run_id VARCHAR NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,                   -- NULL: failed or killed (or still under way)
+    landed VARCHAR NOT NULL,                   -- raw.landed_files as the run's dbt step read it
+    contract_sha256 VARCHAR NOT NULL,          -- the contract file's bytes
+    dbt_project_sha256 VARCHAR NOT NULL,       -- the dbt project's files
+    stripe_now TIMESTAMPTZ,
+    period_invoices VARCHAR)                   -- the invoices' state when the run finished (billing/changes.py)"""
+
+
+def ensure_run_tables(con: duckdb.DuckDBPyConnection) -> None:
+    _execute(con, OPS_SCHEMA, METERING_RUNS_DDL)

@@ -11,22 +11,34 @@ from metering_dagster.commands.common import (
     prepare_environment,
 )
 from metering_dagster.commands.outcome import RunOutcome
-from metering_dagster.commands.runner import execute_metering_job
-from metering_dagster.commands.summary import print_run_summary
+from metering_dagster.commands.runner import execute_metering_job, say
+from metering_dagster.commands.summary import print_nothing_new, print_run_summary
 from metering_dagster.settings import Settings
+from metering_dagster.transform.freshness import FORCE_TAG, decide_before_run
 
 
-def run_once(settings: Settings, quiet: bool = False, budgets_only: bool = False) -> int:
+def run_once(settings: Settings, quiet: bool = False, budgets_only: bool = False, force: bool = False) -> int:
     """Run the metering job once through a Dagster instance, print its summary, return the exit code.
 
     `budgets_only` (`metering run --budgets`) runs the budget job instead: land, read Stripe's clock, build the
     budget marts, send the budget alerts, publish for the entitlements API; nothing is sent to Stripe.
+    `force` (`metering run --force`): the work even when nothing is new since the last completed run.
     """
     prepare_environment(settings)
     bad = check_contract(settings)
     if bad is not None:
         return bad
-    outcome = execute_metering_job(job_name="budget_job" if budgets_only else "metering_job")
+    if not budgets_only and not force:
+        # Decided before loading Dagster, whose start costs seconds. A run with nothing new starts no Dagster run
+        # (DECISIONLOG.md "A run with nothing new"); the schedule and the sensor skip with the same words.
+        freshness = decide_before_run(settings, say=say)
+        if freshness.nothing_new:
+            if not quiet:
+                print_nothing_new(freshness.words(), settings)
+            return EXIT_OK
+    outcome = execute_metering_job(
+        tags={FORCE_TAG: "true"} if force else None, job_name="budget_job" if budgets_only else "metering_job"
+    )
     if not quiet:
         print_run_summary(outcome, settings, budget_run=budgets_only)
         print_period_close(outcome)

@@ -173,6 +173,42 @@ def _row(label: str, value: str) -> None:
     print(f"  {label:<16}{value}")
 
 
+def _figure_rows(figures: dict[str, object], reconciled: bool, alerts: dict[str, object] | None) -> None:
+    """The warehouse's totals, the shadow invoice, and when shown the reconciliation and the budgets."""
+    _row(
+        "warehouse",
+        f"{count(int(figures.get('lines_landed_total', 0)), 'line')} landed (all runs), "
+        f"{figures.get('quarantined', 0):,} quarantined, "
+        f"{count(int(figures.get('duplicates', 0)), 'duplicate')}",
+    )
+    currency = figures.get("currency")
+    cents = figures.get("invoice_cents", 0)
+    total = money(cents, currency) if currency else f"{cents} (cents)"
+    _row("shadow invoice", f"{total} over {count(int(figures.get('invoice_lines', 0)), 'line')}")
+    if reconciled and figures.get("reconciliation"):
+        _row("reconciliation", _reconciliation_row(figures["reconciliation"]))
+    if alerts is not None:
+        _row("budgets", _budgets_row(alerts, list(figures.get("blocked") or [])))
+
+
+def _reader_rows(settings: Settings) -> None:
+    print(f'  analysts: metering query "select ..." (reads {settings.analytics_path})')
+    print(f"  dbt log: {settings.state_dir / 'logs' / 'last_run.log'}; every event: the Dagster UI (make dev)")
+
+
+def print_nothing_new(words: str, settings: Settings) -> None:
+    """A run that found nothing new (transform/freshness.py): why, and the figures the last run left, unchanged."""
+    print(f"metering run: {words}; nothing to do, no Dagster run started")
+    _row("landed", "0 files, 0 lines")
+    _row("uploaded", "0 meter events sent")
+    figures = warehouse_figures(settings)
+    if "_unreadable" in figures:
+        print(f"  no figures: the warehouse could not be read: {figures['_unreadable']}")
+    elif figures:
+        _figure_rows(figures, reconciled=True, alerts=None)
+    _reader_rows(settings)
+
+
 def print_run_summary(outcome: RunOutcome, settings: Settings, budget_run: bool = False) -> None:
     """A short table: what landed, what went to Stripe, the shadow invoice, the reconciliation, the checks."""
     state = _state(outcome)
@@ -192,22 +228,9 @@ def print_run_summary(outcome: RunOutcome, settings: Settings, budget_run: bool 
     elif "_unreadable" in figures:
         print(f"  no figures: the warehouse could not be read after the run: {figures['_unreadable']}")
     elif figures:
-        _row(
-            "warehouse",
-            f"{count(int(figures.get('lines_landed_total', 0)), 'line')} landed (all runs), "
-            f"{figures.get('quarantined', 0):,} quarantined, "
-            f"{count(int(figures.get('duplicates', 0)), 'duplicate')}",
-        )
-        currency = figures.get("currency")
-        cents = figures.get("invoice_cents", 0)
-        total = money(cents, currency) if currency else f"{cents} (cents)"
-        _row("shadow invoice", f"{total} over {count(int(figures.get('invoice_lines', 0)), 'line')}")
         # the reconciliation shown is this run's, never an earlier one's
-        if any(key.endswith("rpt_reconciliation") for key in outcome.materialized) and figures.get("reconciliation"):
-            _row("reconciliation", _reconciliation_row(figures["reconciliation"]))
-        alerts = outcome.materialized.get("budget_alerts")
-        if alerts is not None:
-            _row("budgets", _budgets_row(alerts, list(figures.get("blocked") or [])))
+        reconciled = any(key.endswith("rpt_reconciliation") for key in outcome.materialized)
+        _figure_rows(figures, reconciled, outcome.materialized.get("budget_alerts"))
     if outcome.failed_checks:
         _row("checks", f"{count(len(outcome.failed_checks), 'check')} failed")
     elif state != "failed":  # a run that stopped early did not run them all
@@ -231,5 +254,4 @@ def print_run_summary(outcome: RunOutcome, settings: Settings, budget_run: bool 
         print(f"  failed step {step}")
     if outcome.crashed_steps:
         print(f"  tracebacks: the Dagster UI (make dev), run {outcome.run_id}")
-    print(f'  analysts: metering query "select ..." (reads {settings.analytics_path})')
-    print(f"  dbt log: {settings.state_dir / 'logs' / 'last_run.log'}; every event: the Dagster UI (make dev)")
+    _reader_rows(settings)

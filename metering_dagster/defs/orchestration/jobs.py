@@ -10,8 +10,9 @@ from metering_dagster.defs.budgets.assets import budget_alerts
 from metering_dagster.defs.quality.checks import shadow_invoice_suite, usage_upload_suite
 from metering_dagster.defs.serving.assets import analyst_marts
 from metering_dagster.defs.transform.assets import metering_dbt_models
+from metering_dagster.transform.freshness import SKIPPABLE_JOB
 
-METERING_JOB_NAME = "metering_job"
+METERING_JOB_NAME = SKIPPABLE_JOB
 BUDGET_JOB_NAME = "budget_job"
 
 # In-process: DuckDB takes one writing process, so steps run one after another in the run's process.

@@ -16,20 +16,35 @@ import dagster as dg
 from metering_dagster.contract import load_contract
 from metering_dagster.defs.orchestration.automation import default_schedule_status
 from metering_dagster.defs.orchestration.jobs import metering_job
+from metering_dagster.defs.orchestration.sensors import nothing_new_words, unfinished_warehouse_run
 from metering_dagster.defs.periods.jobs import reconciliation_job
+from metering_dagster.locks import RunLockBusy
 from metering_dagster.periods.calendar import periods_finalized_within, periods_in_grace
 from metering_dagster.settings import load_settings
 
 CHECK_EVERY = timedelta(minutes=15)
 
-hourly_metering_schedule = dg.ScheduleDefinition(
+
+@dg.schedule(
     name="hourly_metering",
     job=metering_job,
     cron_schedule="0 * * * *",
     execution_timezone="UTC",
     default_status=default_schedule_status(),
-    description="Every hour: land what arrived, aggregate, report to Stripe, reconcile.",
+    description=(
+        "Every hour: land what arrived, aggregate, report to Stripe, reconcile; skipped (no run) when nothing is"
+        " new since the last completed run, with the reason `metering run` prints."
+    ),
 )
+def hourly_metering_schedule(context: dg.ScheduleEvaluationContext):
+    busy = unfinished_warehouse_run(context.instance)
+    if busy is not None:
+        return dg.SkipReason(f"run {busy.run_id[:8]} of {busy.job_name} is {busy.status.value.lower()}")
+    try:
+        words = nothing_new_words()
+    except RunLockBusy as held:
+        return dg.SkipReason(str(held))
+    return dg.RunRequest() if words is None else dg.SkipReason(words)
 
 
 def _contract():
