@@ -44,6 +44,7 @@ def duckdb_floor_seconds(raw_dir: Path, contract: Contract, threads: int = 2) ->
     """(seconds, result rows) for the one-shot query on every *.jsonl under raw_dir."""
     con = duckdb.connect()
     con.execute(f"set threads = {threads}")
+    con.execute("set enable_progress_bar = false")  # the bench prints its own table
     started = time.perf_counter()
     rows = con.execute(floor_query(str(raw_dir / "**" / "*.jsonl"), contract)).fetchall()
     seconds = time.perf_counter() - started
