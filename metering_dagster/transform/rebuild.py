@@ -23,7 +23,7 @@ import duckdb
 from metering_dagster.contract import Contract
 from metering_dagster.schema import ensure_contract_built_table
 
-VALIDATION_RULES = 2  # 2: before_first_period, value_out_of_range, customer_not_in_contract
+VALIDATION_RULES = 3  # 2: before_first_period, value_out_of_range, customer_not_in_contract; 3: is_kept
 
 
 def validation_fingerprint(contract: Contract) -> str:

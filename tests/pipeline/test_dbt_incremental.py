@@ -73,6 +73,7 @@ RUNS = [
     },
 ]
 TABLES = [
+    "intermediate.int_usage_events_deduplicated",
     "intermediate.int_usage_periods_aggregated",
     "intermediate.int_usage_daily_aggregated",
     "marts.fct_usage_daily",
@@ -153,9 +154,9 @@ def test_a_scoped_test_keeps_failing_until_fixed(dbt, tmp_path):
 
     with connect(wh.path) as con:
         con.execute(
-            "insert into intermediate.int_usage_events_deduplicated "
-            "select * replace (3 as landing_run_id) from intermediate.int_usage_events_deduplicated "
-            "where event_id = 'k1'"
+            "insert into intermediate.int_usage_lines_validated "
+            "select * replace (3 as landing_run_id) from intermediate.int_usage_lines_validated "
+            "where event_id = 'k1' and is_kept"
         )
     assert build(dbt, wh.state_dir)["primary_key_int_usage_events_deduplicated_event_id"] == "fail"
     # Its mark did not advance: the next build tests the same rows again.

@@ -1,37 +1,11 @@
-{{ config(materialized='incremental', incremental_strategy=append_strategy()) }}
+{#- A table on Spark: the pipeline copies the tables that Spark builds into the warehouse file, where the
+    steps after dbt read the kept events (metering_dagster/transform/spark_marts.py). -#}
+{{ config(materialized='table' if target.type == 'spark' else 'view') }}
 
 -- The valid events, one per event_id: the first in receipt order wins (earlier landing run,
 -- then file path, then line). Quarantined copies never compete, so a valid later copy of a
--- quarantined event counts. Later copies are reported by rpt_duplicate_events.
-
-with new_valid as (
-    select *
-    from {{ ref('int_usage_lines_validated') }}
-    where quarantine_reason is null
-    {% if is_incremental() %}
-        and landing_run_id > {{ landed_after_this() }}
-    {% endif %}
-),
-
-valid as (
-    select * from new_valid
-    {% if is_incremental() %}
-    -- an event kept by an earlier run stays kept, however late its copy arrives; the lookup is
-    -- limited to the new batch's ids so it does not hash every kept id
-    {{ anti_join() }} (
-        select event_id from {{ this }} where event_id in (select event_id from new_valid)
-    ) as kept using (event_id)
-    {% endif %}
-),
-
-ranked as (
-    select
-        *,
-        row_number() over (
-            partition by event_id order by landing_run_id, source_file, line_number
-        ) as receipt_rank
-    from valid
-)
+-- quarantined event counts. Later copies are reported by rpt_duplicate_events. Which copy is kept is
+-- decided when its line is validated (int_usage_lines_validated.is_kept): no table of its own to write.
 
 select
     event_id,
@@ -43,5 +17,5 @@ select
     source_file,
     line_number,
     payload_hash
-from ranked
-where receipt_rank = 1
+from {{ ref('int_usage_lines_validated') }}
+where is_kept

@@ -1,9 +1,14 @@
 {{ config(materialized='incremental', incremental_strategy=append_strategy()) }}
 
--- Every landed line with its event timestamp in UTC and, if it fails a check, the first
--- quarantine reason in a fixed order (NULL = valid).
+-- Every landed line with its event timestamp in UTC; if it fails a check, the first quarantine reason
+-- in a fixed order (NULL = valid); and whether it is the kept copy of its event (`is_kept`): the first
+-- valid copy of its event_id in receipt order (earlier landing run, then file path, then line).
+-- Quarantined copies never compete, so a valid later copy of a quarantined event counts; an event kept
+-- by an earlier run stays kept, however late its copy arrives. Validating and deduplicating are one
+-- pass over the new lines (dbt_project/DECISIONLOG.md): int_usage_events_deduplicated is a view of the
+-- kept lines, rpt_duplicate_events reports the other valid ones.
 
-with lines as (
+with lines as {{ not_materialized() }} (  -- read again by kept_before: inlined, not copied
     select *
     from {{ ref('stg_raw__usage_lines') }}
     {% if is_incremental() %}
@@ -131,31 +136,65 @@ checked as (
     left join value_problems
         on timed.source_file = value_problems.source_file
         and timed.line_number = value_problems.line_number
+),
+
+validated as (
+    select
+        {{ star_except([
+            'value_problem', 'billing_anchor', 'missing_fields', 'field_problems', 'timestamp_text', 'environment',
+            'contract_environment',
+        ]) }},
+        case quarantine_reason
+            when 'missing_field' then 'missing or null: ' || missing_fields
+            when 'invalid_field' then field_problems
+            when 'invalid_timestamp'
+                then 'timestamp ' || coalesce({{ json_quoted('timestamp_text') }}, 'null')
+                    || ' is not an RFC 3339 time with an offset (2026-10-05T10:00:00Z) nor Unix seconds'
+            when 'wrong_environment'
+                then 'environment ' || coalesce({{ json_quoted('environment') }}, 'null')
+                    || ', the contract says ' || contract_environment
+            when 'unknown_customer' then 'customer_id ' || {{ json_quoted('customer_id') }} || ' is not in the contract'
+            when 'unmetered_action' then 'no meter of the contract counts the action ' || {{ json_quoted('action') }}
+            when 'invalid_value' then value_problem
+            when 'value_out_of_range' then value_problem
+            when 'before_first_period'
+                then 'before the first billing period, which starts at the anchor '
+                    || {{ utc_text('billing_anchor') }}
+            when 'customer_not_in_contract'
+                then 'the customer was in the contract and is no longer: '
+                    || 'its usage is not billed (put it back to bill it)'
+            when 'timestamp_in_future' then 'more than {{ var("future_tolerance_seconds") }} s after landing'
+        end as quarantine_detail
+    from checked
+),
+
+{% if is_incremental() %}
+kept_before as (
+    -- the ids of the new lines that an earlier run kept (a lookup of the new ids only, not of every kept id)
+    select distinct event_id from {{ this }}
+    where is_kept and event_id in (select event_id from lines)
+),
+{% endif %}
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by event_id, quarantine_reason is null order by landing_run_id, source_file, line_number
+        ) as receipt_rank
+    from validated
 )
 
 select
-    {{ star_except([
-        'value_problem', 'billing_anchor', 'missing_fields', 'field_problems', 'timestamp_text', 'environment',
-        'contract_environment',
-    ]) }},
-    case quarantine_reason
-        when 'missing_field' then 'missing or null: ' || missing_fields
-        when 'invalid_field' then field_problems
-        when 'invalid_timestamp'
-            then 'timestamp ' || coalesce({{ json_quoted('timestamp_text') }}, 'null')
-                || ' is not an RFC 3339 time with an offset (2026-10-05T10:00:00Z) nor Unix seconds'
-        when 'wrong_environment'
-            then 'environment ' || coalesce({{ json_quoted('environment') }}, 'null')
-                || ', the contract says ' || contract_environment
-        when 'unknown_customer' then 'customer_id ' || {{ json_quoted('customer_id') }} || ' is not in the contract'
-        when 'unmetered_action' then 'no meter of the contract counts the action ' || {{ json_quoted('action') }}
-        when 'invalid_value' then value_problem
-        when 'value_out_of_range' then value_problem
-        when 'before_first_period'
-            then 'before the first billing period, which starts at the anchor '
-                || {{ utc_text('billing_anchor') }}
-        when 'customer_not_in_contract'
-            then 'the customer was in the contract and is no longer: its usage is not billed (put it back to bill it)'
-        when 'timestamp_in_future' then 'more than {{ var("future_tolerance_seconds") }} s after landing'
-    end as quarantine_detail
-from checked
+    {{ star_except(['receipt_rank'], 'ranked') }},
+    coalesce(
+        ranked.quarantine_reason is null and ranked.receipt_rank = 1
+        {% if is_incremental() %}
+            and kept_before.event_id is null
+        {% endif %},
+        false
+    ) as is_kept
+from ranked
+{% if is_incremental() %}
+    left join kept_before on ranked.event_id = kept_before.event_id
+{% endif %}

@@ -4,19 +4,20 @@
 -- its content differs from the kept one (compared on the parsed JSON, numbers as written).
 
 with valid as (
+    -- the valid lines that are not their event's kept copy
     select *
     from {{ ref('int_usage_lines_validated') }}
-    where quarantine_reason is null
+    where quarantine_reason is null and not is_kept
     {% if is_incremental() %}
         and landing_run_id > {{ landed_after_this() }}
     {% endif %}
 ),
 
 kept as (
-    select * from {{ ref('int_usage_events_deduplicated') }}
-    {% if is_incremental() %}
-    where event_id in (select event_id from valid)  -- only the kept copies of the new lines' ids
-    {% endif %}
+    -- only the kept copies of those lines' ids (not a join of every valid line with every kept event)
+    select kept_events.*
+    from {{ ref('int_usage_events_deduplicated') }} as kept_events
+    where kept_events.event_id in (select valid.event_id from valid)
 )
 
 select
