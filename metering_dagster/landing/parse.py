@@ -58,7 +58,8 @@ DUPLICATE_KEY_MARK = "\x03"
 # A key of a line without backslashes (no string then holds a quote): its text and colon.
 _KEY = r'"[^"\\]*":'
 # Lines whose keys `_KEY` may miss: a backslash (escapes), space before a colon, a string that starts with a colon.
-_KEYS_UNCLEAR = r'"\s+:|[{\[,:]\s*":'
+# JSON's whitespace only: a line with other spaces between its tokens is not JSON, whatever its keys.
+_KEYS_UNCLEAR = r'"[ \t\r\n]+:|[{\[,:][ \t\r\n]*":'
 _STRING_AND_COLON = re.compile(r'"(?:[^"\\]|\\.)*"(\s*:)?')
 
 
