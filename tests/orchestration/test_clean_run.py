@@ -33,7 +33,9 @@ def metering(*args: str) -> subprocess.CompletedProcess:
 def test_a_clean_run_of_the_demo_logs_no_warning(metering_env, dbt_manifest):
     shutil.copytree(DEMO_DIR / "raw", metering_env["raw"], dirs_exist_ok=True)
     metering("clock", "advance", "--to", "2026-11-01T00:30:00Z")
-    runs = [metering("run"), metering("run")]  # the first uploads everything, the second finds nothing new
+    # the first uploads everything, the second (forced) finds nothing new to send, the third skips: nothing new
+    runs = [metering("run"), metering("run", "--force"), metering("run")]
+    assert runs[2].stdout.startswith("metering run: nothing new since run 2 (finished at "), runs[2].stdout
     assert not [line for r in runs for line in (r.stdout + r.stderr).splitlines() if "WARNING" in line]
     # stderr is metering's own progress; a Python warning or a log record with no handler would show here
     assert not [
