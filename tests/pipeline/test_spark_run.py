@@ -49,7 +49,7 @@ def _first_demo_run(root: Path, engine: str) -> Path:
     for command in (["clock", "advance", "--to", IN_GRACE], ["run"]):
         done = subprocess.run(
             [sys.executable, "-m", "metering_dagster.cli", *command],
-            env=env, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT, check=False,
+            env=env, capture_output=True, text=True, timeout=1800, cwd=REPO_ROOT, check=False,
         )  # fmt: skip
         assert done.returncode == 0, f"{engine}: metering {' '.join(command)}\n{done.stdout}\n{done.stderr}"
     return state
