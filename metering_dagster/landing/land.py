@@ -40,7 +40,6 @@ import queue
 import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -410,9 +409,7 @@ def _appended_part(content: bytes, landed: _Landed, gzipped: bool) -> bytes | No
     return content[size:] if text.endswith(b"\n") else None
 
 
-def _read_files(
-    paths: list[Path], raw_dir: Path, manifest: dict[str, _Landed], settle: float, rewriters: ThreadPoolExecutor
-):
+def _read_files(paths: list[Path], raw_dir: Path, manifest: dict[str, _Landed], settle: float):
     """_Rows of about CHUNK_ROWS lines (across small files, a big file in parts), each file's LandedFile
     with or after its last rows; or a file's other outcome."""
     parts, done, size = [], [], 0
@@ -428,12 +425,12 @@ def _read_files(
             parts.append(part.with_columns(pl.lit(landed.source_file).alias("source_file")))
             size += part.height
             if size >= CHUNK_ROWS:
-                yield _Rows(_landing_batch(pl.concat(parts), rewriters), tuple(done))
+                yield _Rows(_landing_batch(pl.concat(parts)), tuple(done))
                 parts, done, size = [], [], 0
         del lines
         done.append(landed)
     if parts or done:
-        yield _Rows(_landing_batch(pl.concat(parts), rewriters) if parts else None, tuple(done))
+        yield _Rows(_landing_batch(pl.concat(parts)) if parts else None, tuple(done))
 
 
 def _ahead(items, depth: int = 1):
@@ -499,11 +496,7 @@ def land_new_files(
     outcomes = {str: skipped, ChangedFile: changed, FailedFile: failed, IncompleteFile: incomplete}
     con.execute("begin transaction")
     try:
-        # The polars rewrite is most of landing's CPU and releases the GIL: a chunk's BATCH_ROWS parts run side by side.
-        with (
-            ThreadPoolExecutor(max_workers=2, thread_name_prefix="landing-rewrite") as rewriters,
-            closing(_ahead(_read_files(paths, raw_dir, manifest, settle_seconds(), rewriters))) as reads,
-        ):
+        with closing(_ahead(_read_files(paths, raw_dir, manifest, settle_seconds()))) as reads:
             for read in reads:
                 if isinstance(read, _Rows):
                     if read.batch is not None:
@@ -623,8 +616,10 @@ def _strict_ok(lines: pl.DataFrame) -> pl.Series:
     return ok.alias("strict_ok")
 
 
-def _batch_part(lines: pl.DataFrame) -> pl.DataFrame:
-    return lines.select(
+def _landing_batch(lines: pl.DataFrame) -> pl.DataFrame:
+    """The polars half of landing: (source_file, line_number, raw_line, landing_problem, exact_json, strict_ok),
+    in Arrow batches of BATCH_ROWS."""
+    batch = lines.select(
         "source_file",
         "line_number",
         "raw_line",
@@ -632,13 +627,7 @@ def _batch_part(lines: pl.DataFrame) -> pl.DataFrame:
         exact_json(pl.col("raw_line")).alias("exact_json"),
         _strict_ok(lines),
     )
-
-
-def _landing_batch(lines: pl.DataFrame, rewriters: ThreadPoolExecutor | None = None) -> pl.DataFrame:
-    """The polars half of landing: (source_file, line_number, raw_line, landing_problem, exact_json, strict_ok),
-    in Arrow batches of BATCH_ROWS (rewritten side by side by `rewriters`, when given)."""
-    parts = [lines.slice(i, BATCH_ROWS) for i in range(0, lines.height, BATCH_ROWS)] or [lines]
-    return pl.concat(list((rewriters.map if rewriters else map)(_batch_part, parts)), rechunk=False)
+    return pl.concat([batch.slice(i, BATCH_ROWS) for i in range(0, batch.height, BATCH_ROWS)] or [batch], rechunk=False)
 
 
 def _insert_batch(con, batch: pl.DataFrame, run_id: int, landed_at: datetime) -> None:
