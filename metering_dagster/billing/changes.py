@@ -79,9 +79,10 @@ def stripe_change_since(
     stripe_now: datetime,
     seen_stripe_now: datetime,
     seen_invoices: str,
+    run_finished_at: datetime,
 ) -> str | None:
     """Why Stripe's view may differ from what the last completed run saw (Stripe's time `seen_stripe_now`, the
-    invoices' state `seen_invoices`), or None when it cannot."""
+    invoices' state `seen_invoices`, the snapshot it reconciled: none since it finished), or None when it cannot."""
     now, seen = stripe_now.astimezone(UTC), seen_stripe_now.astimezone(UTC)
     if now < seen:
         return f"Stripe's time went back from {seen.isoformat()} to {now.isoformat()}"
@@ -96,6 +97,12 @@ def stripe_change_since(
     try:
         if period_invoices_state(con) != seen_invoices:
             return "the state of a period's invoice changed in Stripe"
+        # e.g. the post-finalization reconciliation job read Stripe again: its rows are not reconciled yet
+        read_since = con.execute(
+            "SELECT count(*) FROM ops.stripe_snapshot_state WHERE snapshot_at > ?", [run_finished_at]
+        ).fetchone()[0]
+        if read_since:
+            return f"Stripe's view of {count(read_since, 'customer')} was read again since the last run"
         changed = _customers_changed(con)
     except duckdb.CatalogException:  # no Stripe object synced yet
         return "no Stripe snapshot yet"

@@ -183,7 +183,7 @@ def decide(
     reason = reason or (
         (stripe_now is None and "Stripe's time is unknown")
         or _waiting_to_send(con, stripe_now)
-        or stripe_change_since(con, contract, stripe_now, seen_stripe_now, seen_invoices)
+        or stripe_change_since(con, contract, stripe_now, seen_stripe_now, seen_invoices, finished_at)
     )
     return Freshness(reason or None, number, finished_at)
 

@@ -167,6 +167,13 @@ def _pending_outbox_row(folder: Path) -> None:
     con.close()
 
 
+def _stripe_read_again(folder: Path) -> None:
+    # what the post-finalization reconciliation job leaves: Stripe's view read after the last run reconciled it
+    con = duckdb.connect(str(folder / "state" / "warehouse.duckdb"))
+    con.execute("update ops.stripe_snapshot_state set snapshot_at = now() where customer_id = 'cus_acme'")
+    con.close()
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -175,8 +182,16 @@ def _pending_outbox_row(folder: Path) -> None:
         (_clock_past_period_end, "a billing period of 4 customers ended since Stripe's time 2026-11-01T00:30:00+00:00"),
         (_previous_run_failed, "run 2 did not complete: this run does its work"),
         (_pending_outbox_row, "1 meter event in the Stripe outbox"),
+        (_stripe_read_again, "Stripe's view of 1 customer was read again since the last run"),
     ],
-    ids=["new file", "contract change", "test clock past a period end", "failed previous run", "pending outbox row"],
+    ids=[
+        "new file",
+        "contract change",
+        "test clock past a period end",
+        "failed previous run",
+        "pending outbox row",
+        "Stripe read since",
+    ],
 )
 def test_each_change_makes_the_next_run_do_the_work(after_run, change, reason):
     assert decide_before_run(load_settings()).nothing_new
