@@ -23,12 +23,9 @@ import sys
 from datetime import UTC, datetime
 
 from metering_dagster.billing.errors import stripe_problem
-from metering_dagster.commands.bench.run import run_bench
-from metering_dagster.commands.bench.table import format_table
 from metering_dagster.commands.clock import advance_clock
 from metering_dagster.commands.common import EXIT_FAILED, EXIT_OK
 from metering_dagster.commands.corrections import corrections_preview
-from metering_dagster.commands.demo import DemoRefused, run_demo
 from metering_dagster.commands.explain import explain_invoice
 from metering_dagster.commands.query import query_marts
 from metering_dagster.commands.run import run_once
@@ -149,7 +146,12 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, setting
         if args.tokens_command == "list":
             return tokens.tokens_list(settings)
         return tokens.tokens_revoke(settings, args.id)
+    # The bench and the demo load the console and the bench's helpers (~1.5 s): only for these commands, so that
+    # `metering run` with nothing new stays within a few seconds.
     if args.command == "bench":
+        from metering_dagster.commands.bench.run import run_bench
+        from metering_dagster.commands.bench.table import format_table
+
         report = run_bench(
             args.events,
             keep=args.keep,
@@ -162,6 +164,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, setting
         print(format_table(report) if "figures" in report else json.dumps(report, indent=2))
         return EXIT_OK
     if args.command == "demo":
+        from metering_dagster.commands.demo import DemoRefused, run_demo
+
         try:
             return run_demo(settings)
         except DemoRefused as refused:  # nothing was deleted: one line, no traceback
