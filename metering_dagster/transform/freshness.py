@@ -204,7 +204,7 @@ def decide_before_run(
         return Freshness("no warehouse yet: the first run builds it")
     try:
         with run_lock(settings.state_dir, wait_seconds=lock_wait_seconds, say=say):
-            con = connect(settings.warehouse_path)
+            con = connect(settings.warehouse_path, wait_seconds=0)  # held: the run itself waits, as configured
             try:
                 contract = load_contract(settings.contract_path)
                 return decide(
