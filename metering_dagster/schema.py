@@ -548,7 +548,7 @@ METERING_RUNS_DDL = """CREATE TABLE IF NOT EXISTS ops.metering_runs (
     finished_at TIMESTAMPTZ,                   -- NULL: failed or killed (or still under way)
     landed VARCHAR NOT NULL,                   -- raw.landed_files as the run's dbt step read it
     contract_sha256 VARCHAR NOT NULL,          -- the contract file's bytes
-    dbt_project_sha256 VARCHAR NOT NULL,       -- the dbt project's files
+    dbt_project_sha256 VARCHAR NOT NULL,       -- the engine and the dbt project's files (engine:sha256)
     stripe_now TIMESTAMPTZ,
     period_invoices VARCHAR)                   -- the invoices' state when the run finished (billing/changes.py)"""
 

@@ -3,7 +3,8 @@
 A run has nothing new when, since the last run that completed (`ops.metering_runs`, finished):
 - no file waits to land (a new file, or one whose size, time and content differ from what landing recorded) and
   nothing landed since (`raw.landed_files` as that run's dbt step read it);
-- the contract file and the dbt project's files are byte for byte the same (any change rebuilds);
+- the contract file and the dbt project's files are byte for byte the same, and the engine too (any change
+  rebuilds);
 - nothing waits in the Stripe outbox (meter events not sent, except those waiting for Stripe's clock to reach
   their time, which it has not), in the dead-letter table, among the period adjustments, or among the budget
   alerts to deliver;
@@ -35,7 +36,7 @@ from metering_dagster.display import count
 from metering_dagster.landing.land import escaped_file_name, list_log_files
 from metering_dagster.locks import run_lock
 from metering_dagster.schema import ensure_run_tables
-from metering_dagster.settings import REPO_ROOT, Settings
+from metering_dagster.settings import REPO_ROOT, Settings, metering_engine
 from metering_dagster.warehouse import WarehouseHeld, connect
 
 # The job whose runs are recorded and may be skipped (the budget job always builds: a file started it).
@@ -83,6 +84,23 @@ def dbt_project_sha256(project_dir: Path = DBT_PROJECT_DIR) -> str:
         if path.suffix in DBT_SOURCE_SUFFIXES and relative.parts[0] not in DBT_GENERATED and path.is_file():
             digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def build_definition() -> str:
+    """What builds the marts: the engine of the dbt steps and the dbt project's files (a change of either
+    rebuilds: marts built on one engine are not taken as built on the other)."""
+    return f"{metering_engine()}:{dbt_project_sha256()}"
+
+
+def _build_change(recorded: str, number: int) -> str | None:
+    now = build_definition()
+    if now == recorded:
+        return None
+    engine, _, _ = now.partition(":")
+    recorded_engine, _, _ = recorded.partition(":")
+    if engine != recorded_engine:
+        return f"the engine changed since run {number} ({recorded_engine} to {engine})"
+    return f"the dbt project changed since run {number}"
 
 
 def landed_state(con: duckdb.DuckDBPyConnection) -> str:
@@ -175,7 +193,7 @@ def decide(
         (waiting_files and f"{count(waiting_files, 'new or changed file')} to land")
         or (landed_now != landed and f"new usage landed since run {number}")
         or (file_sha256(contract_path) != contract_sha and f"the contract changed since run {number}")
-        or (dbt_project_sha256() != dbt_sha and f"the dbt project changed since run {number}")
+        or _build_change(dbt_sha, number)
         or (seen_stripe_now is None and f"run {number} did not read Stripe's time")
     )
     if not reason and callable(stripe_now):
@@ -228,7 +246,7 @@ def record_run_started(
     number = con.execute("select coalesce(max(run_number), 0) + 1 from ops.metering_runs").fetchone()[0]
     con.execute(
         "insert into ops.metering_runs values (?, ?, now(), null, ?, ?, ?, ?, null)",
-        [number, dagster_run_id, landed_state(con), file_sha256(contract_path), dbt_project_sha256(), stripe_now],
+        [number, dagster_run_id, landed_state(con), file_sha256(contract_path), build_definition(), stripe_now],
     )
     return number
 

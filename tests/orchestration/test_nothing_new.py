@@ -200,6 +200,12 @@ def test_each_change_makes_the_next_run_do_the_work(after_run, change, reason):
     assert freshness.work == reason
 
 
+def test_a_change_of_engine_makes_the_next_run_do_the_work(after_run, monkeypatch):
+    assert decide_before_run(load_settings()).nothing_new
+    monkeypatch.setenv("METERING_ENGINE", "spark")  # marts built by DuckDB are not the Spark build's
+    assert decide_before_run(load_settings()).work == "the engine changed since run 1 (duckdb to spark)"
+
+
 def test_the_schedule_and_the_sensor_say_why_they_skip(after_run):
     from metering_dagster.defs.orchestration.schedules import hourly_metering_schedule
     from metering_dagster.defs.orchestration.sensors import new_usage_logs_sensor
