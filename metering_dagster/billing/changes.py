@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 
 from metering_dagster.billing.months import period_index
-from metering_dagster.billing.problems import recorded_problems
+from metering_dagster.billing.snapshot import customers_changed_since_snapshot, customers_not_matching
 from metering_dagster.contract.model import Contract
 from metering_dagster.display import count
 from metering_dagster.settings import stripe_verify_hours
@@ -46,31 +46,18 @@ def period_invoices_state(con: duckdb.DuckDBPyConnection) -> str:
 def _customers_changed(con: duckdb.DuckDBPyConnection) -> set[str]:
     """The customers the snapshot would read again (`snapshot.customers_to_read`), but for their invoices' state:
     every run reads it again (`synced_at`), so it is compared whole (`period_invoices_state`)."""
-    hours = stripe_verify_hours()
-    changed = {
+    due = {
         r[0]
         for r in con.execute(
             """SELECT c.customer_id FROM ops.stripe_customers c LEFT JOIN ops.stripe_snapshot_state s USING (customer_id)
-               WHERE s.snapshot_at IS NULL OR s.snapshot_at < ?
-               UNION SELECT l.customer_id FROM ops.stripe_ledger l JOIN ops.stripe_snapshot_state s USING (customer_id)
-               WHERE l.sent_at >= s.snapshot_at
-               UNION SELECT a.customer_id FROM ops.stripe_adjustments a
-               JOIN ops.stripe_snapshot_state s USING (customer_id)
-               WHERE coalesce(a.sent_at, a.created_at) >= s.snapshot_at""",
-            [datetime.now(UTC) - timedelta(hours=hours)],
+               WHERE s.snapshot_at IS NULL OR s.snapshot_at < ?""",
+            [datetime.now(UTC) - timedelta(hours=stripe_verify_hours())],
         ).fetchall()
     }
-    changed |= {r[0] for r in recorded_problems(con)}
-    try:
-        changed |= {
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT customer_id FROM marts.rpt_reconciliation WHERE status <> 'match'"
-            ).fetchall()
-        }
-    except duckdb.CatalogException:  # before the first reconciliation
-        changed.add("(no reconciliation yet)")
-    return changed
+    not_matching = customers_not_matching(con)
+    if not_matching is None:
+        not_matching = {"(no reconciliation yet)"}
+    return due | customers_changed_since_snapshot(con, invoice_syncs=False) | not_matching
 
 
 def stripe_change_since(

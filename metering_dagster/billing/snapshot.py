@@ -159,6 +159,33 @@ def _preview_rows(client: stripe.StripeClient, meter_of: MeterOfPrice, customer:
     return _line_rows(customer_id, preview, "preview", invoice_lines_of(client, preview), meter_of)
 
 
+def customers_changed_since_snapshot(con: duckdb.DuckDBPyConnection, invoice_syncs: bool = True) -> set[str]:
+    """Customers with something new since their last snapshot: meter events or adjustments sent (with
+    `invoice_syncs`, their period invoices synced), a recorded read problem."""
+    since_snapshot = [
+        "SELECT l.customer_id FROM ops.stripe_ledger l JOIN ops.stripe_snapshot_state s USING (customer_id)"
+        " WHERE l.sent_at >= s.snapshot_at",
+        "SELECT a.customer_id FROM ops.stripe_adjustments a JOIN ops.stripe_snapshot_state s USING (customer_id)"
+        " WHERE coalesce(a.sent_at, a.created_at) >= s.snapshot_at",
+    ]
+    if invoice_syncs:
+        since_snapshot.append(
+            "SELECT p.customer_id FROM ops.period_invoices p JOIN ops.stripe_snapshot_state s USING (customer_id)"
+            " WHERE p.synced_at >= s.snapshot_at"
+        )
+    changed = {r[0] for r in con.execute(" UNION ".join(since_snapshot)).fetchall()}
+    return changed | {r[0] for r in recorded_problems(con)}
+
+
+def customers_not_matching(con: duckdb.DuckDBPyConnection) -> set[str] | None:
+    """Customers with a line not matching in the last reconciliation; None before the first one."""
+    try:
+        rows = con.execute("SELECT DISTINCT customer_id FROM marts.rpt_reconciliation WHERE status <> 'match'")
+    except duckdb.CatalogException:
+        return None
+    return {r[0] for r in rows.fetchall()}
+
+
 def customers_to_read(con: duckdb.DuckDBPyConnection, stripe_now: datetime) -> set[str]:
     """Customers whose Stripe view may have changed since their last snapshot (module doc)."""
     hours = stripe_verify_hours()
@@ -166,27 +193,7 @@ def customers_to_read(con: duckdb.DuckDBPyConnection, stripe_now: datetime) -> s
         """SELECT c.customer_id, c.billing_anchor, s.snapshot_at, s.stripe_now
            FROM ops.stripe_customers c LEFT JOIN ops.stripe_snapshot_state s USING (customer_id)"""
     ).fetchall()
-    changed = {
-        r[0]
-        for r in con.execute(
-            """SELECT l.customer_id FROM ops.stripe_ledger l JOIN ops.stripe_snapshot_state s USING (customer_id)
-           WHERE l.sent_at >= s.snapshot_at
-           UNION SELECT p.customer_id FROM ops.period_invoices p JOIN ops.stripe_snapshot_state s USING (customer_id)
-           WHERE p.synced_at >= s.snapshot_at
-           UNION SELECT a.customer_id FROM ops.stripe_adjustments a JOIN ops.stripe_snapshot_state s USING (customer_id)
-           WHERE coalesce(a.sent_at, a.created_at) >= s.snapshot_at"""
-        ).fetchall()
-    }
-    changed |= {r[0] for r in recorded_problems(con)}
-    try:
-        changed |= {
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT customer_id FROM marts.rpt_reconciliation WHERE status <> 'match'"
-            ).fetchall()
-        }
-    except duckdb.Error:  # before the first reconciliation
-        pass
+    changed = customers_changed_since_snapshot(con) | (customers_not_matching(con) or set())
     now = stripe_now.astimezone(UTC)
     stale_before = datetime.now(UTC) - timedelta(hours=hours)
     out = set()
